@@ -1,0 +1,58 @@
+"""``sfumato`` command line: a thin shell over the Python API.
+
+Each sub-command lives in ``sfumato.commands.<name>`` and exposes ``HELP``, ``add_arguments(parser)``
+and ``run(args) -> int``; modules keep heavy imports inside ``run`` so ``sfumato --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+from ._version import __version__
+
+COMMANDS = {
+    "cloak": "cloak",
+    "poison": "poison",
+    "protect": "protect",
+    "check": "check",
+    "serve": "serve",
+    "sign": "sign",
+    "verify": "verify",
+    "keys": "keys",
+    "optout-site": "optout_site",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sfumato",
+        description="Protect artworks from generative-AI mimicry and verify what survives.",
+    )
+    parser.add_argument("--version", action="version", version=f"sfumato {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, mod_name in COMMANDS.items():
+        try:
+            mod = import_module(f"sfumato.commands.{mod_name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"sfumato.commands.{mod_name}":
+                continue  # command not built yet in this checkout
+            raise
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
