@@ -14,7 +14,7 @@ _LAZY = {
     "cloak": ("sfumato.api", "cloak"),
     "cloak_file": ("sfumato.api", "cloak_file"),
     "CloakConfig": ("sfumato.config", "CloakConfig"),
-    "CloakResult": ("sfumato.cloak", "CloakResult"),
+    "CloakResult": ("sfumato.style_cloak", "CloakResult"),
     "load_encoder": ("sfumato.encoders", "load_encoder"),
     "load_image": ("sfumato.io", "load_image"),
     "save_image": ("sfumato.io", "save_image"),

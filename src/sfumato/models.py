@@ -142,6 +142,8 @@ def resolve(name: str, *, path: str | os.PathLike[str] | None = None, download: 
     if name not in REGISTRY:
         raise KeyError(f"unknown weight file {name!r}; known: {', '.join(sorted(REGISTRY))}")
     w = REGISTRY[name]
+    if path is not None and not Path(path).expanduser().exists():
+        raise ModelNotFoundError(f"model path {path} does not exist; give an existing file or models folder")
     tried = _candidates(name, path)
     for p in tried:
         if p.is_file():
@@ -172,10 +174,12 @@ def verify(path: str | os.PathLike[str], expected_sha256: str | None) -> str:
 
 
 def load_state_dict(path: str | os.PathLike[str], *, sha256: str | None) -> dict:
-    """Load a state dict safely (safetensors or ``torch.load(weights_only=True)``) after a SHA check."""
+    """Load a state dict safely (safetensors or ``torch.load(weights_only=True)``) after a SHA check
+    (``sha256=None`` only when the caller has just verified the file)."""
     import torch
 
-    verify(path, sha256)
+    if sha256 is not None:
+        verify(path, sha256)
     p = str(path)
     if p.endswith(".safetensors"):
         from safetensors.torch import load_file

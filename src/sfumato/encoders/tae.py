@@ -104,6 +104,7 @@ class TAEEncoder(Encoder):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         if self.decoder is None:
             return super().decode(z)
+        z = z.to(dtype=next(self.decoder.parameters()).dtype)
         return self.decoder(z).clamp(0, 1)
 
 
@@ -136,8 +137,8 @@ def load_tae(name: str = "taef2", *, models_dir: str | os.PathLike[str] | None =
 
 def tiny_random_tae(*, seed: int = 0, with_decoder: bool = True) -> TAEEncoder:
     """A randomly initialised TAEF2-shaped model for fast mechanical tests (no weights needed)."""
-    g = torch.manual_seed(seed)
-    del g
-    out = TAEEncoder("tae-random", tae_encoder(), tae_decoder() if with_decoder else None, downscale=8)
+    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
+        torch.manual_seed(seed)
+        out = TAEEncoder("tae-random", tae_encoder(), tae_decoder() if with_decoder else None, downscale=8)
     out.weights_sha256 = {"random": f"seed-{seed}"}
     return out.freeze()

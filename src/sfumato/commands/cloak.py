@@ -1,0 +1,105 @@
+"""``sfumato cloak``: add a style cloak to images (files or folders)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "Add a style cloak (Glaze-style) to artworks: files or folders, written to OUT_DIR."
+
+
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATHS", help="image files or folders (recursive)")
+    p.add_argument("-o", "--out", dest="out_dir", required=True, metavar="OUT_DIR", help="output folder")
+    p.add_argument("--intensity", choices=["low", "default", "high"], default="default",
+                   help="perceptual budget: low (LPIPS 0.03, L∞ 8/255), default (0.05, 12/255), high (0.07, 16/255)")
+    p.add_argument("--quality", choices=["fast", "default", "slow"], default="default",
+                   help="search effort: fast, default or slow (more steps, higher resolution)")
+    p.add_argument("--lpips", type=float, default=None, help="override the LPIPS budget p")
+    p.add_argument("--linf", type=float, default=None, help="override the L∞ cap, in 1/255 units (e.g. 8)")
+    p.add_argument("--encoder", action="append", default=None, metavar="SPEC[=WEIGHT]",
+                   help="encoder to target (repeatable): taef2, taesana, diffusers:<id or path>; default taef2")
+    p.add_argument("--steps", type=int, default=None, help="override the preset's optimisation steps")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="override the long side (px) at which the encoder sees the image (a trainer's size)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (recorded in the manifest)")
+    p.add_argument("--format", choices=["PNG", "JPEG", "WEBP", "TIFF"], default=None,
+                   help="output format (default: same family as the input; PNG in -> PNG out)")
+    p.add_argument("--jpeg-quality", type=int, default=98,
+                   help="JPEG quality, 95-100 (default 98; 4:4:4 chroma always)")
+    p.add_argument("--models-dir", default=None, help="folder with model weights (else $SFUMATO_MODELS_DIR)")
+    p.add_argument("--ai-view", action="store_true", help="also write PNGs of what the encoder sees, before/after")
+    p.add_argument("--resume", action="store_true", help="skip images whose manifest already exists")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common_arguments(p)
+    p.add_argument("--target-style", default="auto", metavar="NAME|DIR",
+                   help="'auto' (built-in style chosen as in Glaze), a built-in style name, or a folder of "
+                        "reference images of the target style")
+    p.add_argument("--style-strength", type=float, default=1.0, help="how far the target goes toward the style (0-1]")
+
+
+def parse_encoders(specs: list[str] | None) -> tuple[tuple[str, float], ...]:
+    if not specs:
+        return (("taef2", 1.0),)
+    out = []
+    for s in specs:
+        name, _, w = s.partition("=")
+        out.append((name, float(w) if w else 1.0))
+    return tuple(out)
+
+
+def config_from_args(args: argparse.Namespace):  # noqa: ANN201
+    import dataclasses
+
+    from ..config import CloakConfig
+
+    cfg = CloakConfig.preset(intensity=args.intensity, quality=args.quality, encoders=parse_encoders(args.encoder),
+                             target_style=args.target_style, style_strength=args.style_strength, seed=args.seed)
+    if args.lpips is not None or args.linf is not None:
+        b = cfg.budget
+        b = dataclasses.replace(b, lpips=args.lpips if args.lpips is not None else b.lpips,
+                                linf=args.linf / 255 if args.linf is not None else b.linf)
+        cfg = dataclasses.replace(cfg, budget=b)
+    if args.steps is not None or args.resolution is not None:
+        e = cfg.effort
+        e = dataclasses.replace(e, steps=args.steps if args.steps is not None else e.steps,
+                                resolution=args.resolution if args.resolution is not None else e.resolution)
+        cfg = dataclasses.replace(cfg, effort=e)
+    return cfg
+
+
+def print_summary(report, label: str) -> None:  # noqa: ANN001
+    print(f"{label}: {len(report.done)} done, {len(report.skipped)} skipped (resume), "
+          f"{len(report.failed)} failed, {report.seconds:.1f} s", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..api import cloak_file, manifest_path_for
+    from ..batch import collect, run_batch
+
+    cfg = config_from_args(args)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = collect(args.paths)
+
+    def work(item):  # noqa: ANN001, ANN202
+        r = cloak_file(item.source, out_dir, cfg, output_format=args.format, jpeg_quality=args.jpeg_quality,
+                       overwrite=args.overwrite, ai_view=args.ai_view, models_dir=args.models_dir,
+                       rel_stem=item.rel_stem)
+        m = r.manifest
+        lat = next(iter(m["latent"].values()))
+        print(f"{item.source} -> {r.output}  lpips={m['achieved']['lpips_alex' if cfg.budget.lpips_net == 'alex' else 'lpips_squeeze']:.4f} "
+              f"linf={m['achieved']['linf'] * 255:.1f}/255 target={m['target']['style']} "
+              f"latent_reduction={lat['relative_reduction']:.1%} {m['timing_s']['file_total']:.1f}s")
+        return r
+
+    report = run_batch(items, out_dir, work, resume=args.resume,
+                       manifest_name=lambda stem: manifest_path_for(out_dir, stem), quiet=args.quiet)
+    print_summary(report, "cloak")
+    return report.exit_code

@@ -1,0 +1,141 @@
+"""Keyword-only, frozen configuration objects that round-trip to JSON, and the named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Intensity = Literal["low", "default", "high"]
+Quality = Literal["fast", "default", "slow"]
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+class _JSONMixin:
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):  # type: ignore[no-untyped-def]
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(d) - names
+        _check(not unknown, f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(names)}")
+        kwargs = dict(d)
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name in kwargs and isinstance(kwargs[f.name], list):
+                kwargs[f.name] = tuple(kwargs[f.name])
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, s: str):  # type: ignore[no-untyped-def]
+        return cls.from_dict(json.loads(s))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget(_JSONMixin):
+    """Perceptual budget of a perturbation, enforced on the *saved 8/16-bit file*.
+
+    ``lpips``: LPIPS v0.1 ceiling (AlexNet by default; Glaze uses p = 0.05); ``linf``: cap on the absolute
+    change of any channel of any pixel, in [0, 1] units (8/255 = 0.0314).
+    """
+
+    lpips: float = 0.05
+    linf: float = 12 / 255
+    lpips_net: Literal["alex", "squeeze"] = "alex"
+
+    def __post_init__(self) -> None:
+        _check(0 < self.lpips < 1, f"budget lpips must be in (0, 1), got {self.lpips}; Glaze uses 0.05")
+        _check(0 < self.linf <= 1, f"budget linf must be in (0, 1] (pixel units, 8/255 = 0.031), got {self.linf}")
+        _check(self.lpips_net in ("alex", "squeeze"), f"lpips_net must be 'alex' or 'squeeze', got {self.lpips_net!r}")
+
+
+INTENSITY_PRESETS: dict[str, Budget] = {
+    "low": Budget(lpips=0.03, linf=8 / 255),
+    "default": Budget(lpips=0.05, linf=12 / 255),
+    "high": Budget(lpips=0.07, linf=16 / 255),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Effort(_JSONMixin):
+    """Search effort of the optimisation.
+
+    ``resolution``: long side (pixels) at which the encoder sees the image, as a trainer would after
+    resizing; the perturbation lives at that resolution and is upsampled smoothly to the full image.
+    ``coarse_fraction``: share of steps run at half resolution first (multi-scale schedule).
+    ``early_stop``: stop once the latent has moved this share of the way to the target (0 disables).
+    """
+
+    steps: int = 100
+    resolution: int = 512
+    lr: float = 0.004
+    coarse_fraction: float = 0.0
+    early_stop: float = 0.0
+    calibration_steps: int = 8
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        _check(64 <= self.resolution <= 4096, f"resolution must be in [64, 4096] pixels, got {self.resolution}")
+        _check(self.lr > 0, f"lr must be positive, got {self.lr}")
+        _check(0 <= self.coarse_fraction < 1, f"coarse_fraction must be in [0, 1), got {self.coarse_fraction}")
+        _check(0 <= self.early_stop < 1, f"early_stop must be in [0, 1), got {self.early_stop}")
+
+
+QUALITY_PRESETS: dict[str, Effort] = {
+    "fast": Effort(steps=40, resolution=512, lr=0.006),
+    "default": Effort(steps=100, resolution=512, lr=0.004),
+    "slow": Effort(steps=250, resolution=768, lr=0.003),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloakConfig(_JSONMixin):
+    """Everything that determines a style cloak; with the image, it reproduces the result exactly.
+
+    ``encoders``: encoder specs with weights (``("taef2", 1.0)``); ``target_style``: ``"auto"`` (a built-in
+    style picked as in Glaze, between the 50th and 75th percentile of style distance), a built-in style
+    name, or a folder of reference images; ``style_strength``: how far the target rendering goes toward
+    the style (0..1); ``alpha``: weight of the LPIPS-overshoot penalty (Glaze's α).
+    """
+
+    budget: Budget = field(default_factory=Budget)
+    effort: Effort = field(default_factory=Effort)
+    encoders: tuple[tuple[str, float], ...] = (("taef2", 1.0),)
+    target_style: str = "auto"
+    style_strength: float = 1.0
+    alpha: float = 30.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(len(self.encoders) >= 1, "at least one encoder is needed, e.g. encoders=(('taef2', 1.0),)")
+        for e in self.encoders:
+            _check(len(e) == 2 and float(e[1]) > 0, f"each encoder is (spec, positive weight), got {e!r}")
+        _check(0 < self.style_strength <= 1, f"style_strength must be in (0, 1], got {self.style_strength}")
+        _check(self.alpha >= 0, f"alpha must be >= 0, got {self.alpha}")
+        _check(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a non-negative int, got {self.seed!r}")
+
+    @classmethod
+    def preset(cls, *, intensity: str = "default", quality: str = "default", **kw: Any) -> CloakConfig:
+        _check(intensity in INTENSITY_PRESETS,
+               f"unknown intensity {intensity!r}; choose one of {sorted(INTENSITY_PRESETS)}")
+        _check(quality in QUALITY_PRESETS, f"unknown quality {quality!r}; choose one of {sorted(QUALITY_PRESETS)}")
+        return cls(budget=INTENSITY_PRESETS[intensity], effort=QUALITY_PRESETS[quality], **kw)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CloakConfig:
+        d = dict(d)
+        if isinstance(d.get("budget"), dict):
+            d["budget"] = Budget.from_dict(d["budget"])
+        if isinstance(d.get("effort"), dict):
+            d["effort"] = Effort.from_dict(d["effort"])
+        if "encoders" in d:
+            d["encoders"] = tuple((str(s), float(w)) for s, w in d["encoders"])
+        return super().from_dict(d)  # type: ignore[misc]

@@ -1,0 +1,120 @@
+"""The one optimisation loop shared by every protection (cloak, poison, protect) and every baseline.
+
+It minimises ``objective(x0 + δ) + Σ budget.penalty(x0 + δ)`` over δ and applies every budget's hard
+``project`` after each step. Two update rules cover the published methods:
+
+* ``"adam"`` — Adam on δ (Kingma & Ba, ICLR 2015), as Glaze optimises its cloak;
+* ``"sign"`` — signed-gradient PGD (Madry et al., ICLR 2018), as PhotoGuard, Mist and the Nightshade
+  release do, with a constant or linearly decaying step.
+
+An optional ``transform(x, gen)`` is applied to ``x0 + δ`` before the objective at every step
+(expectation over transformation, Athalye et al., ICML 2018). An optional multi-scale schedule runs the
+first ``coarse_fraction`` of the steps with ``coarse=True`` so the objective can look at a downscaled
+view (cheaper encoder passes). Early stopping ends the loop once the objective reports enough progress.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from .budgets import BudgetTerm
+
+# objective(x_adv, coarse) -> (loss, progress in [0, 1] or None)
+Objective = Callable[[torch.Tensor, bool], tuple[torch.Tensor, float | None]]
+Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+@dataclass
+class LoopResult:
+    delta: torch.Tensor
+    steps_run: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def optimise(
+    x0: torch.Tensor,
+    objective: Objective,
+    budgets: Sequence[BudgetTerm],
+    *,
+    steps: int,
+    lr: float,
+    generator: torch.Generator,
+    update: Literal["adam", "sign"] = "adam",
+    decay: Literal["none", "linear"] = "none",
+    coarse_fraction: float = 0.0,
+    early_stop: float = 0.0,
+    transform: Transform | None = None,
+    init_noise: float = 0.0,
+    delta0: torch.Tensor | None = None,
+    callback: Callable[[int, int], None] | None = None,
+) -> LoopResult:
+    """Optimise a perturbation δ for the clean image ``x0`` (1x3xHxW in [0, 1]); returns the best δ.
+
+    The δ with the lowest objective seen (after projection) is returned, so a noisy final step never
+    loses progress. ``callback(step, steps)`` reports progress.
+    """
+    t0 = time.perf_counter()
+    x0 = x0.detach()
+    for b in budgets:
+        b.prepare(x0)
+    if delta0 is not None:
+        delta = delta0.detach().clone().to(x0)
+    else:
+        delta = torch.zeros_like(x0)
+    if init_noise > 0:
+        noise = torch.rand(x0.shape, generator=generator, dtype=x0.dtype, device="cpu").to(x0.device)
+        delta = delta + (noise * 2 - 1) * init_noise
+    for b in budgets:
+        delta = b.project(delta, x0)
+    delta.requires_grad_(True)
+    opt = torch.optim.Adam([delta], lr=lr) if update == "adam" else None
+    n_coarse = int(round(steps * coarse_fraction))
+    best_loss, best_delta = float("inf"), delta.detach().clone()
+    history: list[dict] = []
+    stopped = False
+    step = 0
+    for step in range(1, steps + 1):
+        coarse = step <= n_coarse
+        x_adv = x0 + delta
+        x_in = transform(x_adv, generator) if transform is not None else x_adv
+        obj, progress = objective(x_in, coarse)
+        pen = sum((b.penalty(x_adv) for b in budgets), start=obj.new_zeros(()))
+        loss = obj + pen
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+        elif delta.grad is not None:
+            delta.grad = None
+        loss.backward()
+        lv = float(loss.detach())
+        # Track the best fine-scale iterate, δ *before* this step's update (the one the loss belongs to).
+        # Coarse losses are not comparable with fine ones; transformed losses are noisy.
+        if not coarse and transform is None and lv < best_loss:
+            best_loss, best_delta = lv, delta.detach().clone()
+        with torch.no_grad():
+            if opt is not None:
+                opt.step()
+            else:
+                frac = (step - 1) / max(1, steps - 1)
+                size = lr * (1 - frac) if decay == "linear" else lr
+                delta -= size * delta.grad.sign()
+            projected = delta
+            for b in budgets:
+                projected = b.project(projected, x0)
+            delta.copy_(projected)
+        history.append({"step": step, "loss": lv, "objective": float(obj.detach()), "penalty": float(pen.detach()),
+                        "progress": progress, "coarse": coarse})
+        if callback is not None:
+            callback(step, steps)
+        if early_stop > 0 and not coarse and progress is not None and progress >= early_stop and float(pen.detach()) == 0:
+            stopped = True
+            break
+    # Without a comparable loss history (EOT or all-coarse), the last iterate is the answer.
+    final = best_delta if best_loss < float("inf") and not stopped else delta.detach().clone()
+    return LoopResult(final, step, time.perf_counter() - t0, history, stopped)
