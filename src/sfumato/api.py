@@ -116,21 +116,24 @@ def cloak(image: Any, config: CloakConfig | None = None, *, models_dir=None, **k
     return cloak_array(rgb, config, models_dir=models_dir, **kw)
 
 
-def cloak_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: CloakConfig | None = None, *,
-               output_format: str | None = None, jpeg_quality: int = 98, overwrite: bool = False,
-               ai_view: bool = False, models_dir=None, xmp: bytes | None = None,  # noqa: ANN001
-               rel_stem: str | None = None, progress: Callable[[int, int], None] | None = None) -> FileResult:
-    """Cloak one image file into ``out_dir``: the protected file (same format by default, atomic write,
-    metadata/alpha/bit depth kept) and ``<stem>.sfumato.json``. Budget figures are measured on the file
-    as saved (re-read from disk)."""
-    from . import io as sio
-    from .style_cloak import ai_view as render_ai_view
-    from .style_cloak import cloak_array, protected_quality
+def _check_jpeg_quality(q: int) -> None:
+    if not 95 <= q <= 100:
+        raise ValueError(f"JPEG quality {q} is not allowed: below 95 (and with 4:2:0 chroma) the codec erases "
+                         "most of the perturbation; use 95-100")
 
-    config = config or CloakConfig()
-    if jpeg_quality < 95:
-        raise ValueError(f"JPEG quality {jpeg_quality} is too low: below 95 (and with 4:2:0 chroma) the codec "
-                         "erases most of the perturbation; use 95-100")
+
+def _process_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, mode: str, config: Any,
+                  compute: Callable[[Any, Callable[[np.ndarray], np.ndarray]], Any],
+                  output_format: str | None, jpeg_quality: int, overwrite: bool, ai_view: bool, models_dir: Any,
+                  xmp: bytes | None, rel_stem: str | None,
+                  extra: Callable[[Any, Any, Any, Path, str], dict[str, Any]] | None = None) -> FileResult:
+    """Load → compute (with the output codec's quantiser) → save atomically → re-read the saved file and
+    measure it → manifest. Shared by cloak, poison and protect."""
+    from . import io as sio
+    from .perturb import load_encoders, protected_quality
+    from .style_cloak import ai_view as render_ai_view
+
+    _check_jpeg_quality(jpeg_quality)
     t0 = time.perf_counter()
     src = Path(src)
     out_dir = Path(out_dir)
@@ -145,57 +148,213 @@ def cloak_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], con
         for p in (out_path, man_path):
             if p.exists():
                 raise FileExistsError(f"{p} already exists; use --overwrite to replace it or --resume to skip done images")
-    bits = sio.output_bit_depth(img, fmt)
-    quantise = make_quantiser(img, fmt, jpeg_quality=jpeg_quality, linf=config.budget.linf)
-    res = cloak_array(img.rgb, config, quantise=quantise, models_dir=models_dir, progress=progress)
+    budget = config.budget
+    quantise = make_quantiser(img, fmt, jpeg_quality=jpeg_quality, linf=budget.linf)
+    res = compute(img, quantise)
     final = sio.save_image(img, res.image, out_path, format=fmt, jpeg_quality=jpeg_quality, overwrite=overwrite,
                            xmp=xmp)
-    # The truth is the file on disk: re-read and measure it.
-    saved = sio.load_image(final)
-    achieved = protected_quality(saved.rgb, img.rgb, lpips_net=config.budget.lpips_net, models_dir=models_dir)
-    extra: list[Path] = []
-    from .style_cloak import LatentTargetObjective  # noqa: F401  (documentation of where latents come from)
-
-    latent = res.latent
+    saved = sio.load_image(final)  # the truth is the file on disk: re-read and measure it
+    achieved = protected_quality(saved.rgb, img.rgb, lpips_net=budget.lpips_net, models_dir=models_dir)
+    extra_files: list[Path] = []
     if ai_view:
-        enc = next((e for e in _encoders_with_decoder(config, models_dir)), None)
+        enc = next((e for e, _ in load_encoders(config, models_dir=models_dir) if e.has_decoder), None)
         if enc is not None:
             for tag, arr in (("before", img.rgb), ("after", saved.rgb)):
                 p = out_dir / f"{stem}.ai_view.{tag}.png"
                 write_png_atomic(p, render_ai_view(arr, enc, resolution=config.effort.resolution))
-                extra.append(p)
-    manifest = {
+                extra_files.append(p)
+    manifest: dict[str, Any] = {
         "sfumato_version": __version__,
-        "mode": "cloak",
+        "mode": mode,
         "source": {"file": src.name, "sha256": sha256_bytes_of(src), "format": img.format,
                    "size": list(img.size), "bit_depth": img.bit_depth, "mode": img.mode},
-        "output": {"file": final.name, "format": fmt, "bit_depth": bits,
+        "output": {"file": final.name, "format": fmt, "bit_depth": sio.output_bit_depth(img, fmt),
                    "jpeg_quality": jpeg_quality if fmt == "JPEG" else None, "sha256": sha256_bytes_of(final)},
         "encoders": [_encoder_entry(spec, w, models_dir) for spec, w in config.encoders],
-        "target": res.target,
         "seed": config.seed,
-        "budget": {"lpips": config.budget.lpips, "lpips_net": config.budget.lpips_net,
-                   "linf": config.budget.linf},
+        "budget": {"lpips": budget.lpips, "lpips_net": budget.lpips_net, "linf": budget.linf},
         "achieved": achieved,
-        "within_budget": bool(achieved[f"lpips_{config.budget.lpips_net}"] <= config.budget.lpips + 1e-6
-                              and achieved["linf"] <= config.budget.linf + 1e-6),
-        "latent": {d["encoder"]: {k: v for k, v in d.items() if k != "encoder"} for d in latent},
+        "within_budget": bool(achieved[f"lpips_{budget.lpips_net}"] <= budget.lpips + 1e-6
+                              and achieved["linf"] <= budget.linf + 1e-6),
+        "latent": {(f"{d['target']}/" if "target" in d else "") + d["encoder"]:
+                   {k: v for k, v in d.items() if k not in ("encoder", "target")} for d in res.latent},
         "optimisation": {"steps_run": res.steps_run, "scale": res.scale},
-        "timing_s": {**res.timing_s, "file_total": round(time.perf_counter() - t0, 3)},
-        "config": config.to_dict(),
     }
+    if extra is not None:
+        manifest.update(extra(img, saved, res, out_dir, stem))
+    manifest["timing_s"] = {**res.timing_s, "file_total": round(time.perf_counter() - t0, 3)}
+    manifest["config"] = config.to_dict()
     write_json_atomic(man_path, manifest, overwrite=True)
-    return FileResult(src, final, man_path, manifest, extra)
+    return FileResult(src, final, man_path, manifest, extra_files + manifest.pop("_files", []))
 
 
-def _encoders_with_decoder(config: CloakConfig, models_dir):  # noqa: ANN001, ANN202
-    from .style_cloak import load_encoders
+def cloak_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: CloakConfig | None = None, *,
+               output_format: str | None = None, jpeg_quality: int = 98, overwrite: bool = False,
+               ai_view: bool = False, models_dir=None, xmp: bytes | None = None,  # noqa: ANN001
+               rel_stem: str | None = None, progress: Callable[[int, int], None] | None = None) -> FileResult:
+    """Cloak one image file into ``out_dir``: the protected file (same format by default, atomic write,
+    metadata/alpha/bit depth kept) and ``<stem>.sfumato.json``. Budget figures are measured on the file
+    as saved (re-read from disk)."""
+    from .style_cloak import cloak_array
 
-    return [e for e, _ in load_encoders(config, models_dir=models_dir) if e.has_decoder]
+    config = config or CloakConfig()
+
+    def compute(img, quantise):  # noqa: ANN001, ANN202
+        return cloak_array(img.rgb, config, quantise=quantise, models_dir=models_dir, progress=progress)
+
+    return _process_file(src, out_dir, mode="cloak", config=config, compute=compute, output_format=output_format,
+                         jpeg_quality=jpeg_quality, overwrite=overwrite, ai_view=ai_view, models_dir=models_dir,
+                         xmp=xmp, rel_stem=rel_stem, extra=lambda img, saved, res, od, stem: {"target": res.target})
+
+
+class NotACandidate(ValueError):
+    """The image does not clearly show the concept to poison (skipped unless forced)."""
+
+
+def concept_report(original: np.ndarray, saved: np.ndarray, *, concept: str, target: str,
+                   models_dir=None, resolution: int = 512) -> dict[str, Any]:  # noqa: ANN001
+    """Stealth and effect of a poison, judged independently (MobileNetV2, never in the loss): do the saved
+    pixels still show C (top-5)? does the AI view (TAEF2 decode of the latent) show A (top-5)?"""
+    from .perturb import _cached_encoder
+    from .style_cloak import ai_view as render_ai_view
+
+    judge = _concept_judge(models_dir)
+    enc = _cached_encoder("taef2", models_dir)
+    views = [render_ai_view(a, enc, resolution=resolution) for a in (original, saved)]
+    imgs = [original, saved, *views]
+    out: dict[str, Any] = {"judge": "MobileNetV2 ImageNet (int8 TFLite), concept = group of classes, top-5",
+                           "ai_view_encoder": enc.id}
+    for c in (concept, target):
+        if c not in judge.concepts:
+            out[f"note_{c}"] = f"concept {c!r} has no ImageNet class group; not judged"
+    if concept in judge.concepts:
+        hits = judge.top_k_hits(imgs, concept, k=5)
+        out["pixels_show_concept"] = {"before": bool(hits[0]), "after": bool(hits[1])}
+        out["ai_view_shows_concept"] = {"before": bool(hits[2]), "after": bool(hits[3])}
+    if target in judge.concepts:
+        hits = judge.top_k_hits(imgs, target, k=5)
+        out["pixels_show_target"] = {"before": bool(hits[0]), "after": bool(hits[1])}
+        out["ai_view_shows_target"] = {"before": bool(hits[2]), "after": bool(hits[3])}
+    out["ai_view_class_after"] = judge.classify([views[1]])[0]
+    return out
+
+
+_JUDGES: dict[str, Any] = {}
+
+
+def _concept_judge(models_dir):  # noqa: ANN001, ANN202
+    from .judges.concept import ConceptJudge
+
+    key = str(models_dir)
+    if key not in _JUDGES:
+        _JUDGES[key] = ConceptJudge(models_dir=models_dir)
+    return _JUDGES[key]
+
+
+def poison_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: Any, anchors: Any, *,
+                scorer: Any = None, force: bool = False, caption: bool = True, output_format: str | None = None,
+                jpeg_quality: int = 98, overwrite: bool = False, ai_view: bool = False, models_dir=None,  # noqa: ANN001
+                xmp: bytes | None = None, rel_stem: str | None = None, judge: bool = True,
+                progress: Callable[[int, int], None] | None = None) -> FileResult:
+    """Poison one image of ``config.concept`` toward ``config.target`` using ``anchors`` (an
+    :class:`sfumato.anchors.AnchorSet`); writes the image, ``<stem>.txt`` (a caption naming C) and the
+    manifest with stealth/effect figures. Raises :class:`NotACandidate` when the scorer says the image
+    does not clearly show C (unless ``force``)."""
+    from . import io as sio
+    from .poison import caption_for, poison_array
+
+    candidate: dict[str, Any] = {"checked": False}
+    if scorer is not None:
+        rgb = sio.load_image(src).rgb
+        score = float(scorer.score([rgb], config.concept)[0])
+        shows = bool(scorer.shows([rgb], config.concept)[0])
+        candidate = {"checked": True, "scorer": scorer.describe(), "score": score, "shows_concept": shows,
+                     "forced": bool(force and not shows)}
+        if not shows and not force:
+            raise NotACandidate(f"does not clearly show {config.concept!r} ({scorer.name} score {score:.3f}); "
+                                "skipped — pass --force to poison it anyway")
+
+    def compute(img, quantise):  # noqa: ANN001, ANN202
+        return poison_array(img.rgb, config, anchors.images, anchor_names=anchors.names, quantise=quantise,
+                            models_dir=models_dir, progress=progress)
+
+    def extra(img, saved, res, od, stem):  # noqa: ANN001, ANN202
+        e: dict[str, Any] = {"concept": config.concept, "target": config.target,
+                             "anchor": {**res.anchor, "source": anchors.source}, "candidate": candidate}
+        if caption:
+            text = caption_for(config.concept, seed=config.seed)
+            cp = od / f"{stem}.txt"
+            _write_text_atomic(cp, text + "\n")
+            e["caption"] = {"file": cp.name, "text": text}
+            e["_files"] = [cp]
+        if judge:
+            e["judged"] = concept_report(img.rgb, saved.rgb, concept=config.concept, target=config.target,
+                                         models_dir=models_dir, resolution=config.effort.resolution)
+        return e
+
+    return _process_file(src, out_dir, mode="poison", config=config, compute=compute, output_format=output_format,
+                         jpeg_quality=jpeg_quality, overwrite=overwrite, ai_view=ai_view, models_dir=models_dir,
+                         xmp=xmp, rel_stem=rel_stem, extra=extra)
+
+
+def protect_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: Any, anchors: Any, *,
+                 scorer: Any = None, force: bool = False, caption: bool = True, output_format: str | None = None,
+                 jpeg_quality: int = 98, overwrite: bool = False, ai_view: bool = False, models_dir=None,  # noqa: ANN001
+                 xmp: bytes | None = None, rel_stem: str | None = None, judge: bool = True,
+                 progress: Callable[[int, int], None] | None = None) -> FileResult:
+    """Cloak and poison one image jointly (one optimisation under one budget); outputs as
+    :func:`poison_file` plus the style target."""
+    from . import io as sio
+    from .poison import caption_for
+    from .protect import protect_array
+
+    candidate: dict[str, Any] = {"checked": False}
+    if scorer is not None:
+        rgb = sio.load_image(src).rgb
+        score = float(scorer.score([rgb], config.concept)[0])
+        shows = bool(scorer.shows([rgb], config.concept)[0])
+        candidate = {"checked": True, "scorer": scorer.describe(), "score": score, "shows_concept": shows,
+                     "forced": bool(force and not shows)}
+        if not shows and not force:
+            raise NotACandidate(f"does not clearly show {config.concept!r} ({scorer.name} score {score:.3f}); "
+                                "skipped — pass --force to protect it anyway")
+
+    def compute(img, quantise):  # noqa: ANN001, ANN202
+        return protect_array(img.rgb, config, anchors.images, anchor_names=anchors.names, quantise=quantise,
+                             models_dir=models_dir, progress=progress)
+
+    def extra(img, saved, res, od, stem):  # noqa: ANN001, ANN202
+        e: dict[str, Any] = {"concept": config.concept, "target": {"style": res.target, "concept": config.target},
+                             "anchor": {**res.anchor, "source": anchors.source}, "candidate": candidate}
+        if caption:
+            text = caption_for(config.concept, seed=config.seed)
+            cp = od / f"{stem}.txt"
+            _write_text_atomic(cp, text + "\n")
+            e["caption"] = {"file": cp.name, "text": text}
+            e["_files"] = [cp]
+        if judge:
+            e["judged"] = concept_report(img.rgb, saved.rgb, concept=config.concept, target=config.target,
+                                         models_dir=models_dir, resolution=config.effort.resolution)
+        return e
+
+    return _process_file(src, out_dir, mode="protect", config=config, compute=compute,
+                         output_format=output_format, jpeg_quality=jpeg_quality, overwrite=overwrite,
+                         ai_view=ai_view, models_dir=models_dir, xmp=xmp, rel_stem=rel_stem, extra=extra)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _encoder_entry(spec: str, weight: float, models_dir) -> dict[str, Any]:  # noqa: ANN001
-    from .style_cloak import _cached_encoder
+    from .perturb import _cached_encoder
 
     e = _cached_encoder(spec, models_dir)
     return {"id": e.id, "weight": weight, "weights_sha256": dict(e.weights_sha256)}

@@ -48,7 +48,7 @@ class Budget(_JSONMixin):
     """
 
     lpips: float = 0.05
-    linf: float = 12 / 255
+    linf: float = 16 / 255
     lpips_net: Literal["alex", "squeeze"] = "alex"
 
     def __post_init__(self) -> None:
@@ -58,9 +58,9 @@ class Budget(_JSONMixin):
 
 
 INTENSITY_PRESETS: dict[str, Budget] = {
-    "low": Budget(lpips=0.03, linf=8 / 255),
-    "default": Budget(lpips=0.05, linf=12 / 255),
-    "high": Budget(lpips=0.07, linf=16 / 255),
+    "low": Budget(lpips=0.03, linf=12 / 255),
+    "default": Budget(lpips=0.05, linf=16 / 255),
+    "high": Budget(lpips=0.07, linf=24 / 255),
 }
 
 

@@ -31,7 +31,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+from ..budgets import LinfBudget, LpipsBudget
+from ..optimize import optimise
+from ..style_cloak import LatentTargetObjective, choose_style, round_to_bits, to_nchw
+from ..style_transfer import render_in_style
+from ..styles import resolve_style_option
 from . import (
     BaselineResult,
     Quantiser,
@@ -77,14 +83,6 @@ def glaze_style_cloak(
     sets p = ``budget.lpips``, ``eps = budget.linf``, the LPIPS net, and calibrates the result to the budget.
     The first encoder with a decoder renders the target style.
     """
-    import torch
-
-    from ..budgets import LinfBudget, LpipsBudget
-    from ..optimize import optimise
-    from ..style_cloak import LatentTargetObjective, choose_style, round_to_bits, to_nchw
-    from ..style_transfer import render_in_style
-    from ..styles import resolve_style_option
-
     t_start = time.perf_counter()
     method = "glaze"
     rgb = check_rgb(rgb, "glaze: rgb")

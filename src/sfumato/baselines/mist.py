@@ -26,7 +26,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+from ..budgets import LinfBudget
+from ..optimize import optimise
+from ..style_cloak import LatentTargetObjective, round_to_bits
 from . import (
     BaselineResult,
     Quantiser,
@@ -105,12 +109,6 @@ def mist_textural(
     ratio). ``matched_budget``: a :class:`sfumato.config.Budget`; sets ``eps = budget.linf`` and calibrates
     the result to LPIPS ≤ ``budget.lpips``.
     """
-    import torch
-
-    from ..budgets import LinfBudget
-    from ..optimize import optimise
-    from ..style_cloak import LatentTargetObjective, round_to_bits
-
     t_start = time.perf_counter()
     method = "mist"
     rgb = check_rgb(rgb, "mist: rgb")

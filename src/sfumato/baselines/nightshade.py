@@ -33,7 +33,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+from ..budgets import LinfBudget, LpipsBudget
+from ..optimize import optimise
+from ..style_cloak import LatentTargetObjective, round_to_bits
 from . import (
     BaselineResult,
     Quantiser,
@@ -79,12 +83,6 @@ def nightshade_poison(
     :class:`sfumato.config.Budget`; sets ``eps = budget.linf``, p = ``budget.lpips`` and calibrates the
     result to the budget.
     """
-    import torch
-
-    from ..budgets import LinfBudget, LpipsBudget
-    from ..optimize import optimise
-    from ..style_cloak import LatentTargetObjective, round_to_bits
-
     t_start = time.perf_counter()
     method = "nightshade"
     rgb = check_rgb(rgb, "nightshade: rgb")

@@ -1,0 +1,90 @@
+"""``sfumato serve``: the local web app and HTTP API (FastAPI + uvicorn; ``pip install sfumato[web]``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+HELP = "Run the local web app and HTTP API: drop images in a browser, or POST them to /v1/jobs."
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "sfumato" / "server"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only; any other address needs --token)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help=f"folder for the job database, uploads and results (default {default_data_dir()})")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="jobs processed at once (default: one per compute device, 1 on a CPU)")
+    p.add_argument("--max-queue", type=int, default=16, metavar="N",
+                   help="jobs allowed to wait; more are refused with HTTP 429 + Retry-After (default 16)")
+    p.add_argument("--token", default=None, metavar="TOKEN",
+                   help="API token clients send as 'Authorization: Bearer TOKEN' (default: $SFUMATO_TOKEN; "
+                        "required when --host is not a loopback address)")
+    p.add_argument("--ttl-hours", type=float, default=24.0, metavar="H",
+                   help="hours finished results are kept before deletion (default 24)")
+    p.add_argument("--max-upload-mb", type=float, default=50.0, metavar="MB",
+                   help="largest accepted image file, in MiB (default 50)")
+    p.add_argument("--max-megapixels", type=float, default=25.0, metavar="MP",
+                   help="largest accepted image, in megapixels (default 25)")
+    p.add_argument("--max-images-per-job", type=int, default=20, metavar="N", help="images per job (default 20)")
+    p.add_argument("--models-dir", default=None, help="folder with model weights (else $SFUMATO_MODELS_DIR)")
+    p.add_argument("--effort-override", default=None, metavar="JSON",
+                   help="replace every job's search effort, e.g. '{\"steps\": 3, \"resolution\": 128}' "
+                        "(for tests and benchmarks: protection will be weak)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="server log level (default info)")
+
+
+def settings_from_args(args: argparse.Namespace):  # noqa: ANN201
+    import json
+
+    from ..server import ServerSettings, _env_token
+
+    effort = None
+    if args.effort_override:
+        from ..config import Effort
+
+        try:
+            effort = Effort.from_dict(json.loads(args.effort_override))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--effort-override is not valid JSON ({e.msg}); e.g. '{{\"steps\": 3}}'") from e
+    return ServerSettings(
+        host=args.host, port=args.port, data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(),
+        workers=args.workers, max_queue=args.max_queue, token=args.token or _env_token(), ttl_hours=args.ttl_hours,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=int(args.max_megapixels * 1e6),
+        max_images_per_job=args.max_images_per_job,
+        models_dir=Path(args.models_dir) if args.models_dir else None, effort_override=effort,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ModuleNotFoundError as e:
+        print(f"error: sfumato serve needs {e.name}; install it with: pip install 'sfumato[web]'", file=sys.stderr)
+        return 2
+    try:
+        settings = settings_from_args(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from ..server.app import create_app
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+    print(f"sfumato serve: http://{shown}:{settings.port}/  (API docs: /docs; data: {settings.data_dir}"
+          f"{'; token required' if settings.token else ''})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, timeout_graceful_shutdown=15)
+    return 0

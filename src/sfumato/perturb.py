@@ -1,0 +1,258 @@
+"""Shared machinery of every protection: optimise a perturbation toward latent targets at the resolution
+a trainer uses, then enforce the budget on the image exactly as it will be saved.
+
+* The encoder sees the image at a trainer's resolution (long side ``Effort.resolution``), reached through
+  a differentiable resize; the perturbation lives at that resolution and is upsampled smoothly to the
+  full image, so any size and aspect ratio works in bounded memory (:func:`full_resolution_view`).
+* Ensembles: each encoder's loss is normalised by its clean-to-target distance (:class:`LatentTargetObjective`).
+* The budget holds on the *quantised* full-resolution image: the perturbation is scaled by bisection so
+  that LPIPS ≤ p and |δ| ≤ L∞ cap hold after the output codec (:func:`calibrate`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .budgets import LinfBudget, LpipsBudget
+from .config import Budget, Effort
+from .encoders.base import Encoder
+from .optimize import LoopResult, Transform, optimise
+
+Quantiser = Callable[[np.ndarray], np.ndarray]
+
+
+def work_size(h: int, w: int, resolution: int) -> tuple[int, int]:
+    """Size at which the encoder sees an image: long side ``resolution`` (never upscaled)."""
+    s = min(1.0, resolution / max(h, w))
+    return max(8, round(h * s)), max(8, round(w * s))
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Differentiable resize (antialiased bilinear when shrinking)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def to_nchw(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+
+
+def to_hwc(x: torch.Tensor) -> np.ndarray:
+    return x[0].permute(1, 2, 0).detach().cpu().numpy().astype(np.float32)
+
+
+def round_to_bits(rgb: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    m = float((1 << bit_depth) - 1)
+    return (np.round(np.clip(rgb, 0, 1) * m) / m).astype(np.float32)
+
+
+@dataclass
+class EncoderTarget:
+    encoder: Encoder
+    weight: float
+    fine: torch.Tensor
+    coarse: torch.Tensor
+    clean_dist_fine: float
+    clean_dist_coarse: float
+
+
+class LatentTargetObjective:
+    """Σ_E w_E ‖E(view(x)) − t_E‖² / ‖E(view(x0)) − t_E‖² over an encoder ensemble; progress is the
+    weighted mean of 1 − ‖E(view(x)) − t_E‖ / ‖E(view(x0)) − t_E‖ (share of the way to the target)."""
+
+    def __init__(self, x0: torch.Tensor, target_image: torch.Tensor | None,
+                 encoders: Sequence[tuple[Encoder, float]], *, target_latents: Sequence[torch.Tensor] | None = None,
+                 coarse_scale: float = 0.5) -> None:
+        self.size_fine = tuple(x0.shape[-2:])
+        self.size_coarse = (max(8, round(x0.shape[-2] * coarse_scale)), max(8, round(x0.shape[-1] * coarse_scale)))
+        self.targets: list[EncoderTarget] = []
+        wsum = sum(w for _, w in encoders)
+        with torch.no_grad():
+            for i, (enc, w) in enumerate(encoders):
+                if target_latents is not None:
+                    tf = target_latents[i]
+                    tc = tf  # caller-provided latents are used at both scales via resizing of the view
+                    tc = F.interpolate(tf, size=enc.encode(resize(x0, self.size_coarse)).shape[-2:],
+                                       mode="area")
+                else:
+                    tf = enc.encode(target_image)
+                    tc = enc.encode(resize(target_image, self.size_coarse))
+                df = float((enc.encode(x0) - tf).norm())
+                dc = float((enc.encode(resize(x0, self.size_coarse)) - tc).norm())
+                self.targets.append(EncoderTarget(enc, w / wsum, tf, tc, max(df, 1e-8), max(dc, 1e-8)))
+
+    def __call__(self, x: torch.Tensor, coarse: bool) -> tuple[torch.Tensor, float]:
+        loss = x.new_zeros(())
+        prog = 0.0
+        view = resize(x, self.size_coarse) if coarse else resize(x, self.size_fine)
+        view = view.contiguous(memory_format=torch.channels_last)
+        for t in self.targets:
+            z = t.encoder.encode(view)
+            tgt, d0 = (t.coarse, t.clean_dist_coarse) if coarse else (t.fine, t.clean_dist_fine)
+            d = (z - tgt).flatten().norm()
+            loss = loss + t.weight * (d / d0) ** 2
+            prog += t.weight * (1 - float(d.detach()) / d0)
+        return loss, prog
+
+    def distances(self, x: torch.Tensor) -> list[dict[str, float]]:
+        """Per encoder: clean→target, x→target, relative reduction (for manifests), at the fine view."""
+        out = []
+        with torch.no_grad():
+            v = resize(x, self.size_fine)
+            for t in self.targets:
+                d = float((t.encoder.encode(v) - t.fine).norm())
+                out.append({"encoder": t.encoder.id, "clean_to_target": t.clean_dist_fine,
+                            "protected_to_target": d, "relative_reduction": 1 - d / t.clean_dist_fine})
+        return out
+
+
+def full_resolution_view(objective, x0: torch.Tensor, full: tuple[int, int]):  # noqa: ANN001, ANN201
+    """Wrap an objective so it sees what a trainer sees: the work-resolution perturbation upsampled to the
+    full image (as it will be saved) and the full image resized back to the work resolution. By
+    linearity of resizing, view(x0 + δ) = x0 + down(up(δ)); the round trip is a fixed low-pass filter
+    that the optimiser must account for, or the saved file loses part of the latent shift."""
+    if tuple(x0.shape[-2:]) == tuple(full):
+        return objective
+    work = tuple(x0.shape[-2:])
+
+    def wrapped(x: torch.Tensor, coarse: bool):  # noqa: ANN202
+        d = x - x0
+        return objective(x0 + resize(resize(d, full), work), coarse)
+
+    return wrapped
+
+
+def _apply(x_full: np.ndarray, delta_full: np.ndarray, s: float, linf: float, quantise: Quantiser) -> np.ndarray:
+    d = np.clip(delta_full * s, -linf, linf)
+    return quantise(np.clip(x_full + d, 0, 1))
+
+
+def calibrate(x_full: np.ndarray, delta_full: np.ndarray, *, lpips_p: float, linf: float, quantise: Quantiser,
+              lpips_fn: Callable[[np.ndarray, np.ndarray], float], max_scale: float = 1.5,
+              iters: int = 8) -> tuple[np.ndarray, float, float]:
+    """Largest scale s ≤ ``max_scale`` of the full-resolution perturbation whose *quantised* result has
+    LPIPS ≤ p (L∞ is clipped to the cap). Returns (image, s, lpips)."""
+    cand = _apply(x_full, delta_full, max_scale, linf, quantise)
+    lp = lpips_fn(cand, x_full)
+    if lp <= lpips_p:
+        return cand, max_scale, lp
+    lo, hi = 0.0, max_scale
+    best = (quantise(x_full), 0.0, lpips_fn(quantise(x_full), x_full))
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        cand = _apply(x_full, delta_full, mid, linf, quantise)
+        lp = lpips_fn(cand, x_full)
+        if lp <= lpips_p:
+            lo, best = mid, (cand, mid, lp)
+        else:
+            hi = mid
+    return best
+
+
+def load_encoders(config: Any, *, models_dir=None) -> list[tuple[Encoder, float]]:  # noqa: ANN001
+    """The (encoder, weight) pairs named by ``config.encoders``, loaded once per process."""
+
+    return [(_cached_encoder(spec, models_dir), w) for spec, w in config.encoders]
+
+
+_ENCODER_CACHE: dict[tuple[str, str], Encoder] = {}
+
+
+def _cached_encoder(spec: str, models_dir) -> Encoder:  # noqa: ANN001
+    from .encoders import load_encoder
+
+    key = (spec, str(models_dir))
+    if key not in _ENCODER_CACHE:
+        _ENCODER_CACHE[key] = load_encoder(spec, models_dir=models_dir)
+    return _ENCODER_CACHE[key]
+
+
+def protected_quality(protected: np.ndarray, original: np.ndarray, *, lpips_net: str = "alex",
+                      models_dir=None) -> dict[str, float]:  # noqa: ANN001
+    """LPIPS, PSNR, SSIM and L∞ of a protected image against its original (HxWx3 float arrays)."""
+    from .metrics.lpips import load_lpips
+    from .metrics.quality import linf, psnr, ssim
+
+    a, b = to_nchw(protected), to_nchw(original)
+    with torch.no_grad():
+        return {
+            f"lpips_{lpips_net}": float(load_lpips(lpips_net, models_dir=models_dir)(a, b)[0]),
+            "psnr": float(psnr(a, b)[0]),
+            "ssim": float(ssim(a, b)[0]),
+            "linf": float(linf(a, b)[0]),
+        }
+
+
+
+
+class WeightedObjectives:
+    """Σ_k w_k · objective_k — several latent targets at once (e.g. a style cloak and a concept poison
+    in one pass); ``distances`` labels each target's figures with its name."""
+
+    def __init__(self, parts: Sequence[tuple[str, LatentTargetObjective, float]]) -> None:
+        total = sum(w for _, _, w in parts)
+        self.parts = [(n, o, w / total) for n, o, w in parts]
+
+    def __call__(self, x: torch.Tensor, coarse: bool) -> tuple[torch.Tensor, float]:
+        loss, prog = x.new_zeros(()), 0.0
+        for _, o, w in self.parts:
+            lo, pr = o(x, coarse)
+            loss, prog = loss + w * lo, prog + w * pr
+        return loss, prog
+
+    def distances(self, x: torch.Tensor) -> list[dict[str, Any]]:
+        return [{**d, "target": n} for n, o, _ in self.parts for d in o.distances(x)]
+
+
+@dataclass
+class PerturbOutcome:
+    image: np.ndarray
+    scale: float
+    loop: LoopResult
+    latent: list[dict[str, Any]]
+    achieved: dict[str, float]
+    timing: dict[str, float]
+
+
+def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget: Budget, effort: Effort,
+                   alpha: float, seed: int, quantise: Quantiser | None = None, models_dir=None,  # noqa: ANN001
+                   transform: Transform | None = None, progress: Callable[[int, int], None] | None = None,
+                   update: str = "adam") -> PerturbOutcome:
+    """Optimise δ at the work resolution of ``x0`` against ``objective`` under ``budget``, upsample it to
+    the full image ``rgb``, calibrate it on the quantised result, and measure what was achieved."""
+    from .metrics.lpips import load_lpips
+
+    quantise = quantise or round_to_bits
+    h, w = rgb.shape[:2]
+    timing: dict[str, float] = {}
+    t = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    budgets = [LpipsBudget(p=budget.lpips, alpha=alpha, net=budget.lpips_net, models_dir=models_dir),
+               LinfBudget(eps=budget.linf)]
+    loop = optimise(x0, full_resolution_view(objective, x0, (h, w)), budgets, steps=effort.steps, lr=effort.lr,
+                    generator=gen, update=update, coarse_fraction=effort.coarse_fraction,  # type: ignore[arg-type]
+                    early_stop=effort.early_stop, transform=transform, callback=progress)
+    timing["optimise"] = time.perf_counter() - t
+    t = time.perf_counter()
+    delta_full = to_hwc(resize(loop.delta, (h, w)))
+    lp = load_lpips(budget.lpips_net, models_dir=models_dir)
+
+    def lpips_fn(a: np.ndarray, b: np.ndarray) -> float:
+        with torch.no_grad():
+            return float(lp(to_nchw(a), to_nchw(b))[0])
+
+    out, scale, _ = calibrate(rgb, delta_full, lpips_p=budget.lpips, linf=budget.linf, quantise=quantise,
+                              lpips_fn=lpips_fn, iters=effort.calibration_steps)
+    timing["calibrate"] = time.perf_counter() - t
+    latent = objective.distances(resize(to_nchw(out), tuple(x0.shape[-2:])))
+    achieved = protected_quality(out, rgb, lpips_net=budget.lpips_net, models_dir=models_dir)
+    return PerturbOutcome(out, scale, loop, latent, achieved, timing)

@@ -1,0 +1,526 @@
+// Sfumato web UI: plain JavaScript, no external resources. Talks to the /v1 API of the same server.
+"use strict";
+
+(function () {
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const el = (tag, attrs, ...children) => {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") e.className = v;
+      else if (k === "text") e.textContent = v;
+      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children) if (c !== null && c !== undefined) e.append(c);
+    return e;
+  };
+
+  const JOBS_KEY = "sfumato.jobs";
+  const TOKEN_KEY = "sfumato.token";
+  const POLL_MS = 1000;
+  const state = { options: null, picked: [], jobs: new Map(), blobs: new Map(), polling: false };
+
+  // ---------------------------------------------------------------- API
+  function authHeaders() {
+    const t = sessionStorage.getItem(TOKEN_KEY);
+    return t ? { Authorization: "Bearer " + t } : {};
+  }
+
+  class ApiError extends Error {
+    constructor(status, detail, retryAfter) {
+      super(detail);
+      this.status = status;
+      this.retryAfter = retryAfter;
+    }
+  }
+
+  async function api(path, opts) {
+    const o = Object.assign({}, opts || {});
+    o.headers = Object.assign({}, authHeaders(), o.headers || {});
+    const r = await fetch(path, o);
+    if (r.status === 401) $("#token-panel").hidden = false;
+    if (!r.ok) {
+      let detail = r.status + " " + r.statusText;
+      try {
+        const j = await r.json();
+        if (j && j.detail) detail = typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail);
+      } catch (_) { /* not JSON */ }
+      throw new ApiError(r.status, detail, Number(r.headers.get("Retry-After")) || 0);
+    }
+    return r;
+  }
+
+  async function blobUrl(url) {
+    if (!state.blobs.has(url)) {
+      state.blobs.set(url, api(url).then((r) => r.blob()).then((b) => URL.createObjectURL(b)));
+    }
+    return state.blobs.get(url);
+  }
+
+  function forgetBlobs(prefix) {
+    for (const [k, p] of state.blobs) {
+      if (k.startsWith(prefix)) {
+        p.then((u) => URL.revokeObjectURL(u)).catch(() => {});
+        state.blobs.delete(k);
+      }
+    }
+  }
+
+  async function download(url, name) {
+    const r = await api(url);
+    const b = await r.blob();
+    const u = URL.createObjectURL(b);
+    const a = el("a", { href: u, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(u), 60000);
+  }
+
+  // ---------------------------------------------------------------- formatting
+  function fmtSeconds(s) {
+    if (s === null || s === undefined) return "estimating…";
+    if (s < 1) return "almost done";
+    if (s < 90) return "~" + Math.ceil(s) + " s left";
+    if (s < 5400) return "~" + Math.round(s / 60) + " min left";
+    return "~" + (s / 3600).toFixed(1) + " h left";
+  }
+  const fmtBytes = (n) => (n > 1048576 ? (n / 1048576).toFixed(1) + " MB" : Math.ceil(n / 1024) + " KB");
+  const fmt = (x, d) => (typeof x === "number" ? x.toFixed(d) : "–");
+
+  function message(text, isError) {
+    const m = $("#message");
+    m.textContent = text || "";
+    m.classList.toggle("error", !!isError);
+  }
+
+  // ---------------------------------------------------------------- options form
+  function fillSelect(sel, values, labels, chosen) {
+    sel.replaceChildren(...values.map((v) => el("option", { value: v, text: labels ? labels(v) : v, selected: v === chosen })));
+  }
+
+  function currentMode() {
+    const r = document.querySelector('input[name="mode"]:checked');
+    return r ? r.value : "cloak";
+  }
+
+  function renderOptions(o) {
+    const modes = $("#modes");
+    modes.querySelectorAll(".mode").forEach((n) => n.remove());
+    for (const [name, m] of Object.entries(o.modes)) {
+      modes.append(el("label", { class: "mode" },
+        el("input", { type: "radio", name: "mode", value: name, checked: name === o.defaults.mode, onchange: onModeChange }),
+        el("span", { class: "t", text: m.title }),
+        el("span", { class: "d", text: m.description }),
+        m.available ? null : el("span", { class: "na", text: "Not available in this version yet" })));
+    }
+    fillSelect($("#intensity"), Object.keys(o.intensities), (k) => {
+      const b = o.intensities[k];
+      return k + " (LPIPS ≤ " + b.lpips + ", change ≤ " + b.linf_255 + "/255)";
+    }, o.defaults.intensity);
+    fillSelect($("#quality"), Object.keys(o.qualities), (k) => {
+      const q = o.qualities[k];
+      return k + " (" + q.steps + " steps at " + q.resolution + " px)";
+    }, o.defaults.quality);
+    fillSelect($("#target_style"), o.target_styles, null, o.defaults.target_style);
+    const concepts = o.concepts.map((c) => c.replace(/_/g, " "));
+    fillSelect($("#concept"), o.concepts, (c) => concepts[o.concepts.indexOf(c)], o.concepts[0]);
+    fillSelect($("#target"), o.concepts, (c) => concepts[o.concepts.indexOf(c)], o.concepts[1]);
+    $("#ai_view").checked = !!o.defaults.ai_view;
+    $("#check").checked = false;
+    $("#check-note").textContent = o.check_available ? "" : "(not available in this version)";
+    const L = o.limits;
+    $("#limits").textContent = "up to " + L.max_images_per_job + " per job, " + fmtBytes(L.max_upload_bytes) +
+      " and " + (L.max_pixels / 1e6).toFixed(0) + " MP each; results kept " + L.ttl_hours + " h";
+    onModeChange();
+  }
+
+  function onModeChange() {
+    const mode = currentMode();
+    const m = state.options && state.options.modes[mode];
+    document.querySelectorAll(".for-poison").forEach((n) => (n.hidden = mode === "cloak"));
+    document.querySelectorAll(".for-style").forEach((n) => (n.hidden = mode === "poison"));
+    $("#mode-note").textContent = m && !m.available ? m.unavailable_reason : "";
+  }
+
+  function collectOptions() {
+    const mode = currentMode();
+    const o = { mode, intensity: $("#intensity").value, quality: $("#quality").value, ai_view: $("#ai_view").checked ? "true" : "false" };
+    if (mode !== "poison") o.target_style = $("#target_style").value;
+    if (mode !== "cloak") { o.concept = $("#concept").value; o.target = $("#target").value; }
+    if ($("#check").checked) o.check = "true";
+    return o;
+  }
+
+  // ---------------------------------------------------------------- picking files
+  function addFiles(list) {
+    for (const f of list) {
+      if (state.picked.some((p) => p.file.name === f.name && p.file.size === f.size && p.file.lastModified === f.lastModified)) continue;
+      state.picked.push({ file: f, url: URL.createObjectURL(f) });
+    }
+    renderPicked();
+  }
+
+  function renderPicked() {
+    const ul = $("#picked");
+    ul.replaceChildren(...state.picked.map((p, i) => el("li", {},
+      el("img", { src: p.url, alt: "" }),
+      el("span", { class: "name", title: p.file.name, text: p.file.name }),
+      el("small", { text: fmtBytes(p.file.size) }),
+      el("button", { class: "x", title: "remove", "aria-label": "remove " + p.file.name, text: "×", onclick: () => {
+        URL.revokeObjectURL(p.url);
+        state.picked.splice(i, 1);
+        renderPicked();
+      } }))));
+    $("#submit").disabled = state.picked.length === 0;
+    $("#clear").disabled = state.picked.length === 0;
+    $("#submit").textContent = state.picked.length > 1 ? "Protect " + state.picked.length + " images" : "Protect image";
+  }
+
+  function setupDrop() {
+    const drop = $("#drop"), input = $("#files");
+    drop.addEventListener("click", () => input.click());
+    drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
+    input.addEventListener("change", () => { addFiles(input.files); input.value = ""; });
+    ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add("over"); }));
+    ["dragleave", "dragend"].forEach((t) => drop.addEventListener(t, () => drop.classList.remove("over")));
+    drop.addEventListener("drop", (e) => {
+      e.preventDefault();
+      drop.classList.remove("over");
+      if (e.dataTransfer && e.dataTransfer.files) addFiles(e.dataTransfer.files);
+    });
+    // Dropping outside the zone must not navigate away from the page.
+    window.addEventListener("dragover", (e) => e.preventDefault());
+    window.addEventListener("drop", (e) => e.preventDefault());
+    $("#clear").addEventListener("click", () => {
+      state.picked.forEach((p) => URL.revokeObjectURL(p.url));
+      state.picked = [];
+      renderPicked();
+    });
+  }
+
+  // ---------------------------------------------------------------- submitting
+  async function submit(attempt) {
+    const fd = new FormData();
+    for (const [k, v] of Object.entries(collectOptions())) fd.append(k, v);
+    for (const p of state.picked) fd.append("images", p.file, p.file.name);
+    $("#submit").disabled = true;
+    message("Uploading " + state.picked.length + " image(s)…");
+    try {
+      const r = await api("/v1/jobs", { method: "POST", body: fd });
+      const j = await r.json();
+      rememberJob(j.id);
+      state.picked.forEach((p) => URL.revokeObjectURL(p.url));
+      state.picked = [];
+      renderPicked();
+      message("Job queued.");
+      await refreshJob(j.id);
+      poll();
+    } catch (e) {
+      if (e.status === 429 && (attempt || 0) < 3) {
+        const wait = Math.max(1, Math.min(e.retryAfter || 5, 120));
+        message("The queue is full; retrying in " + wait + " s…");
+        setTimeout(() => submit((attempt || 0) + 1), wait * 1000);
+        return;
+      }
+      message(e.message, true);
+      $("#submit").disabled = state.picked.length === 0;
+    }
+  }
+
+  // ---------------------------------------------------------------- jobs
+  function savedJobs() {
+    try { return JSON.parse(localStorage.getItem(JOBS_KEY) || "[]").filter((x) => /^[0-9a-f]{32}$/.test(x)); } catch (_) { return []; }
+  }
+  function rememberJob(id) {
+    const ids = savedJobs().filter((x) => x !== id);
+    ids.unshift(id);
+    localStorage.setItem(JOBS_KEY, JSON.stringify(ids.slice(0, 50)));
+  }
+  function forgetJob(id) {
+    localStorage.setItem(JOBS_KEY, JSON.stringify(savedJobs().filter((x) => x !== id)));
+    const card = document.querySelector('.job[data-id="' + id + '"]');
+    if (card) card.remove();
+    state.jobs.delete(id);
+    forgetBlobs("/v1/jobs/" + id + "/");
+  }
+
+  async function refreshJob(id) {
+    try {
+      const r = await api("/v1/jobs/" + id);
+      const job = await r.json();
+      state.jobs.set(id, job);
+      renderJob(job);
+      return job;
+    } catch (e) {
+      if (e.status === 404) forgetJob(id);
+      else if (e.status !== 401) message("Could not refresh job " + id.slice(0, 8) + ": " + e.message, true);
+      return null;
+    }
+  }
+
+  async function poll() {
+    if (state.polling) return;
+    state.polling = true;
+    try {
+      for (;;) {
+        const active = [...state.jobs.values()].filter((j) => j.status === "queued" || j.status === "running");
+        if (!active.length) break;
+        await Promise.all(active.map((j) => refreshJob(j.id)));
+        await new Promise((res) => setTimeout(res, POLL_MS));
+      }
+    } finally {
+      state.polling = false;
+    }
+  }
+
+  function statusPill(status) {
+    const cls = { done: "ok", failed: "bad", running: "run" }[status] || "";
+    return el("span", { class: "pill status " + cls, text: status });
+  }
+
+  function jobCard(job) {
+    let card = document.querySelector('.job[data-id="' + job.id + '"]');
+    if (!card) {
+      card = el("article", { class: "job", "data-id": job.id });
+      const head = el("div", { class: "job-head" },
+        el("h3", { text: "Job " + job.id.slice(0, 8) }),
+        el("span", { class: "pill status" }),
+        el("span", { class: "job-sub note" }),
+        el("span", { class: "spacer" }),
+        el("span", { class: "eta job-eta" }),
+        el("button", { class: "small dl-zip", text: "Download all (zip)", disabled: true,
+          onclick: () => download(job.zip_url, "sfumato-" + job.id.slice(0, 8) + ".zip").catch((e) => message(e.message, true)) }),
+        el("button", { class: "small ghost del", text: "Delete", onclick: async () => {
+          if (!confirm("Delete this job and its results from the server?")) return;
+          try { await api("/v1/jobs/" + job.id, { method: "DELETE" }); } catch (e) { if (e.status !== 404) { message(e.message, true); return; } }
+          forgetJob(job.id);
+        } }));
+      card.append(head, el("div", { class: "bar job-bar" }, el("span")), el("p", { class: "job-error", hidden: true }),
+        el("div", { class: "images" }));
+      $("#jobs").prepend(card);
+    }
+    return card;
+  }
+
+  function renderJob(job) {
+    const card = jobCard(job);
+    card.dataset.status = job.status;
+    card.querySelector(".status").replaceWith(statusPill(job.status));
+    const o = job.options;
+    card.querySelector(".job-sub").textContent = [o.mode, o.intensity + " intensity", o.quality + " quality",
+      o.mode === "cloak" ? "style " + o.target_style : (o.concept ? o.concept + " → " + o.target : "")].filter(Boolean).join(" · ");
+    card.querySelector(".job-bar > span").style.width = (100 * job.progress).toFixed(1) + "%";
+    let eta = "";
+    if (job.status === "queued") eta = (job.queue_position ? job.queue_position + " job(s) ahead · " : "waiting · ") + fmtSeconds(job.eta_s);
+    else if (job.status === "running") eta = job.counts.done + job.counts.failed + "/" + job.counts.total + " done · " + fmtSeconds(job.eta_s);
+    else if (job.expires) eta = "kept until " + new Date(job.expires * 1000).toLocaleString();
+    card.querySelector(".job-eta").textContent = eta;
+    card.querySelector(".dl-zip").disabled = job.counts.done === 0;
+    const err = card.querySelector(".job-error");
+    err.hidden = !job.error;
+    err.textContent = job.error || "";
+    const box = card.querySelector(".images");
+    for (const im of job.images) renderImage(job, im, box);
+  }
+
+  function renderImage(job, im, box) {
+    let node = box.querySelector('.image[data-id="' + im.id + '"]');
+    if (!node) {
+      node = el("div", { class: "image", "data-id": im.id },
+        el("div", { class: "image-head" }, el("span", { class: "name", title: im.name, text: im.name }), el("span", { class: "pill status" })),
+        el("div", { class: "bar" }, el("span")),
+        el("span", { class: "eta" }),
+        el("p", { class: "err", hidden: true }),
+        el("div", { class: "result", hidden: true }));
+      box.append(node);
+    }
+    if (node.dataset.status === im.status && im.status !== "running" && im.status !== "queued") return;
+    node.dataset.status = im.status;
+    node.querySelector(".status").replaceWith(statusPill(im.status));
+    node.querySelector(".bar > span").style.width = (100 * im.progress).toFixed(1) + "%";
+    node.querySelector(".bar").hidden = im.status === "done" || im.status === "failed";
+    const eta = node.querySelector(".eta");
+    if (im.status === "running") eta.textContent = (im.steps ? "step " + im.step + "/" + im.steps + " · " : "preparing · ") + fmtSeconds(im.eta_s);
+    else if (im.status === "queued") eta.textContent = "waiting";
+    else eta.textContent = im.seconds ? "took " + im.seconds.toFixed(1) + " s" : "";
+    const err = node.querySelector(".err");
+    err.hidden = !im.error;
+    err.textContent = im.error || "";
+    if (im.status === "done") renderResult(job, im, node.querySelector(".result"));
+  }
+
+  function renderResult(job, im, box) {
+    box.hidden = false;
+    const f = im.files;
+    const s = im.summary || {};
+    const views = [["image", "Before / after", f.input, f.output]];
+    if (f.ai_view_before && f.ai_view_after) views.push(["ai", "AI view", f.ai_view_before, f.ai_view_after]);
+    views.push(["diff", "Difference ×8", f.input, f.output]);
+    const cmp = compareWidget();
+    const tabs = el("div", { class: "views", role: "group", "aria-label": "view" });
+    const show = (v, btn) => {
+      tabs.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", String(b === btn)));
+      cmp.show(v[0], v[2].url, v[3].url, v[0] === "ai" ? ["AI before", "AI after"] : ["Original", "Protected"]);
+    };
+    for (const v of views) {
+      const b = el("button", { class: "small view-" + v[0], text: v[1], "aria-pressed": "false", onclick: () => show(v, b) });
+      tabs.append(b);
+    }
+    const within = s.within_budget === true ? el("b", { class: "ok", text: "within budget" }) :
+      s.within_budget === false ? el("b", { class: "bad", text: "over budget" }) : null;
+    const metrics = el("div", { class: "metrics" },
+      el("span", {}, "LPIPS ", el("b", { text: fmt(s.lpips, 4) }), " ≤ " + fmt(s.budget_lpips, 3)),
+      el("span", {}, "max change ", el("b", { text: typeof s.linf === "number" ? (s.linf * 255).toFixed(1) + "/255" : "–" }),
+        typeof s.budget_linf === "number" ? " ≤ " + (s.budget_linf * 255).toFixed(0) + "/255" : ""),
+      el("span", {}, "PSNR ", el("b", { text: fmt(s.psnr, 1) + " dB" })),
+      s.target ? el("span", {}, "target ", el("b", { text: s.target })) : null,
+      typeof s.latent_reduction === "number" ? el("span", {}, "latent moved ", el("b", { text: (100 * s.latent_reduction).toFixed(0) + "%" })) : null,
+      within);
+    const actions = el("div", { class: "actions" },
+      el("button", { class: "small primary dl-output", text: "Download", onclick: () => download(f.output.url, f.output.download_name).catch((e) => message(e.message, true)) }),
+      el("button", { class: "small dl-manifest", text: "Manifest", onclick: () => download(f.manifest.url, f.manifest.download_name).catch((e) => message(e.message, true)) }),
+      f.report ? el("button", { class: "small open-report", text: "Open report", onclick: () => openReport(f.report.url) }) : null);
+    const extra = im.report_error ? el("p", { class: "note", text: "Report: " + im.report_error }) : null;
+    box.replaceChildren(tabs, cmp.node, metrics, actions);
+    if (extra) box.append(extra);
+    show(views[0], tabs.querySelector("button"));
+  }
+
+  async function openReport(url) {
+    const w = window.open("", "_blank");
+    try {
+      const u = await blobUrl(url);
+      if (w) w.location = u; else window.location.assign(u);
+    } catch (e) {
+      if (w) w.close();
+      message(e.message, true);
+    }
+  }
+
+  function compareWidget() {
+    const after = el("img", { class: "after", alt: "protected" });
+    const before = el("img", { class: "before", alt: "original" });
+    const wrap = el("div", { class: "before-wrap" }, before);
+    const divider = el("div", { class: "divider" });
+    const canvas = el("canvas", { class: "diff", hidden: true });
+    const lblL = el("span", { class: "lbl l" }), lblR = el("span", { class: "lbl r" });
+    const range = el("input", { type: "range", min: "0", max: "100", value: "50", "aria-label": "comparison position" });
+    const node = el("div", { class: "compare" }, after, canvas, wrap, divider, range, lblL, lblR);
+    const place = () => {
+      const v = Number(range.value);
+      wrap.style.clipPath = "inset(0 " + (100 - v) + "% 0 0)";
+      divider.style.left = v + "%";
+    };
+    range.addEventListener("input", place);
+    place();
+    let token = 0;
+    async function show(kind, beforeUrl, afterUrl, labels) {
+      const mine = ++token;
+      lblL.textContent = labels[0];
+      lblR.textContent = labels[1];
+      try {
+        const [b, a] = await Promise.all([blobUrl(beforeUrl), blobUrl(afterUrl)]);
+        if (mine !== token) return;
+        if (kind === "diff") {
+          node.classList.add("single");
+          after.hidden = true;
+          canvas.hidden = false;
+          await drawDiff(canvas, b, a);
+        } else {
+          node.classList.remove("single");
+          after.hidden = false;
+          canvas.hidden = true;
+          before.src = b;
+          after.src = a;
+        }
+      } catch (e) {
+        message(e.message, true);
+      }
+    }
+    return { node, show };
+  }
+
+  function loadImg(src) {
+    return new Promise((res, rej) => {
+      const i = new Image();
+      i.onload = () => res(i);
+      i.onerror = () => rej(new Error("this browser cannot display the image (TIFF?); download it instead"));
+      i.src = src;
+    });
+  }
+
+  async function drawDiff(canvas, beforeUrl, afterUrl) {
+    const [b, a] = await Promise.all([loadImg(beforeUrl), loadImg(afterUrl)]);
+    const w = a.naturalWidth, h = a.naturalHeight;
+    canvas.width = w;
+    canvas.height = h;
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(b, 0, 0, w, h);
+    const pb = ctx.getImageData(0, 0, w, h);
+    ctx.drawImage(a, 0, 0, w, h);
+    const pa = ctx.getImageData(0, 0, w, h);
+    const out = ctx.createImageData(w, h);
+    for (let i = 0; i < out.data.length; i += 4) {
+      for (let c = 0; c < 3; c++) out.data[i + c] = Math.min(255, 128 + 8 * (pa.data[i + c] - pb.data[i + c]));
+      out.data[i + 3] = 255;
+    }
+    ctx.putImageData(out, 0, 0);
+  }
+
+  // ---------------------------------------------------------------- start
+  async function health() {
+    const p = $("#health");
+    try {
+      const r = await fetch("/v1/health");
+      const h = await r.json();
+      p.textContent = "online · " + h.jobs.running + " running · " + h.jobs.queued + " queued";
+      p.className = "pill ok";
+      $("#version").textContent = h.version;
+      if (h.auth_required && !sessionStorage.getItem(TOKEN_KEY)) $("#token-panel").hidden = false;
+    } catch (_) {
+      p.textContent = "offline";
+      p.className = "pill bad";
+    }
+  }
+
+  async function loadOptions() {
+    try {
+      const r = await api("/v1/options");
+      state.options = await r.json();
+      renderOptions(state.options);
+      return true;
+    } catch (e) {
+      if (e.status !== 401) message("Could not load options: " + e.message, true);
+      return false;
+    }
+  }
+
+  async function loadJobs() {
+    await Promise.all(savedJobs().reverse().map((id) => refreshJob(id)));
+    poll();
+  }
+
+  async function start() {
+    setupDrop();
+    $("#submit").addEventListener("click", () => submit(0));
+    $("#token-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
+      $("#token").value = "";
+      if (await loadOptions()) {
+        $("#token-panel").hidden = true;
+        message("");
+        await loadJobs();
+      } else {
+        message("That token was refused.", true);
+      }
+    });
+    await health();
+    setInterval(health, 10000);
+    if (await loadOptions()) await loadJobs();
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
+})();
