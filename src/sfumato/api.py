@@ -70,7 +70,7 @@ def write_json_atomic(path: Path, data: dict[str, Any], *, overwrite: bool = Tru
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
+            json.dump(data, f, indent=2, sort_keys=False, default=str)
             f.write("\n")
         os.replace(tmp, path)
     finally:

@@ -70,6 +70,7 @@ class LpipsBudget(BudgetTerm):
     net: str = "alex"
     margin: float = 0.9
     models_dir: Any = None
+    view: Any = None  # optional callable mapping the optimised image to the one a person sees (e.g. full size)
     name: str = "lpips"
     _lpips: Any = field(default=None, repr=False)
     _ref: Any = field(default=None, repr=False)
@@ -82,11 +83,11 @@ class LpipsBudget(BudgetTerm):
         return self._lpips
 
     def prepare(self, x0: torch.Tensor) -> None:
-        m = self.metric().to(device=x0.device, dtype=x0.dtype)
-        self._ref = m.reference(x0)
+        self._lpips = self.metric().to(device=x0.device, dtype=x0.dtype)
+        self._ref = self._lpips.reference(self.view(x0) if self.view is not None else x0)
 
     def value(self, x_adv: torch.Tensor) -> torch.Tensor:
-        return self.metric().forward_ref(x_adv, self._ref)
+        return self.metric().forward_ref(self.view(x_adv) if self.view is not None else x_adv, self._ref)
 
     def penalty(self, x_adv: torch.Tensor) -> torch.Tensor:
         return self.alpha * torch.relu(self.value(x_adv) - self.p * self.margin).sum()

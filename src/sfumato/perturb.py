@@ -213,6 +213,28 @@ class WeightedObjectives:
         return [{**d, "target": n} for n, o, _ in self.parts for d in o.distances(x)]
 
 
+#: LPIPS during optimisation is computed on the image as a person sees it (the full-size file), down-
+#: scaled only when it has more pixels than this, so the budget the loop aims at is the one measured.
+LPIPS_VIEW_MAX_PIXELS = 1_600_000
+
+
+def seen_view(rgb: np.ndarray, x0: torch.Tensor):  # noqa: ANN201
+    """Map an image at the work resolution (``x0 + δ``) to the full image a person sees, ``x_full + up(δ)``
+    (at most :data:`LPIPS_VIEW_MAX_PIXELS`); ``None`` when the two coincide."""
+    h, w = rgb.shape[:2]
+    s = min(1.0, (LPIPS_VIEW_MAX_PIXELS / (h * w)) ** 0.5)
+    size = (max(8, round(h * s)), max(8, round(w * s)))
+    if size == tuple(x0.shape[-2:]):
+        return None
+    xb0 = resize(to_nchw(rgb), size).to(x0).contiguous(memory_format=torch.channels_last)
+    x0 = x0.detach()
+
+    def view(x: torch.Tensor) -> torch.Tensor:
+        return xb0 + resize(x - x0, size)
+
+    return view
+
+
 @dataclass
 class PerturbOutcome:
     image: np.ndarray
@@ -236,7 +258,8 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
     timing: dict[str, float] = {}
     t = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
-    budgets = [LpipsBudget(p=budget.lpips, alpha=alpha, net=budget.lpips_net, models_dir=models_dir),
+    budgets = [LpipsBudget(p=budget.lpips, alpha=alpha, net=budget.lpips_net, models_dir=models_dir,
+                           view=seen_view(rgb, x0)),
                LinfBudget(eps=budget.linf)]
     loop = optimise(x0, full_resolution_view(objective, x0, (h, w)), budgets, steps=effort.steps, lr=effort.lr,
                     generator=gen, update=update, coarse_fraction=effort.coarse_fraction,  # type: ignore[arg-type]

@@ -169,12 +169,12 @@ def prepare(rgb: np.ndarray, encoders: Sequence[tuple[Encoder, float]] | None, r
         from ..encoders import load_encoder
 
         encoders = [(load_encoder("taef2", models_dir=models_dir), 1.0)]
-    encs = list(encoders)
+    encs = [tuple(e) if isinstance(e, list) else e for e in encoders]
     if not encs:
         raise ValueError(f"{method}: encoders is empty; pass [(encoder, weight)], e.g. [(load_encoder('taef2'), 1.0)]")
     for item in encs:
-        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], torch.nn.Module)
-                and float(item[1]) > 0):
+        if not (isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], torch.nn.Module)
+                and isinstance(item[1], int | float) and float(item[1]) > 0):
             raise ValueError(f"{method}: each encoder must be (Encoder, positive weight), got {item!r}")
     device = next(encs[0][0].parameters()).device
     h, w = rgb.shape[:2]

@@ -6,8 +6,9 @@ Models", USENIX Security 2023, §5 and Eq. 3:
     min_δ ‖Φ(x + δ) − Φ(Ω(x, T))‖² + α · max(LPIPS(x + δ, x) − p, 0),
 
 with the target style T picked so that its distance from the artist's style lies between the 50th and
-75th percentile of the candidates, Ω(x, T) the artwork rendered in style T, Adam on δ for **500**
-iterations, α = **30** and LPIPS budget p = **0.05** (the paper's lowest budget; it also evaluates 0.1).
+75th percentile of the candidates and Ω(x, T) the artwork rendered in style T. Settings: Adam on δ for
+**500** iterations, α = **30**, LPIPS budget p = **0.05** (the paper's headline "low perturbation"
+level).
 
 How this module realises it, and where it differs from the original:
 

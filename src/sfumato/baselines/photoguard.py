@@ -8,11 +8,12 @@ ICML 2023 (arXiv:2302.06588), §4 "encoder attack":
 solved with L∞ projected gradient descent (signed gradient steps, Madry et al., ICLR 2018) from a uniform
 random start inside the ε-box, with a step size that decays linearly over the run.
 
-Settings (the authors' public demo, which the paper's encoder-attack figures use; images there are in
-[−1, 1], so its numbers are halved here for Sfumato's [0, 1] pixels): ε = 0.12 → **0.06** (≈ 15.3/255),
-step 0.01 → **0.005**, **200** iterations, target = a uniform **50 % grey** test image (the demo encodes a
-grey-uniformity test card). Their step decays linearly from ``step`` to ``step/100``; the shared loop's
-``decay="linear"`` goes from ``step`` to 0 — the difference is the last 1 % of a step. The loop also
+Settings are those of the authors' public release (the encoder-attack demo in github.com/MadryLab/photoguard;
+only its numbers were used, no code). It works on [−1, 1] pixels, so its values are halved here for
+Sfumato's [0, 1] pixels: ε = 0.12 → **0.06** (≈ 15.3/255), first step 0.01 → **0.005**, **200**
+iterations, uniform random start in the ε-box, target = a **50 % grey** image (the release encodes a
+grey-uniformity test card). The release's step decays linearly from ``step`` to ``step/100``; the shared
+loop's ``decay="linear"`` goes from ``step`` to 0 — the difference is the last 1 % of a step. The loop also
 returns the iterate with the lowest loss rather than the last one.
 
 Departures, stated plainly: the encoder is whatever Sfumato adapter is passed (TAEF2 by default), not the

@@ -36,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="largest accepted image, in megapixels (default 25)")
     p.add_argument("--max-images-per-job", type=int, default=20, metavar="N", help="images per job (default 20)")
     p.add_argument("--models-dir", default=None, help="folder with model weights (else $SFUMATO_MODELS_DIR)")
+    p.add_argument("--anchors-dir", default=None, metavar="DIR",
+                   help="for poison/protect: folder with one sub-folder of images per target concept, e.g. DIR/cat/")
     p.add_argument("--effort-override", default=None, metavar="JSON",
                    help="replace every job's search effort, e.g. '{\"steps\": 3, \"resolution\": 128}' "
                         "(for tests and benchmarks: protection will be weak)")
@@ -61,7 +63,8 @@ def settings_from_args(args: argparse.Namespace):  # noqa: ANN201
         workers=args.workers, max_queue=args.max_queue, token=args.token or _env_token(), ttl_hours=args.ttl_hours,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=int(args.max_megapixels * 1e6),
         max_images_per_job=args.max_images_per_job,
-        models_dir=Path(args.models_dir) if args.models_dir else None, effort_override=effort,
+        models_dir=Path(args.models_dir) if args.models_dir else None,
+        anchors_dir=Path(args.anchors_dir) if args.anchors_dir else None, effort_override=effort,
     )
 
 

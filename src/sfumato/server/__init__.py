@@ -57,7 +57,8 @@ class ServerSettings:
     429 with ``Retry-After``); ``token``: API token clients send as ``Authorization: Bearer <token>``
     (required when ``host`` is not a loopback address); ``ttl_hours``: how long finished results are
     kept; ``max_upload_bytes`` / ``max_pixels``: limits per uploaded image; ``max_images_per_job``;
-    ``models_dir``: weights folder (else ``$SFUMATO_MODELS_DIR``); ``effort_override``: replaces the
+    ``models_dir``: weights folder (else ``$SFUMATO_MODELS_DIR``); ``anchors_dir``: folder with one
+    sub-folder of anchor images per target concept (``anchors_dir/cat/*.png``) for poison and protect; ``effort_override``: replaces the
     search effort of every job (tests and benchmarks use it to make jobs take seconds);
     ``cleanup_interval_s``: how often expired jobs are deleted.
     """
@@ -73,16 +74,18 @@ class ServerSettings:
     max_pixels: int = 25_000_000
     max_images_per_job: int = 20
     models_dir: Path | None = None
+    anchors_dir: Path | None = None
     effort_override: Effort | None = None
     cleanup_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
-        if self.models_dir is not None:
-            object.__setattr__(self, "models_dir", Path(self.models_dir))
+        for name in ("models_dir", "anchors_dir"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
         if self.token == "":
             object.__setattr__(self, "token", None)
-        _check(1 <= self.port <= 65535, f"port must be in 1..65535, got {self.port}")
+        _check(0 <= self.port <= 65535, f"port must be in 0..65535 (0: any free port), got {self.port}")
         _check(self.workers is None or self.workers >= 1, f"workers must be >= 1 (or None for one per device), "
                f"got {self.workers}")
         _check(self.max_queue >= 1, f"max_queue must be >= 1 (jobs allowed to wait), got {self.max_queue}")
@@ -115,6 +118,7 @@ class ServerSettings:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["data_dir"] = str(self.data_dir)
         d["models_dir"] = str(self.models_dir) if self.models_dir is not None else None
+        d["anchors_dir"] = str(self.anchors_dir) if self.anchors_dir is not None else None
         d["effort_override"] = asdict(self.effort_override) if self.effort_override is not None else None
         if redact_token and d["token"] is not None:
             d["token"] = "***"

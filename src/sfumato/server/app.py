@@ -24,7 +24,7 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import IO, Any
@@ -132,6 +132,7 @@ class Health(BaseModel):
     status: str
     version: str
     workers: int
+    busy: bool
     max_queue: int
     jobs: dict[str, int]
     auth_required: bool
@@ -288,13 +289,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def health() -> dict[str, Any]:
         runner = get_runner()
         counts = await run_in_threadpool(runner.store.counts)
-        return {"status": "ok", "version": __version__, "workers": runner.n_workers, "max_queue": settings.max_queue,
+        return {"status": "ok", "version": __version__, "workers": runner.n_workers, "busy": not runner.idle(),
+                "max_queue": settings.max_queue,
                 "jobs": counts, "auth_required": settings.auth_required}
 
     @app.get("/v1/options", tags=["server"], dependencies=[Depends(require_token)], responses=_ERRORS)
-    async def options() -> dict[str, Any]:
+    def options() -> dict[str, Any]:
+        """What the server offers: modes (and whether this version has them), presets, styles, concepts and
+        the concepts it has anchor images for (poison/protect), limits."""
         from ..config import INTENSITY_PRESETS, QUALITY_PRESETS
 
+        ad = settings.anchors_dir
         return {
             "modes": {name: {"title": m.title, "description": m.description,
                              "available": m.missing() is None, "unavailable_reason": m.unavailable_message()}
@@ -305,6 +310,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
                           for k, e in QUALITY_PRESETS.items() if k in QUALITIES},
             "target_styles": ["auto", *builtin_style_names()],
             "concepts": concept_names(),
+            "anchor_targets": sorted(d.name for d in ad.iterdir() if d.is_dir()) if ad is not None and ad.is_dir()
+            else [],
             "output_formats": list(OUTPUT_FORMATS),
             "check_available": check_available(),
             "defaults": JobOptions().to_dict(),
@@ -494,6 +501,43 @@ def _chunks(f: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
             yield chunk
     finally:
         f.close()
+
+
+@contextmanager
+def serve_in_thread(settings: ServerSettings, *, log_level: str = "warning",
+                    startup_timeout_s: float = 120.0) -> Iterator[str]:
+    """Run the app with uvicorn in a background thread of this process (``settings.port`` 0: any free
+    port); yields the base URL (``http://127.0.0.1:PORT``) once the server accepts requests, and stops it
+    (workers included) on exit. For tests, benchmarks and notebooks; ``sfumato serve`` is the CLI."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host.strip("[]"), settings.port))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level=log_level, lifespan="on",
+                                           timeout_graceful_shutdown=15))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="sfumato-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise RuntimeError(f"the sfumato server did not start within {startup_timeout_s:.0f} s; see its log")
+        time.sleep(0.05)
+    host = f"[{settings.host.strip('[]')}]" if family == socket.AF_INET6 else settings.host
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(60)
+        sock.close()
 
 
 def settings_json(settings: ServerSettings) -> str:

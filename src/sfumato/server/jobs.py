@@ -71,25 +71,38 @@ _FILE_RE = re.compile(r"^[0-9a-f]{32}(\.[a-z0-9_]+)+$")
 
 
 @dataclass(frozen=True)
+class ModeCall:
+    """One image to protect: what a mode's runner receives."""
+
+    src: Path
+    out_dir: Path
+    stem: str
+    progress: Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
 class Mode:
-    """A protection the server can run: ``sfumato.api.<api_function>(src, out_dir, config, **kw)`` with
-    ``config = sfumato.config.<config_class>.preset(**{option: value for option in options})``."""
+    """A protection the server can run.
+
+    ``requires``: ``"module:attribute"`` names that must exist in the installed sfumato (checked at run
+    time, so a newer sfumato adds modes without touching the server); ``prepare(opts, settings, cache)``
+    builds the configuration once per job and returns the function that protects one image
+    (:class:`ModeCall` → :class:`sfumato.api.FileResult`). ``prepare`` raises ``ValueError`` with a
+    one-line message when the job cannot run (the job fails with it).
+    """
 
     name: str
-    api_function: str
-    config_class: str
-    options: tuple[str, ...]
     title: str
     description: str
+    requires: tuple[str, ...]
+    prepare: Callable[[JobOptions, ServerSettings, dict[str, Any]], Callable[[ModeCall], Any]]
 
     def missing(self) -> str | None:
-        """What is missing for this mode in the installed sfumato, or ``None`` when it can run."""
-        from .. import api, config
-
-        if not hasattr(api, self.api_function):
-            return f"sfumato.api.{self.api_function}"
-        if not hasattr(config, self.config_class):
-            return f"sfumato.config.{self.config_class}"
+        """The first required name the installed sfumato lacks, or ``None`` when the mode can run."""
+        for req in self.requires:
+            mod, _, attr = req.partition(":")
+            if find_spec(mod) is None or not hasattr(import_module(mod), attr):
+                return f"{mod}.{attr}"
         return None
 
     def unavailable_message(self) -> str | None:
@@ -101,34 +114,97 @@ class Mode:
         return (f"mode {self.name!r} is not available in this version of sfumato ({__version__}: {what} does "
                 "not exist); use mode 'cloak' or upgrade sfumato")
 
-    def function(self) -> Callable[..., Any]:
-        from .. import api
 
-        return getattr(api, self.api_function)
+def _with_effort(cfg: Any, effort: Any) -> Any:
+    return cfg if effort is None else dataclasses.replace(cfg, effort=effort)
 
-    def build_config(self, opts: JobOptions, effort_override: Any = None) -> Any:
-        from .. import config
 
-        cls = getattr(config, self.config_class)
-        kw = {k: getattr(opts, k) for k in self.options if getattr(opts, k) is not None}
-        cfg = cls.preset(**kw)
-        if effort_override is not None:
-            if not any(f.name == "effort" for f in dataclasses.fields(cfg)):
-                raise ValueError(f"{self.config_class} has no 'effort' field, so the server's effort_override "
-                                 "cannot apply; run without it")
-            cfg = dataclasses.replace(cfg, effort=effort_override)
-        return cfg
+def _file_kwargs(opts: JobOptions, settings: ServerSettings) -> dict[str, Any]:
+    return {"output_format": opts.output_format, "jpeg_quality": opts.jpeg_quality, "overwrite": True,
+            "ai_view": opts.ai_view, "models_dir": settings.models_dir}
+
+
+def _prepare_cloak(opts: JobOptions, settings: ServerSettings, cache: dict[str, Any]) -> Callable[[ModeCall], Any]:
+    from ..api import cloak_file
+    from ..config import CloakConfig
+
+    cfg = _with_effort(CloakConfig.preset(intensity=opts.intensity, quality=opts.quality,
+                                          target_style=opts.target_style, seed=opts.seed),
+                       settings.effort_override)
+    kw = _file_kwargs(opts, settings)
+    return lambda c: cloak_file(c.src, c.out_dir, cfg, rel_stem=c.stem, progress=c.progress, **kw)
+
+
+def _cli_args(command: str, opts: JobOptions) -> Any:
+    """The command's own CLI defaults and presets for ``opts`` (the server builds configs exactly like the
+    command line does)."""
+    import argparse
+
+    p = argparse.ArgumentParser(add_help=False)
+    import_module(f"sfumato.commands.{command}").add_arguments(p)
+    argv = ["image", "-o", "out", "--intensity", opts.intensity, "--quality", opts.quality, "--seed", str(opts.seed),
+            "--concept", str(opts.concept), "--target", str(opts.target)]
+    if command == "protect":
+        argv += ["--target-style", opts.target_style]
+    return p.parse_args(argv)
+
+
+def _anchors(opts: JobOptions, settings: ServerSettings, cache: dict[str, Any]) -> Any:
+    from ..anchors import load_anchor_folder
+
+    target = str(opts.target)
+    folder = settings.anchors_dir / target if settings.anchors_dir is not None else None
+    if folder is None or not folder.is_dir():
+        raise ValueError(f"this server has no anchor images of {target!r}, which poisoning toward it needs; the "
+                         f"admin must put pictures of {target!r} in <anchors dir>/{target}/ and start sfumato serve "
+                         "with --anchors-dir")
+    key = f"anchors:{target}"
+    if key not in cache:
+        cache[key] = load_anchor_folder(folder, concept=target)
+    return cache[key]
+
+
+def _prepare_poison(opts: JobOptions, settings: ServerSettings, cache: dict[str, Any]) -> Callable[[ModeCall], Any]:
+    from ..api import poison_file
+    from ..commands.poison import poison_config
+
+    cfg = _with_effort(poison_config(_cli_args("poison", opts), str(opts.concept), str(opts.target)),
+                       settings.effort_override)
+    anchors = _anchors(opts, settings, cache)
+    kw = _file_kwargs(opts, settings)
+    return lambda c: poison_file(c.src, c.out_dir, cfg, anchors, rel_stem=c.stem, progress=c.progress, **kw)
+
+
+def _prepare_protect(opts: JobOptions, settings: ServerSettings, cache: dict[str, Any]) -> Callable[[ModeCall], Any]:
+    from ..api import protect_file
+    from ..commands.poison import poison_config
+    from ..protect import ProtectConfig
+
+    args = _cli_args("protect", opts)
+    pc = poison_config(args, str(opts.concept), str(opts.target))
+    cfg = ProtectConfig(concept=pc.concept, target=pc.target, budget=pc.budget, effort=pc.effort, encoders=pc.encoders,
+                        target_style=opts.target_style, style_strength=args.style_strength,
+                        style_weight=args.style_weight, poison_weight=args.poison_weight,
+                        anchor_choice=args.anchor_choice, anchor_index=args.anchor_index, seed=opts.seed)
+    cfg = _with_effort(cfg, settings.effort_override)
+    anchors = _anchors(opts, settings, cache)
+    kw = _file_kwargs(opts, settings)
+    return lambda c: protect_file(c.src, c.out_dir, cfg, anchors, rel_stem=c.stem, progress=c.progress, **kw)
 
 
 MODES: dict[str, Mode] = {
-    "cloak": Mode("cloak", "cloak_file", "CloakConfig", ("intensity", "quality", "target_style", "seed"),
-                  "Style cloak", "Glaze-style: models that train on the image learn a different style."),
-    "poison": Mode("poison", "poison_file", "PoisonConfig", ("intensity", "quality", "concept", "target", "seed"),
-                   "Concept poison", "Nightshade-style: models that train on the image learn the wrong concept."),
-    "protect": Mode("protect", "protect_file", "ProtectConfig",
-                    ("intensity", "quality", "target_style", "concept", "target", "seed"),
-                    "Cloak + poison", "Both protections in one perturbation."),
+    "cloak": Mode("cloak", "Style cloak", "Glaze-style: models that train on the image learn a different style.",
+                  ("sfumato.api:cloak_file", "sfumato.config:CloakConfig"), _prepare_cloak),
+    "poison": Mode("poison", "Concept poison",
+                   "Nightshade-style: models that train on the image learn the wrong concept.",
+                   ("sfumato.api:poison_file", "sfumato.anchors:load_anchor_folder",
+                    "sfumato.commands.poison:poison_config"), _prepare_poison),
+    "protect": Mode("protect", "Cloak + poison", "Both protections in one perturbation, under one budget.",
+                    ("sfumato.api:protect_file", "sfumato.anchors:load_anchor_folder", "sfumato.protect:ProtectConfig",
+                     "sfumato.commands.poison:poison_config"), _prepare_protect),
 }
+"""``mode -> Mode``: the protections the server offers (a mode whose requirements are missing fails its
+jobs with a "not available in this version" error)."""
 
 
 def builtin_style_names() -> list[str]:
@@ -187,7 +263,7 @@ class JobOptions:
     target: str | None = None
     seed: int = 0
     output_format: str | None = None
-    jpeg_quality: int = 95
+    jpeg_quality: int = 98
     ai_view: bool = True
     check: bool = False
 
@@ -491,6 +567,7 @@ class JobStore:
 # --------------------------------------------------------------------------------------------------
 # the runner
 
+_EXTRA_KINDS = {".ai_view.before.png": "ai_view_before", ".ai_view.after.png": "ai_view_after", ".txt": "caption"}
 _INPUT_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "AVIF": ".avif"}
 
 
@@ -518,6 +595,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._validate = threading.BoundedSemaphore(2)  # full decodes at once (memory bound)
+        self._cache: dict[str, Any] = {}  # per-server objects reused by jobs (anchor sets)
 
     # -- life cycle
     def start(self) -> None:
@@ -533,7 +611,7 @@ class JobRunner:
         t.start()
         self._threads.append(t)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
         """Stop the workers: a running image is interrupted at its next progress step and re-queued."""
         self._stop.set()
         with self._wake:
@@ -542,6 +620,11 @@ class JobRunner:
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
+
+    def idle(self) -> bool:
+        """True when no worker is processing a job."""
+        with self._lock:
+            return not self._active
 
     def wake(self) -> None:
         with self._wake:
@@ -622,6 +705,10 @@ class JobRunner:
             tmp.unlink()
             raise JobError(415, f"{shown}: not an image (its content was checked, not its name); upload a PNG, "
                                 "JPEG, WebP or TIFF file") from e
+        if fmt not in _INPUT_SUFFIX or (fmt == "AVIF" and "AVIF" not in sio.supported_formats()):
+            tmp.unlink()
+            raise JobError(415, f"{shown}: a {fmt} image, which sfumato does not protect; convert it to PNG (lossless) "
+                                "or upload a JPEG, WebP or TIFF file")
         if w * h > self.settings.max_pixels:
             tmp.unlink()
             raise JobError(413, f"{shown}: {w}x{h} is {w * h / 1e6:.1f} megapixels, over this server's limit of "
@@ -797,11 +884,10 @@ class JobRunner:
             self.store.fail_job(job_id, unavailable, self.ttl_s)
             return
         try:
-            config = mode.build_config(opts, self.settings.effort_override)
-        except ValueError as e:
+            protect_one = mode.prepare(opts, self.settings, self._cache)
+        except (ValueError, OSError) as e:  # a job that cannot run: the client sees why
             self.store.fail_job(job_id, _one_line(e), self.ttl_s)
             return
-        fn = mode.function()
         for im in job["images"]:
             if im["status"] in ("done", "failed"):
                 continue
@@ -810,14 +896,14 @@ class JobRunner:
                 raise _Interrupted
             if job_id in self._cancelled:
                 break
-            self._run_image(job, im, fn, config, opts)
+            self._run_image(job, im, protect_one, opts)
         if job_id in self._cancelled:
             self.discard(job_id)
             return
         status = self.store.finish_job(job_id, self.ttl_s)
         log.info("job %s %s", job_id, status)
 
-    def _run_image(self, job: dict[str, Any], im: dict[str, Any], fn: Callable[..., Any], config: Any,
+    def _run_image(self, job: dict[str, Any], im: dict[str, Any], protect_one: Callable[[ModeCall], Any],
                    opts: JobOptions) -> None:
         job_id, idx = job["id"], im["idx"]
         attempt = self.store.start_image(job_id, idx)
@@ -839,15 +925,11 @@ class JobRunner:
                 raise _Cancelled
             self._live[key] = {"step": int(step), "steps": int(steps)}
 
-        for p in out_dir.glob(f"{im['id']}.*"):  # leftovers of an interrupted attempt
-            p.unlink()
-        for p in out_dir.glob(f".{im['id']}.*"):
+        for p in [*out_dir.glob(f"{im['id']}.*"), *out_dir.glob(f".{im['id']}.*")]:  # an interrupted attempt's
             p.unlink()
         t0 = time.perf_counter()
         try:
-            res = fn(d / "in" / im["input_file"], out_dir, config, output_format=opts.output_format,
-                     jpeg_quality=opts.jpeg_quality, overwrite=True, ai_view=opts.ai_view,
-                     models_dir=self.settings.models_dir, rel_stem=im["id"], progress=progress)
+            res = protect_one(ModeCall(d / "in" / im["input_file"], out_dir, im["id"], progress))
         except _Interrupted:
             self.store.requeue_image(job_id, idx)
             raise
@@ -861,10 +943,9 @@ class JobRunner:
             self._live.pop(key, None)
         files = {"input": im["input_file"], "output": res.output.name, "manifest": res.manifest_path.name}
         for p in res.extra_outputs:
-            if p.name.endswith(".ai_view.before.png"):
-                files["ai_view_before"] = p.name
-            elif p.name.endswith(".ai_view.after.png"):
-                files["ai_view_after"] = p.name
+            kind = _EXTRA_KINDS.get(p.name[len(im["id"]):])
+            if kind is not None:
+                files[kind] = p.name
         report_error = None
         if opts.check:
             if not check_available():
@@ -927,9 +1008,16 @@ def _summary(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
         "psnr": achieved.get("psnr"), "ssim": achieved.get("ssim"),
         "budget_lpips": budget.get("lpips"), "budget_linf": budget.get("linf"),
         "within_budget": manifest.get("within_budget"),
-        "target": (manifest.get("target") or {}).get("style") if isinstance(manifest.get("target"), dict) else None,
+        "target": _target_name(manifest.get("target")),
         "latent_reduction": first.get("relative_reduction") if isinstance(first, dict) else None,
     }
+
+
+def _target_name(t: Any) -> str | None:
+    if isinstance(t, dict):
+        parts = [str(t[k]) for k in ("style", "concept") if t.get(k)]
+        return " + ".join(parts) or None
+    return str(t) if t else None
 
 
 def spooled_zip(runner: JobRunner, job_id: str) -> IO[bytes]:

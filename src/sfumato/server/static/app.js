@@ -215,6 +215,7 @@
       state.picked = [];
       renderPicked();
       message("Job queued.");
+      setTimeout(() => { if ($("#message").textContent.startsWith("Job queued")) message(""); }, 5000);
       await refreshJob(j.id);
       poll();
     } catch (e) {

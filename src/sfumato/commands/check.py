@@ -1,0 +1,84 @@
+"""``sfumato check``: measure a protected image's protection and what survives real attacks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = ("Check a protected image: latent protection, AI view, independent judges, and what survives "
+        "JPEG, resizing, noise, blur, TAE round trips and IMPRESS purification.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("protected", metavar="PROTECTED", help="the protected image file")
+    p.add_argument("--original", default=None, metavar="ORIG",
+                   help="the original image (needed to measure latent protection and quality)")
+    p.add_argument("--manifest", default=None, metavar="FILE.json",
+                   help="the cloak manifest (default: <stem>.sfumato.json beside PROTECTED, if present)")
+    p.add_argument("--attacks", default="default", metavar="SUITE|NAMES",
+                   help="'default' (fast representative subset), 'all', or comma-separated attack names")
+    p.add_argument("--encoder", action="append", default=None, metavar="SPEC",
+                   help="encoder to measure (repeatable): taef2, taesana, diffusers:<id>; default taef2")
+    p.add_argument("--report", default=None, metavar="FILE.html", help="write a self-contained HTML report")
+    p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="write the report as JSON")
+    p.add_argument("--models-dir", default=None, help="folder with model weights (else $SFUMATO_MODELS_DIR)")
+    p.add_argument("--corpus-dir", default=None,
+                   help="folder with art/<artist>/ reference paintings for the style judge "
+                        "(else $SFUMATO_CORPUS_DIR)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random attacks (recorded in the report)")
+    p.add_argument("--no-judges", action="store_true", help="skip the independent judges")
+    p.add_argument("--list-attacks", action="store_true", help="list the available attacks and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+
+
+def _fmt(v: float | None, pct: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.0%}" if pct else f"{v:.1f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_attacks:
+        from ..attacks import ATTACKS, SUITES
+
+        for name, spec in ATTACKS.items():
+            tags = [s for s, names in SUITES.items() if name in names]
+            print(f"{name:22s} {spec.description}" + (f"  [{', '.join(tags)}]" if tags else ""))
+        return 0
+
+    from pathlib import Path
+
+    from ..report import write_html
+    from ..verify import check
+
+    def progress(msg: str) -> None:
+        if not args.quiet:
+            print(f"  {msg} ...", file=sys.stderr)
+
+    report = check(args.protected, original=args.original, manifest=args.manifest, attacks=args.attacks,
+                   encoders=tuple(args.encoder or ("taef2",)), models_dir=args.models_dir,
+                   corpus_dir=args.corpus_dir, seed=args.seed, judges=not args.no_judges, progress=progress)
+    lat = next(iter(report.latent.values()), {})
+    if report.protection_measure == "target":
+        print(f"latent protection: {_fmt(lat.get('relative_reduction'), True)} of the way to target "
+              f"'{report.target['style'] if report.target else '?'}'")
+    elif report.protection_measure == "shift":
+        print(f"latent protection: shift away {_fmt(lat.get('shift_away_relative'), True)} of the clean latent norm")
+    if report.quality:
+        q = report.quality
+        print(f"quality vs original: LPIPS {q['lpips_alex']:.4f}  PSNR {q['psnr']:.2f} dB  SSIM {q['ssim']:.4f}  "
+              f"L∞ {q['linf'] * 255:.1f}/255")
+    print(f"{'attack':22s} {'usable':>6s} {'PSNR':>6s} {'retained':>8s}  verdict")
+    for a in report.attacks:
+        print(f"{a.name:22s} {'yes' if a.usable else 'no':>6s} {_fmt(a.quality.get('psnr_vs_protected')):>6s} "
+              f"{_fmt(a.retained, True):>8s}  {a.verdict}")
+    print(report.summary)
+    for n in report.notes:
+        print(f"note: {n}", file=sys.stderr)
+    if args.json_out:
+        Path(args.json_out).write_text(report.to_json() + "\n", encoding="utf-8")
+        print(f"JSON report: {args.json_out}", file=sys.stderr)
+    if args.report:
+        write_html(report, args.report)
+        print(f"HTML report: {args.report}", file=sys.stderr)
+    return 0

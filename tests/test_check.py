@@ -1,0 +1,169 @@
+"""``sfumato check``: the check API, its JSON and self-contained HTML report, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sfumato.attacks import SUITES, apply_attack, best_of_n
+from sfumato.verify import NOT_TESTED, check, verdict_for
+
+SIDE = 48
+VERDICTS = {"survives", "weakened", "removed"}
+
+
+@pytest.fixture(scope="module")
+def painting(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 48 px real painting (centre crop of a Signac, downscaled), saved as PNG."""
+    from sfumato.io import load_image
+
+    src = sorted((corpus_dir / "art" / "paul_signac").iterdir())[0]
+    x = load_image(src).rgb
+    h, w = x.shape[:2]
+    s = min(h, w)
+    crop = x[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    im = Image.fromarray((crop * 255 + 0.5).astype(np.uint8)).resize((SIDE, SIDE), Image.Resampling.LANCZOS)
+    out = tmp_path_factory.mktemp("orig") / "painting.png"
+    im.save(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cloaked(painting: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (short) style cloak of the painting toward 'pointillism', with its manifest beside it."""
+    from sfumato.api import cloak_file
+    from sfumato.config import CloakConfig, Effort
+
+    cfg = CloakConfig(effort=Effort(steps=5, resolution=64, lr=0.01), target_style="pointillism")
+    return cloak_file(painting, tmp_path_factory.mktemp("out"), cfg).output
+
+
+@pytest.fixture(scope="module")
+def small_corpus(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """<tmp>/art/<artist>/ with two paintings of each of two artists (links, nothing copied)."""
+    root = tmp_path_factory.mktemp("corpus")
+    for artist in ("paul_signac", "claude_monet"):
+        d = root / "art" / artist
+        d.mkdir(parents=True)
+        for f in sorted((corpus_dir / "art" / artist).iterdir())[1:3]:
+            (d / f.name).symlink_to(f)
+    return root
+
+
+def test_verdict_thresholds() -> None:
+    assert verdict_for(2 / 3) == "survives" and verdict_for(0.66) == "weakened"
+    assert verdict_for(1 / 3) == "weakened" and verdict_for(0.33) == "removed" and verdict_for(-0.2) == "removed"
+    assert verdict_for(None) == "not measured"
+
+
+def test_check_end_to_end_json_and_html(cloaked: Path, painting: Path, small_corpus: Path, tmp_path: Path) -> None:
+    from sfumato.report import write_html
+
+    manifest = json.loads(cloaked.with_name(f"{cloaked.stem}.sfumato.json").read_text())
+    rep = check(cloaked, original=painting, attacks="default", corpus_dir=small_corpus, seed=0)
+
+    # manifest found beside the file; target re-rendered exactly as the cloak did
+    assert rep.manifest is not None and rep.manifest["file"].endswith(".sfumato.json")
+    assert rep.protection_measure == "target" and rep.target["style"] == "pointillism"
+    lat = rep.latent["taef2"]
+    assert lat["relative_reduction"] == pytest.approx(manifest["latent"]["taef2"]["relative_reduction"], abs=1e-3)
+    assert lat["relative_reduction"] > 0.05 and lat["shift_away"] > 0
+    assert rep.quality["lpips_alex"] == pytest.approx(manifest["achieved"]["lpips_alex"], abs=1e-4)
+
+    # every default attack ran and got a verdict with its numbers
+    assert [a.name for a in rep.attacks] == list(SUITES["default"])
+    for a in rep.attacks:
+        assert a.verdict in VERDICTS and a.retained is not None
+        assert a.verdict == verdict_for(a.retained)
+        assert a.latent["taef2"]["retained"] == pytest.approx(
+            a.latent["taef2"]["relative_reduction"] / lat["relative_reduction"])
+        assert (a.seed is not None) == (a.name in ("noise-0.05", "noisy-upscale", "impress-fast"))
+        assert "style" in a.judges and "concept" in a.judges
+    # replayable: the recorded seed reproduces the attacked image
+    noise = next(a for a in rep.attacks if a.name == "noise-0.05")
+    from sfumato.io import load_image
+
+    x_p = load_image(cloaked).rgb
+    assert np.array_equal(apply_attack("noise-0.05", x_p, seed=noise.seed),
+                          apply_attack("noise-0.05", x_p, seed=noise.seed))
+    b = best_of_n([{"name": a.name, "retained": a.retained, "usable": a.usable} for a in rep.attacks])
+    assert (rep.best_of_n is None) == (b is None)
+    if b is not None:
+        assert rep.best_of_n["name"] == b.name and rep.best_of_n["verdict"] == verdict_for(b.retained)
+
+    # judges: the style judge is trained on the given corpus and sees the AI views
+    st = rep.judges["style"]
+    assert set(st["artists"]) == {"paul_signac", "claude_monet"}
+    assert 0 <= st["ai_view_protected"]["p_artist"] <= 1 and "ai_view_original" in st
+    assert "ai_view_protected" in rep.judges["concept"]
+
+    # JSON: complete and serialisable
+    d = json.loads(json.dumps(rep.to_dict()))
+    for key in ("quality", "latent", "judges", "attacks", "best_of_n", "thresholds", "not_tested", "summary",
+                "settings"):
+        assert key in d
+    assert d["thresholds"]["survives_at"] == pytest.approx(2 / 3) and d["not_tested"] == list(NOT_TESTED)
+    assert any("LightShed" in s for s in d["not_tested"]) and any("GrIDPure" in s for s in d["not_tested"])
+    assert "images" not in d and "images" in rep.to_dict(include_images=True)
+
+    # HTML: self-contained, images embedded, every attack and the limits stated
+    html = write_html(rep, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "http://" not in html and "https://" not in html
+    assert not re.search(r"""(src|href)=["'](?!data:)""", html)  # every resource is inline
+    assert html.count("data:image/jpeg;base64,") >= 5 + 2 * len(rep.attacks)
+    for a in rep.attacks:
+        assert a.name in html
+    assert "What is not tested" in html and "survives if retained" in html
+    assert (tmp_path / "report.html").stat().st_size < 400_000
+
+
+def test_check_without_target_uses_the_residual_latent_shift(painting: Path) -> None:
+    from sfumato.io import load_image
+
+    x = load_image(painting).rgb
+    rng = np.random.default_rng(1)
+    prot = np.clip(x + rng.choice([-8 / 255, 8 / 255], size=x.shape), 0, 1).astype(np.float32)
+    rep = check(prot, original=x, attacks=["jpeg-q95-444", "blur-r2"], judges=False)
+    assert rep.protection_measure == "shift" and rep.manifest is None and rep.target is None
+    by = {a.name: a for a in rep.attacks}
+    # fine pixel noise survives near-lossless JPEG far better than a sigma-2 blur
+    assert by["jpeg-q95-444"].retained > by["blur-r2"].retained
+    assert by["blur-r2"].verdict == "removed"
+    assert "perturbation_shift" in by["blur-r2"].latent["taef2"]
+    assert any("switched off" in n for n in rep.notes)
+
+
+def test_check_edge_cases(painting: Path, cloaked: Path) -> None:
+    from sfumato.io import load_image
+
+    x = load_image(painting).rgb
+    same = check(x, original=x, attacks=["median-3"], judges=False)  # nothing to remove
+    assert same.attacks[0].verdict == "no protection" and same.attacks[0].retained is None
+    alone = check(cloaked, attacks=["jpeg-q75-420"], judges=False)  # no original: no latent measure
+    assert alone.protection_measure == "none" and alone.attacks[0].verdict == "not measured"
+    assert any("original" in n for n in alone.notes)
+    with pytest.raises(ValueError, match="exact original"):
+        check(x, original=x[:32], attacks=["median-3"], judges=False)
+    with pytest.raises(ValueError, match="unknown attack"):
+        check(x, original=x, attacks=["jpeg-q1"], judges=False)
+
+
+def test_cli_check(cloaked: Path, painting: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sfumato.cli import main
+
+    j, h = tmp_path / "r.json", tmp_path / "r.html"
+    rc = main(["check", str(cloaked), "--original", str(painting), "--attacks", "jpeg-q75-420,crop-90",
+               "--no-judges", "--json", str(j), "--report", str(h), "--quiet"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "jpeg-q75-420" in out and "crop-90" in out and "pointillism" in out
+    d = json.loads(j.read_text())
+    assert [a["name"] for a in d["attacks"]] == ["jpeg-q75-420", "crop-90"]
+    assert "https://" not in h.read_text() and "data:image/jpeg;base64," in h.read_text()
+    assert main(["check", "x.png", "--list-attacks"]) == 0
+    assert "impress-paper" in capsys.readouterr().out

@@ -1,0 +1,159 @@
+"""End to end through the CLI and file API on real weights (few steps, small images): outputs, manifests,
+budgets measured on the saved file, metadata/alpha/16-bit preservation, resume, bad files in a batch,
+poison captions and judge reports, protect, mapping files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from sfumato import io as sio
+from sfumato.cli import main
+
+FAST = ["--steps", "3", "--resolution", "64", "--quiet"]
+
+
+def _painting(corpus_dir: Path, size: tuple[int, int] = (96, 72)) -> Image.Image:
+    src = sorted((corpus_dir / "art" / "paul_cezanne").glob("*"))[0]
+    return Image.open(src).convert("RGB").resize(size, Image.Resampling.LANCZOS)
+
+
+def _rgba_with_icc(corpus_dir: Path, path: Path) -> Path:
+    im = _painting(corpus_dir).convert("RGBA")
+    a = np.asarray(im).copy()
+    a[..., 3] = np.linspace(30, 255, a.shape[1], dtype=np.uint8)[None, :]
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x013B] = "Test Artist"
+    Image.fromarray(a, "RGBA").save(path, icc_profile=icc, exif=exif.tobytes())
+    return path
+
+
+def test_cloak_cli_keeps_metadata_alpha_and_meets_budget(tmp_path: Path, corpus_dir: Path) -> None:
+    src = _rgba_with_icc(corpus_dir, tmp_path / "art.png")
+    before = src.read_bytes()
+    out = tmp_path / "out"
+    assert main(["cloak", str(src), "-o", str(out), "--ai-view", *FAST]) == 0
+    assert src.read_bytes() == before  # original untouched
+    res, man = out / "art.png", json.loads((out / "art.sfumato.json").read_text())
+    for key in ("sfumato_version", "mode", "encoders", "target", "seed", "budget", "achieved", "latent", "timing_s"):
+        assert key in man
+    assert man["encoders"][0]["id"] == "taef2" and len(man["encoders"][0]["weights_sha256"]) == 2
+    assert man["achieved"]["lpips_alex"] <= man["budget"]["lpips"] + 1e-6
+    assert man["achieved"]["linf"] <= man["budget"]["linf"] + 1e-6
+    assert man["within_budget"] is True
+    assert set(man["latent"]["taef2"]) == {"clean_to_target", "protected_to_target", "relative_reduction"}
+    a, b = sio.load_image(src), sio.load_image(res)
+    np.testing.assert_array_equal(a.alpha, b.alpha)
+    assert b.icc_profile == a.icc_profile
+    assert Image.open(res).getexif()[0x013B] == "Test Artist"
+    assert not np.array_equal(a.rgb, b.rgb)
+    assert (out / "art.ai_view.before.png").exists() and (out / "art.ai_view.after.png").exists()
+    # The manifest's figures are the saved file's.
+    from sfumato.perturb import protected_quality
+
+    q = protected_quality(b.rgb, a.rgb)
+    assert q["lpips_alex"] == pytest.approx(man["achieved"]["lpips_alex"], abs=1e-6)
+
+
+def test_cloak_16bit_png_stays_16bit(tmp_path: Path, corpus_dir: Path) -> None:
+    a = (np.asarray(_painting(corpus_dir, (64, 48)), dtype=np.float32) / 255)
+    a16 = (a * 65535).astype(np.uint16) + 7  # values off the 8-bit grid
+    img = sio.image_from_array(a16)
+    src = sio.save_image(img, img.rgb, tmp_path / "deep.png")
+    assert sio.load_image(src).bit_depth == 16
+    out = tmp_path / "out"
+    assert main(["cloak", str(src), "-o", str(out), *FAST]) == 0
+    got = sio.load_image(out / "deep.png")
+    assert got.bit_depth == 16
+    man = json.loads((out / "deep.sfumato.json").read_text())
+    assert man["output"]["bit_depth"] == 16 and man["within_budget"]
+
+
+def test_batch_resume_overwrite_and_bad_files(tmp_path: Path, corpus_dir: Path) -> None:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    _painting(corpus_dir, (64, 64)).save(folder / "a.png")
+    _painting(corpus_dir, (72, 56)).save(folder / "sub" / "b.jpg", quality=95)
+    (folder / "broken.png").write_bytes(b"this is not an image")
+    out = tmp_path / "out"
+    assert main(["cloak", str(folder), "-o", str(out), *FAST]) == 1  # one bad file → non-zero exit
+    assert (out / "a.png").exists() and (out / "sub" / "b.jpg").exists()
+    assert Image.open(out / "sub" / "b.jpg").format == "JPEG"
+    # Second run: without --overwrite the good files fail; with --resume they are skipped.
+    stamp = (out / "a.png").stat().st_mtime_ns
+    assert main(["cloak", str(folder / "a.png"), "-o", str(out), *FAST]) == 1
+    assert main(["cloak", str(folder / "a.png"), "-o", str(out), "--resume", *FAST]) == 0
+    assert (out / "a.png").stat().st_mtime_ns == stamp
+    assert main(["cloak", str(folder / "a.png"), "-o", str(out), "--overwrite", *FAST]) == 0
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_jpeg_quality_below_95_is_refused(tmp_path: Path, corpus_dir: Path) -> None:
+    _painting(corpus_dir, (64, 64)).save(tmp_path / "a.jpg", quality=90)
+    assert main(["cloak", str(tmp_path / "a.jpg"), "-o", str(tmp_path / "o"), "--jpeg-quality", "90", *FAST]) == 1
+
+
+def test_poison_writes_caption_and_judged_manifest(tmp_path: Path, corpus_dir: Path) -> None:
+    dog = sorted((corpus_dir / "photos" / "dog").glob("*"))[0]
+    out = tmp_path / "out"
+    rc = main(["poison", str(dog), "-o", str(out), "--concept", "dog", "--target", "cat",
+               "--anchors", str(corpus_dir / "photos" / "cat"), *FAST])
+    assert rc == 0
+    man = json.loads((out / f"{dog.stem}.sfumato.json").read_text())
+    assert man["mode"] == "poison" and man["concept"] == "dog" and man["target"] == "cat"
+    assert man["candidate"]["checked"] and man["candidate"]["shows_concept"]
+    assert man["anchor"]["choice"] == "cheapest" and man["anchor"]["name"] in man["anchor"]["distances"]
+    assert man["achieved"]["lpips_alex"] <= 0.07 + 1e-6 and man["within_budget"]
+    assert "dog" in (out / f"{dog.stem}.txt").read_text().lower()
+    j = man["judged"]
+    assert j["pixels_show_concept"]["before"] is True
+    assert isinstance(j["ai_view_shows_target"]["after"], bool)
+
+
+def test_poison_skips_non_candidates_unless_forced(tmp_path: Path, corpus_dir: Path) -> None:
+    vase = sorted((corpus_dir / "photos" / "vase").glob("*"))[2]
+    out = tmp_path / "out"
+    args = ["poison", str(vase), "-o", str(out), "--concept", "dog", "--target", "cat",
+            "--anchors", str(corpus_dir / "photos" / "cat"), *FAST]
+    assert main(args) == 0
+    assert not list(out.glob("*.sfumato.json"))
+    assert main([*args, "--force"]) == 0
+    man = json.loads(next(out.glob("*.sfumato.json")).read_text())
+    assert man["candidate"]["forced"] is True
+
+
+def test_protect_joint_reports_both_objectives(tmp_path: Path, corpus_dir: Path) -> None:
+    from sfumato.anchors import load_anchor_folder
+    from sfumato.config import Effort
+    from sfumato.protect import ProtectConfig, protect_array, sequential_array
+
+    rgb = np.asarray(_painting(corpus_dir, (64, 64)), dtype=np.float32) / 255
+    anchors = load_anchor_folder(corpus_dir / "photos" / "cat", concept="cat", max_images=3)
+    cfg = ProtectConfig(concept="dog", target="cat", effort=Effort(steps=3, resolution=64))
+    r = protect_array(rgb, cfg, anchors.images, anchor_names=anchors.names)
+    assert {d["target"] for d in r.latent} == {"style", "poison"}
+    assert r.achieved["lpips_alex"] <= cfg.budget.lpips + 1e-6
+    s = sequential_array(rgb, cfg, anchors.images)
+    assert s["achieved"]["lpips_alex"] <= cfg.budget.lpips + 1e-6
+    assert {d["target"] for d in s["latent"]} == {"style", "poison"}
+    assert ProtectConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_mapping_file_formats(tmp_path: Path) -> None:
+    from sfumato.commands.poison import load_mapping
+
+    (tmp_path / "m.json").write_text(json.dumps({"dog": "cat", "car": "teapot"}))
+    (tmp_path / "m.csv").write_text("concept,target,anchors\ndog,cat,/x/cats\n# comment\ncar,teapot,\n")
+    (tmp_path / "m.toml").write_text('[[pair]]\nconcept = "dog"\ntarget = "cat"\n')
+    assert [p["target"] for p in load_mapping(str(tmp_path / "m.json"))] == ["cat", "teapot"]
+    csv_pairs = load_mapping(str(tmp_path / "m.csv"))
+    assert csv_pairs[0]["anchors"] == "/x/cats" and "anchors" not in csv_pairs[1]
+    assert load_mapping(str(tmp_path / "m.toml")) == [{"concept": "dog", "target": "cat"}]
+    (tmp_path / "bad.json").write_text(json.dumps([{"concept": "dog"}]))
+    with pytest.raises(ValueError, match="needs 'concept' and 'target'"):
+        load_mapping(str(tmp_path / "bad.json"))

@@ -1,0 +1,335 @@
+"""HTTP API of ``sfumato serve`` (FastAPI TestClient), with real TAEF2/LPIPS weights and a tiny search effort
+so a job takes seconds: submission, validation and limits, queue bound (429 + Retry-After), progress,
+results and manifests, files and zip, deletion (queued and running), TTL clean-up, auth and origin checks."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from sfumato.config import Effort
+from sfumato.server import ServerSettings, is_loopback
+from sfumato.server.app import create_app
+from sfumato.server.jobs import JobOptions, JobStore, QueueFull, sanitise_display_name
+
+TINY = Effort(steps=2, resolution=64, calibration_steps=2)
+FAST = {"quality": "fast", "target_style": "mosaic", "ai_view": "true"}
+UUID_NAME = re.compile(r"^[0-9a-f]{32}(\.[a-z0-9_]+)+$")
+
+
+def _png(src: Path, size: tuple[int, int]) -> bytes:
+    with Image.open(src) as im:
+        buf = io.BytesIO()
+        im.convert("RGB").resize(size, Image.Resampling.LANCZOS).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpeg(src: Path, size: tuple[int, int]) -> bytes:
+    with Image.open(src) as im:
+        buf = io.BytesIO()
+        im.convert("RGB").resize(size, Image.Resampling.LANCZOS).save(buf, format="JPEG", quality=97)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def images(corpus_dir: Path) -> dict[str, bytes]:
+    return {
+        "monet.png": _png(corpus_dir / "art" / "claude_monet" / "ace_Impressionism_claude-monet_0.png", (96, 72)),
+        "dog.jpg": _jpeg(sorted((corpus_dir / "photos" / "dog").glob("*.jpg"))[0], (80, 80)),
+    }
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path):
+    data = tmp_path_factory.mktemp("server-data")
+    settings = ServerSettings(data_dir=data, workers=1, max_queue=1, max_upload_bytes=256 * 1024,
+                              max_pixels=200_000, max_images_per_job=4, ttl_hours=1.0, models_dir=models_dir,
+                              effort_override=TINY)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        yield client, settings
+
+
+def _wait(client: TestClient, url: str, states: tuple[str, ...], timeout: float = 300.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = client.get(url)
+        assert r.status_code == 200, r.text
+        job = r.json()
+        if job["status"] in states:
+            return job
+        assert time.monotonic() < deadline, f"job still {job['status']} after {timeout} s: {job}"
+        time.sleep(0.3)
+
+
+def _job_dirs(settings: ServerSettings) -> set[str]:
+    return {p.name for p in (settings.data_dir / "jobs").iterdir()}
+
+
+# ------------------------------------------------------------------------------------------ pure pieces
+
+
+def test_settings_validate_and_round_trip(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="token is required"):
+        ServerSettings(data_dir=tmp_path, host="0.0.0.0")
+    with pytest.raises(ValueError, match="at least 16"):
+        ServerSettings(data_dir=tmp_path, host="0.0.0.0", token="short")
+    with pytest.raises(ValueError, match="max_queue"):
+        ServerSettings(data_dir=tmp_path, max_queue=0)
+    s = ServerSettings(data_dir=tmp_path, host="0.0.0.0", token="x" * 24, effort_override=TINY, workers=2)
+    assert ServerSettings.from_json(s.to_json()) == s
+    assert s.to_dict(redact_token=True)["token"] == "***"
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2") and not is_loopback("example.org")
+
+
+def test_display_names_are_sanitised() -> None:
+    assert sanitise_display_name("../../etc/passwd") == "passwd"
+    assert sanitise_display_name("C:\\Users\\me\\..\\art work.png") == "art work.png"
+    assert sanitise_display_name("\x00<img src=x onerror=alert(1)>.png") == "_img src_x onerror_alert(1)_.png"
+    assert sanitise_display_name("a\u202egnp.exe\n;rm -rf $(x).png") == "agnp.exe_rm -rf _(x).png"
+    assert sanitise_display_name(".hidden") == "hidden"
+    assert sanitise_display_name("") == "image" and sanitise_display_name(None) == "image"
+    assert sanitise_display_name("Ölgemälde – 夜.png") == "Ölgemälde _ 夜.png"
+    assert len(sanitise_display_name("a" * 500 + ".png")) <= 120
+
+
+def test_job_options_refuse_paths_and_unknown_values() -> None:
+    with pytest.raises(ValueError, match="style folders"):
+        JobOptions(target_style="/etc")
+    with pytest.raises(ValueError, match="unknown mode"):
+        JobOptions(mode="erase")
+    with pytest.raises(ValueError, match="needs both concept and target"):
+        JobOptions(mode="poison")
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        JobOptions(jpeg_quality=80)
+    o = JobOptions(mode="poison", concept="dog", target="cat", seed=3)
+    assert JobOptions.from_dict(json.loads(json.dumps(o.to_dict()))) == o
+
+
+def test_store_bounds_queue_and_recovers_interrupted_images(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    img = {"id": "0" * 32, "display_name": "a.png", "input_file": "0" * 32 + ".original.png", "width": 8,
+           "height": 8, "format": "PNG", "bytes": 10}
+    store.insert_job("a" * 32, JobOptions(), [img], max_queue=1, retry_after=lambda c: 7)
+    with pytest.raises(QueueFull) as e:
+        store.insert_job("b" * 32, JobOptions(), [img], max_queue=1, retry_after=lambda c: 7)
+    assert e.value.status == 429 and e.value.headers == {"Retry-After": "7"}
+    assert store.claim_next() == "a" * 32 and store.claim_next() is None
+    assert store.start_image("a" * 32, 0) == 1
+    # a crash (kill -9) leaves the image running; a restart puts it and its job back in the queue
+    assert store.recover() == 1
+    job = store.job("a" * 32)
+    assert job is not None and job["status"] == "queued" and job["images"][0]["status"] == "queued"
+    assert job["images"][0]["attempts"] == 1
+    assert Path(tmp_path / "jobs.sqlite3").exists()
+    with store._read() as c:
+        assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# ------------------------------------------------------------------------------------------ over HTTP
+
+
+def test_health_options_and_openapi(server) -> None:
+    client, settings = server
+    h = client.get("/v1/health").json()
+    assert h["status"] == "ok" and h["workers"] == 1 and h["max_queue"] == 1 and h["auth_required"] is False
+    o = client.get("/v1/options").json()
+    assert o["modes"]["cloak"]["available"] is True
+    assert set(o["modes"]) == {"cloak", "poison", "protect"}
+    assert "mosaic" in o["target_styles"] and "dog" in o["concepts"]
+    assert o["limits"]["max_images_per_job"] == 4
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/files/{name}", "/v1/jobs/{job_id}/zip",
+            "/v1/health"} <= set(spec["paths"])
+    body = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["properties"]["images"]["type"] == "array"
+    assert "429" in spec["paths"]["/v1/jobs"]["post"]["responses"]
+    page = client.get("/")
+    assert page.status_code == 200 and "Sfumato" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "http" not in re.sub(r'href="/[^"]*"', "", page.text.split("<body>")[0])  # no CDN in <head>
+    assert client.get("/static/app.js").status_code == 200
+
+
+def test_uploads_are_validated(server, images) -> None:
+    client, settings = server
+    before = _job_dirs(settings)
+
+    def post(files, data=None):  # noqa: ANN001, ANN202
+        return client.post("/v1/jobs", data={**FAST, **(data or {})}, files=files)
+
+    r = post([("images", ("evil.png", b"#!/bin/sh\necho pwned\n" * 10, "image/png"))])
+    assert r.status_code == 415 and "not an image" in r.json()["detail"] and "evil.png" in r.json()["detail"]
+    gif = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(gif, format="GIF")
+    r = post([("images", ("pic.png", gif.getvalue(), "image/png"))])
+    assert r.status_code == 415 and "GIF" in r.json()["detail"]
+    big = io.BytesIO()
+    Image.new("RGB", (600, 600), (200, 10, 10)).save(big, format="PNG")
+    r = post([("images", ("big.png", big.getvalue(), "image/png"))])
+    assert r.status_code == 413 and "megapixels" in r.json()["detail"]
+    noisy = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)).save(noisy, format="PNG")
+    assert len(noisy.getvalue()) > settings.max_upload_bytes
+    r = post([("images", ("noisy.png", noisy.getvalue(), "image/png"))])
+    assert r.status_code == 413 and "upload limit" in r.json()["detail"]
+    r = post([("images", (f"{i}.png", images["monet.png"], "image/png")) for i in range(5)])
+    assert r.status_code == 413 and "at most 4" in r.json()["detail"]
+    r = client.post("/v1/jobs", data=FAST, files=[("images", ("x.bin", b"\0" * (3 * 1024 * 1024), "image/png"))])
+    assert r.status_code == 413 and "limit" in r.json()["detail"]  # whole body over the per-job limit
+    assert post([]).status_code in (415, 422)
+    assert client.post("/v1/jobs", data=FAST).status_code in (415, 422)
+    for bad, msg in (({"intensity": "max"}, "unknown intensity"), ({"target_style": "/etc"}, "style folders"),
+                     ({"colour": "red"}, "unknown option"), ({"seed": "x"}, "integer"),
+                     ({"mode": "poison"}, "concept")):
+        r = post([("images", ("a.png", images["monet.png"], "image/png"))], bad)
+        assert r.status_code == 422 and msg in r.json()["detail"], (bad, r.text)
+    assert _job_dirs(settings) == before  # nothing refused was kept
+
+
+def test_origin_host_and_ids_are_checked(server, images) -> None:
+    client, _ = server
+    r = client.post("/v1/jobs", data=FAST, files=[("images", ("a.png", images["monet.png"], "image/png"))],
+                    headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and "cross-origin" in r.json()["detail"]
+    assert client.get("/v1/health", headers={"Host": "evil.example"}).status_code == 421
+    assert client.get("/v1/jobs/not-a-job").status_code == 404
+    assert client.get("/v1/jobs/" + "0" * 32).status_code == 404
+    assert client.delete("/v1/jobs/" + "0" * 32).status_code == 404
+
+
+def test_job_lifecycle(server, images) -> None:
+    """Submit → queue bound → progress → results within budget → files/zip → TTL clean-up."""
+    client, settings = server
+    files = [("images", ("../../Water Lilies.png", images["monet.png"], "image/png")),
+             ("images", ("dog.png", images["dog.jpg"], "image/png"))]  # a JPEG named .png: content decides
+    r = client.post("/v1/jobs", data=FAST, files=files)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    assert r.headers["location"] == f"/v1/jobs/{job_id}" and r.json()["images"] == 2
+    url = f"/v1/jobs/{job_id}"
+    _wait(client, url, ("running", "done"))
+
+    # the queue holds one waiting job: the next is accepted, the one after refused with Retry-After
+    r2 = client.post("/v1/jobs", data=FAST, files=[("images", ("b.png", images["monet.png"], "image/png"))])
+    assert r2.status_code == 202, r2.text
+    queued = client.get(r2.json()["url"]).json()
+    assert queued["status"] == "queued" and queued["queue_position"] == 0
+    r3 = client.post("/v1/jobs", data=FAST, files=[("images", ("c.png", images["monet.png"], "image/png"))])
+    assert r3.status_code == 429 and int(r3.headers["retry-after"]) >= 1 and "queue is full" in r3.json()["detail"]
+    # deleting a queued job frees its slot and its files
+    assert client.delete(r2.json()["url"]).status_code == 204
+    assert client.get(r2.json()["url"]).status_code == 404
+    assert r2.json()["id"] not in _job_dirs(settings)
+
+    seen_progress = []
+    deadline = time.monotonic() + 300
+    while True:
+        job = client.get(url).json()
+        seen_progress.append(job["progress"])
+        if job["status"] in ("done", "failed"):
+            break
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+    assert job["status"] == "done", job
+    assert job["progress"] == 1.0 and job["eta_s"] == 0.0 and job["counts"]["done"] == 2
+    assert all(a <= b for a, b in zip(seen_progress, seen_progress[1:], strict=False))
+    assert job["expires"] == pytest.approx(job["finished"] + 3600, abs=1)
+
+    originals = {"Water Lilies.png": images["monet.png"], "dog.png": images["dog.jpg"]}
+    for im in job["images"]:
+        assert im["status"] == "done" and im["error"] is None
+        m = im["manifest"]
+        assert m["mode"] == "cloak" and m["within_budget"] is True
+        assert m["config"]["effort"]["steps"] == TINY.steps  # the server's effort override applied
+        lp = m["achieved"][f"lpips_{m['budget']['lpips_net']}"]
+        assert 0 < lp <= m["budget"]["lpips"]
+        assert im["summary"]["lpips"] == lp and im["summary"]["target"] == "mosaic"
+        f = im["files"]
+        assert {"input", "output", "manifest", "ai_view_before", "ai_view_after"} <= set(f)
+        assert all(UUID_NAME.match(x["name"]) for x in f.values())
+        out = client.get(f["output"]["url"])
+        assert out.status_code == 200 and out.headers["x-content-type-options"] == "nosniff"
+        assert f["output"]["download_name"] in out.headers["content-disposition"].replace("%20", " ")
+        original = np.asarray(Image.open(io.BytesIO(originals[im["name"]])).convert("RGB"), dtype=np.int16)
+        protected = np.asarray(Image.open(io.BytesIO(out.content)).convert("RGB"), dtype=np.int16)
+        assert protected.shape == original.shape
+        diff = np.abs(protected - original)
+        assert diff.max() > 0, "the protected image must differ from the original"
+        if im["format"] == "PNG":  # lossless: the change is exactly what was measured
+            assert diff.max() <= round(m["budget"]["linf"] * 255) + 1
+        assert json.loads(client.get(f["manifest"]["url"]).content) == m
+    names = {im["name"] for im in job["images"]}
+    assert names == {"Water Lilies.png", "dog.png"}
+    dog = next(im for im in job["images"] if im["name"] == "dog.png")
+    assert dog["format"] == "JPEG" and dog["files"]["output"]["name"].endswith(".jpg")
+
+    # only UUID names on disk, never the uploader's
+    stored = [p.name for p in (settings.data_dir / "jobs" / job_id).rglob("*") if p.is_file()]
+    assert stored and all(UUID_NAME.match(n) for n in stored), stored
+    # a name not recorded by the job (e.g. a traversal attempt) is not served
+    for bad in ("..%2F..%2Fjobs.sqlite3", "jobs.sqlite3", "0" * 32 + ".png"):
+        assert client.get(f"{url}/files/{bad}").status_code == 404
+
+    z = client.get(f"{url}/zip")
+    assert z.status_code == 200 and z.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
+        listed = set(zf.namelist())
+    assert {"Water Lilies.protected.png", "Water Lilies.sfumato.json", "dog.protected.jpg", "dog.sfumato.json",
+            "dog.ai_view.after.png"} <= listed
+
+    # results stay until their TTL; then the janitor removes rows and files
+    runner = client.app.state.runner
+    assert runner.cleanup(now=time.time()) == []
+    assert client.get(url).status_code == 200
+    assert runner.cleanup(now=job["expires"] + 1) == [job_id]
+    assert client.get(url).status_code == 404 and job_id not in _job_dirs(settings)
+
+
+def test_unavailable_mode_fails_the_job_with_a_clear_error(server, images) -> None:
+    client, _ = server
+    r = client.post("/v1/jobs", data={"mode": "poison", "concept": "dog", "target": "cat"},
+                    files=[("images", ("dog.jpg", images["dog.jpg"], "image/jpeg"))])
+    assert r.status_code == 202, r.text
+    job = _wait(client, r.json()["url"], ("done", "failed"), timeout=60)
+    assert job["status"] == "failed"
+    assert "not available in this version" in job["error"] or "anchor" in job["error"], job["error"]
+    assert job["images"][0]["status"] == "failed" and job["images"][0]["error"] == job["error"]
+    assert client.delete(r.json()["url"]).status_code == 204
+
+
+def test_deleting_a_running_job_stops_it(server, images) -> None:
+    client, settings = server
+    r = client.post("/v1/jobs", data=FAST, files=[("images", ("a.png", images["monet.png"], "image/png"))] * 2)
+    assert r.status_code == 202
+    _wait(client, r.json()["url"], ("running", "done"))
+    assert client.delete(r.json()["url"]).status_code == 204
+    assert client.get(r.json()["url"]).status_code == 404
+    deadline = time.monotonic() + 120
+    while client.get("/v1/health").json()["busy"] or r.json()["id"] in _job_dirs(settings):
+        assert time.monotonic() < deadline, "the worker did not drop the deleted job"
+        time.sleep(0.3)
+
+
+def test_token_is_required_when_set(tmp_path: Path, models_dir: Path, images) -> None:
+    token = "t0ken-" + "x" * 20
+    settings = ServerSettings(data_dir=tmp_path, token=token, models_dir=models_dir, effort_override=TINY)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        assert client.get("/v1/health").json()["auth_required"] is True  # liveness stays open
+        r = client.get("/v1/options")
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert client.get("/v1/options", headers={"Authorization": "Bearer wrong-token-wrong"}).status_code == 401
+        assert client.post("/v1/jobs", data=FAST,
+                           files=[("images", ("a.png", images["monet.png"], "image/png"))]).status_code == 401
+        assert list((tmp_path / "jobs").iterdir()) == []
+        ok = client.get("/v1/options", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200 and ok.json()["modes"]["cloak"]["available"]
