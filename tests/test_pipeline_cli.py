@@ -157,3 +157,20 @@ def test_mapping_file_formats(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text(json.dumps([{"concept": "dog"}]))
     with pytest.raises(ValueError, match="needs 'concept' and 'target'"):
         load_mapping(str(tmp_path / "bad.json"))
+
+
+def test_cloak_rights_option_embeds_data_mining_reservation_and_keeps_xmp(tmp_path: Path, corpus_dir: Path) -> None:
+    from sfumato.optout.xmp import read_xmp_rights
+
+    src_xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+               b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title><rdf:Alt>'
+               b'<rdf:li xml:lang="x-default">Olive trees</rdf:li></rdf:Alt></dc:title></rdf:Description>'
+               b'</rdf:RDF></x:xmpmeta>')
+    img = sio.image_from_array(np.asarray(_painting(corpus_dir, (64, 64))))
+    img.xmp = src_xmp
+    src = sio.save_image(img, img.rgb, tmp_path / "p.png")
+    out = tmp_path / "out"
+    assert main(["cloak", str(src), "-o", str(out), "--rights", *FAST]) == 0
+    got = sio.load_image(out / "p.png").xmp
+    assert b"Olive trees" in got
+    assert read_xmp_rights(got)["data_mining"] == "DMI-PROHIBITED-AIMLTRAINING"

@@ -19,7 +19,7 @@ from PIL import Image
 from sfumato.config import Effort
 from sfumato.server import ServerSettings, is_loopback
 from sfumato.server.app import create_app
-from sfumato.server.jobs import JobOptions, JobStore, QueueFull, sanitise_display_name
+from sfumato.server.jobs import JobOptions, JobRunner, JobStore, QueueFull, sanitise_display_name
 
 TINY = Effort(steps=2, resolution=64, calibration_steps=2)
 FAST = {"quality": "fast", "target_style": "mosaic", "ai_view": "true"}
@@ -318,6 +318,12 @@ def test_deleting_a_running_job_stops_it(server, images) -> None:
     while client.get("/v1/health").json()["busy"] or r.json()["id"] in _job_dirs(settings):
         assert time.monotonic() < deadline, "the worker did not drop the deleted job"
         time.sleep(0.3)
+
+
+def test_one_server_per_data_dir(server) -> None:
+    _, settings = server
+    with pytest.raises(RuntimeError, match="another sfumato server is using"):
+        JobRunner(settings).start()
 
 
 def test_token_is_required_when_set(tmp_path: Path, models_dir: Path, images) -> None:

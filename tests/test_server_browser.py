@@ -55,7 +55,8 @@ def original(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def test_protect_an_image_in_the_browser(tmp_path: Path, models_dir: Path, original: Path) -> None:
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: run .ci/install-web.sh (apt-get install chromium)"
     settings = ServerSettings(data_dir=tmp_path / "data", port=0, models_dir=models_dir, max_queue=2,
-                              effort_override=Effort(steps=2, resolution=64, calibration_steps=2))
+                              effort_override=Effort(steps=2, resolution=64, calibration_steps=2),
+                              check_attacks="jpeg-q85-420")  # one cheap attack keeps the report quick
     errors: list[str] = []
     with serve_in_thread(settings) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -70,6 +71,8 @@ def test_protect_an_image_in_the_browser(tmp_path: Path, models_dir: Path, origi
             assert page.locator(".mode").count() == 3  # cloak, poison, protect offered
             page.select_option("#quality", "fast")
             page.select_option("#target_style", "mosaic")
+            assert page.inner_text("#check-note") == ""  # this version has the verification report
+            page.check("#check")
 
             # a file picked with the file chooser, then removed again
             page.set_input_files("#files", str(original))
@@ -101,6 +104,14 @@ def test_protect_an_image_in_the_browser(tmp_path: Path, models_dir: Path, origi
                                    " return !c.hidden && c.width > 0; }")
             page.click(".view-image")
 
+            # the verification report opens in a new tab
+            with page.expect_popup() as pop:
+                page.click(".open-report")
+            report = pop.value
+            report.wait_for_load_state()
+            report.wait_for_function("() => document.body && document.body.innerText.includes('jpeg-q85-420')")
+            report.close()
+
             with page.expect_download() as dl:
                 page.click(".dl-output")
             assert dl.value.suggested_filename == "monet.protected.png"
@@ -112,7 +123,8 @@ def test_protect_an_image_in_the_browser(tmp_path: Path, models_dir: Path, origi
             with page.expect_download() as dl:
                 page.click(".dl-zip")
             with zipfile.ZipFile(dl.value.path()) as z:
-                assert {"monet.protected.png", "monet.sfumato.json"} <= set(z.namelist())
+                assert {"monet.protected.png", "monet.sfumato.json", "monet.report.html", "monet.check.json"} <= set(
+                    z.namelist())
                 assert z.read("monet.protected.png") == protected_path.read_bytes()
             page.screenshot(path=str(tmp_path / "ui.png"))
             assert not errors, errors

@@ -125,7 +125,7 @@ def _check_jpeg_quality(q: int) -> None:
 def _process_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, mode: str, config: Any,
                   compute: Callable[[Any, Callable[[np.ndarray], np.ndarray]], Any],
                   output_format: str | None, jpeg_quality: int, overwrite: bool, ai_view: bool, models_dir: Any,
-                  xmp: bytes | None, rel_stem: str | None,
+                  xmp: bytes | Callable[[bytes | None], bytes] | None, rel_stem: str | None,
                   extra: Callable[[Any, Any, Any, Path, str], dict[str, Any]] | None = None) -> FileResult:
     """Load → compute (with the output codec's quantiser) → save atomically → re-read the saved file and
     measure it → manifest. Shared by cloak, poison and protect."""
@@ -149,6 +149,8 @@ def _process_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
             if p.exists():
                 raise FileExistsError(f"{p} already exists; use --overwrite to replace it or --resume to skip done images")
     budget = config.budget
+    if callable(xmp):  # rights options: merge the reservation into the source's own XMP
+        xmp = xmp(img.xmp)
     quantise = make_quantiser(img, fmt, jpeg_quality=jpeg_quality, linf=budget.linf)
     res = compute(img, quantise)
     final = sio.save_image(img, res.image, out_path, format=fmt, jpeg_quality=jpeg_quality, overwrite=overwrite,
@@ -186,6 +188,14 @@ def _process_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     manifest["config"] = config.to_dict()
     write_json_atomic(man_path, manifest, overwrite=True)
     return FileResult(src, final, man_path, manifest, extra_files + manifest.pop("_files", []))
+
+
+def rights_xmp(rights: Any) -> Callable[[bytes | None], bytes]:
+    """An ``xmp=`` value that merges the IPTC/XMP "do not train" reservation of ``rights``
+    (:class:`sfumato.optout.xmp.RightsOptions`) into each source image's existing XMP."""
+    from .optout.xmp import build_xmp
+
+    return lambda existing: build_xmp(existing, rights)
 
 
 def cloak_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: CloakConfig | None = None, *,

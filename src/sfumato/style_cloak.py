@@ -48,13 +48,14 @@ def choose_style(x_work: torch.Tensor, renderer: Encoder, candidates: Sequence[A
                  low_pct: float = 50, high_pct: float = 75) -> tuple[Any, dict[str, float]]:
     """Glaze's target choice: a candidate whose style distance from the artwork lies between the
     ``low_pct`` and ``high_pct`` percentiles of all candidates' distances (seeded pick among those)."""
-    from .style_transfer import style_distance
+    from .style_transfer import exemplar_latents, style_distance
 
     with torch.no_grad():
         zc = renderer.encode(resize(x_work, work_size(*x_work.shape[-2:], 256)))
         dists = {}
         for c in candidates:
-            zs = torch.cat([renderer.encode(to_nchw(e)).flatten(2) for e in c.exemplars], dim=2)
+            zs = torch.cat([z.flatten(2) for z in exemplar_latents(renderer, [to_nchw(e) for e in c.exemplars])],
+                           dim=2)
             dists[c.name] = style_distance(zc, zs[..., None])
     if len(candidates) == 1:
         return candidates[0], dists

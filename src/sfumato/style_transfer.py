@@ -60,13 +60,29 @@ def wct(zc: torch.Tensor, zs: Sequence[torch.Tensor], *, eps: float = 1e-4) -> t
     return out.to(zc.dtype).reshape(zc.shape)
 
 
+_LATENT_CACHE: dict[tuple[int, int], torch.Tensor] = {}
+
+
+def exemplar_latents(renderer, exemplars: Sequence[torch.Tensor]) -> list[torch.Tensor]:  # noqa: ANN001
+    """Latents of style exemplars, computed once per (renderer, exemplar) in a process."""
+    out = []
+    with torch.no_grad():
+        for e in exemplars:
+            key = (id(renderer), hash((tuple(e.shape), e.flatten()[:: max(1, e.numel() // 4096)].sum().item(),
+                                       float(e.sum()))))
+            if key not in _LATENT_CACHE:
+                _LATENT_CACHE[key] = renderer.encode(e)
+            out.append(_LATENT_CACHE[key])
+    return out
+
+
 def render_in_style(renderer, x: torch.Tensor, exemplars: Sequence[torch.Tensor], *, strength: float = 1.0,
                     method: str = "wct") -> torch.Tensor:
     """Ω(x, T): ``x`` (1x3xHxW in [0, 1]) rendered in the style of ``exemplars`` through ``renderer``'s
     latent space. ``strength`` blends the transferred latent with the original one."""
     with torch.no_grad():
         zc = renderer.encode(x)
-        zs = [renderer.encode(e) for e in exemplars]
+        zs = exemplar_latents(renderer, exemplars)
         zt = wct(zc, zs) if method == "wct" else adain(zc, zs)
         z = zc + strength * (zt - zc)
         return renderer.decode(z)[..., : x.shape[-2], : x.shape[-1]]

@@ -9,6 +9,7 @@ painter (seeded, deterministic) that produces style exemplars at 256x256.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -226,8 +227,9 @@ class StyleSource:
         return {"name": self.name, "n_exemplars": len(self.exemplars)}
 
 
+@functools.lru_cache(maxsize=64)
 def builtin_style(name: str, *, n_exemplars: int = 2) -> StyleSource:
-    """A built-in procedural style family, rendered deterministically."""
+    """A built-in procedural style family, rendered deterministically (cached; treat as read-only)."""
     if name not in STYLE_FAMILIES:
         raise ValueError(f"unknown built-in style {name!r}; choose one of {sorted(STYLE_FAMILIES)} or give a folder")
     fn = STYLE_FAMILIES[name]

@@ -395,12 +395,19 @@ def check(
         manifest = json.loads(man_path.read_text(encoding="utf-8"))
     if manifest is not None and not isinstance(manifest, dict):
         raise ValueError(f"manifest must be a dict or the path of a .sfumato.json file, got {type(manifest).__name__}")
+    mode = manifest.get("mode", "cloak") if manifest is not None else None
+    conf = manifest.get("config") if manifest is not None and isinstance(manifest.get("config"), dict) else None
+    resolution = int(((conf or {}).get("effort") or {}).get("resolution", DEFAULT_RESOLUTION))
     cfg = None
-    if manifest is not None and isinstance(manifest.get("config"), dict):
+    if mode == "cloak" and conf is not None:
         from .config import CloakConfig
 
-        cfg = CloakConfig.from_dict(manifest["config"])
-    resolution = cfg.effort.resolution if cfg is not None else DEFAULT_RESOLUTION
+        cfg = CloakConfig.from_dict(conf)
+    target_entry = manifest.get("target") if manifest is not None else None
+    style_name = target_entry.get("style") if isinstance(target_entry, dict) else None
+    if manifest is not None and mode != "cloak":
+        notes.append(f"Manifest mode {mode!r}: only a style cloak's target is re-rendered here; the protection is "
+                     "measured as the shift away from the original's latent.")
     h, w = x_p.shape[:2]
     size = work_size(h, w, resolution)
 
@@ -420,7 +427,7 @@ def check(
     # ---- target (re-rendered as the cloak did)
     target_info: dict[str, Any] | None = None
     target_view = None
-    if manifest is not None and (manifest.get("target") or {}).get("style"):
+    if mode == "cloak" and style_name:
         if x_o is None:
             notes.append("The manifest names a target style, but without the original the target cannot be "
                          "re-rendered (it is the original rendered in that style).")
@@ -629,7 +636,7 @@ def _render_target(manifest: dict[str, Any], cfg: Any, x_o: np.ndarray, size: tu
     from .style_transfer import render_in_style
     from .styles import STYLE_FAMILIES, builtin_style, resolve_style_option
 
-    name = manifest["target"]["style"]
+    name = str(manifest["target"]["style"])
     if name in STYLE_FAMILIES:
         style = builtin_style(name)
     else:

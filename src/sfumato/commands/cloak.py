@@ -33,6 +33,21 @@ def add_common_arguments(p: argparse.ArgumentParser, *, intensity_help: str | No
     p.add_argument("--resume", action="store_true", help="skip images whose manifest already exists")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--rights", action=argparse.BooleanOptionalAction, default=None,
+                   help="embed the IPTC/XMP 'do not train' reservation (plus:DataMining; creator and notice from "
+                        "~/.config/sfumato/rights.toml or --rights-config). Default: off for cloak/poison, on for "
+                        "protect")
+    p.add_argument("--rights-config", default=None, metavar="FILE", help="TOML/JSON rights options")
+
+
+def rights_from_args(args: argparse.Namespace, *, default: bool):  # noqa: ANN201
+    """The ``xmp=`` argument of the file API for these options (None when rights are off)."""
+    if not (args.rights if args.rights is not None else default):
+        return None
+    from ..api import rights_xmp
+    from ..optout.xmp import load_rights_config
+
+    return rights_xmp(load_rights_config(args.rights_config))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -85,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from ..batch import collect, run_batch
 
     cfg = config_from_args(args)
+    xmp = rights_from_args(args, default=False)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     items = collect(args.paths)
@@ -92,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     def work(item):  # noqa: ANN001, ANN202
         r = cloak_file(item.source, out_dir, cfg, output_format=args.format, jpeg_quality=args.jpeg_quality,
                        overwrite=args.overwrite, ai_view=args.ai_view, models_dir=args.models_dir,
-                       rel_stem=item.rel_stem)
+                       rel_stem=item.rel_stem, xmp=xmp)
         m = r.manifest
         lat = next(iter(m["latent"].values()))
         print(f"{item.source} -> {r.output}  lpips={m['achieved']['lpips_alex' if cfg.budget.lpips_net == 'alex' else 'lpips_squeeze']:.4f} "

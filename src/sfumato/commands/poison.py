@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from ..api import NotACandidate, manifest_path_for, poison_file
     from ..batch import collect, run_batch
     from ..scorers import make_scorer
-    from .cloak import print_summary
+    from .cloak import print_summary, rights_from_args
 
     if args.mapping:
         pairs = load_mapping(args.mapping)
@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         print("error: --mapping with several concepts needs a scorer to assign images", file=sys.stderr)
         return 2
     configs = {p["concept"]: poison_config(args, p["concept"], p["target"]) for p in pairs}
+    xmp = rights_from_args(args, default=False)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     items = collect(args.paths)
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             r = poison_file(item.source, out_dir, cfg, anchor_sets[concept], scorer=scorer, force=args.force,
                             caption=not args.no_caption, output_format=args.format,
                             jpeg_quality=args.jpeg_quality, overwrite=args.overwrite, ai_view=args.ai_view,
-                            models_dir=args.models_dir, rel_stem=item.rel_stem)
+                            models_dir=args.models_dir, rel_stem=item.rel_stem, xmp=xmp)
         except NotACandidate as e:
             not_candidates.append(str(item.source))
             print(f"skipped: {item.source}: {e}", file=sys.stderr)

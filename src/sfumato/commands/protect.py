@@ -19,8 +19,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style-strength", type=float, default=1.0)
     p.add_argument("--style-weight", type=float, default=1.0, help="weight of the cloak objective")
     p.add_argument("--poison-weight", type=float, default=1.0, help="weight of the poison objective")
-    p.add_argument("--no-rights", action="store_true",
-                   help="do not embed the IPTC/XMP 'do not train' reservation (on by default for protect)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from ..batch import collect, run_batch
     from ..protect import ProtectConfig
     from ..scorers import make_scorer
-    from .cloak import print_summary
+    from .cloak import print_summary, rights_from_args
     from .poison import poison_config
 
     if not (args.concept and args.target):
@@ -50,27 +48,17 @@ def run(args: argparse.Namespace) -> int:
                         encoders=pc.encoders, target_style=args.target_style, style_strength=args.style_strength,
                         style_weight=args.style_weight, poison_weight=args.poison_weight,
                         anchor_choice=args.anchor_choice, anchor_index=args.anchor_index, seed=args.seed)
-    xmp = None
-    if not args.no_rights:
-        from ..optout.xmp import RightsOptions, build_xmp, load_rights_config
-
-        rights = load_rights_config() or RightsOptions()
-        xmp_for = lambda existing: build_xmp(existing, rights)  # noqa: E731
-    else:
-        xmp_for = None
+    xmp = rights_from_args(args, default=True)
     scorer = None if args.scorer == "none" else make_scorer(args.scorer, models_dir=args.models_dir)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def work(item):  # noqa: ANN001, ANN202
-        from .. import io as sio
-
-        x = xmp_for(sio.load_image(item.source).xmp) if xmp_for else xmp
         try:
             r = protect_file(item.source, out_dir, cfg, anchors, scorer=scorer, force=args.force,
                              caption=not args.no_caption, output_format=args.format,
                              jpeg_quality=args.jpeg_quality, overwrite=args.overwrite, ai_view=args.ai_view,
-                             models_dir=args.models_dir, rel_stem=item.rel_stem, xmp=x)
+                             models_dir=args.models_dir, rel_stem=item.rel_stem, xmp=xmp)
         except NotACandidate as e:
             print(f"skipped: {item.source}: {e}", file=sys.stderr)
             return None

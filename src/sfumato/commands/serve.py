@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", default=None, help="folder with model weights (else $SFUMATO_MODELS_DIR)")
     p.add_argument("--anchors-dir", default=None, metavar="DIR",
                    help="for poison/protect: folder with one sub-folder of images per target concept, e.g. DIR/cat/")
+    p.add_argument("--check-attacks", default="default", metavar="SUITE|NAMES",
+                   help="attacks of the verification report jobs can ask for (as sfumato check --attacks)")
     p.add_argument("--effort-override", default=None, metavar="JSON",
                    help="replace every job's search effort, e.g. '{\"steps\": 3, \"resolution\": 128}' "
                         "(for tests and benchmarks: protection will be weak)")
@@ -65,6 +67,7 @@ def settings_from_args(args: argparse.Namespace):  # noqa: ANN201
         max_images_per_job=args.max_images_per_job,
         models_dir=Path(args.models_dir) if args.models_dir else None,
         anchors_dir=Path(args.anchors_dir) if args.anchors_dir else None, effort_override=effort,
+        check_attacks=args.check_attacks,
     )
 
 

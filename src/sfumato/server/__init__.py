@@ -59,7 +59,9 @@ class ServerSettings:
     kept; ``max_upload_bytes`` / ``max_pixels``: limits per uploaded image; ``max_images_per_job``;
     ``models_dir``: weights folder (else ``$SFUMATO_MODELS_DIR``); ``anchors_dir``: folder with one
     sub-folder of anchor images per target concept (``anchors_dir/cat/*.png``) for poison and protect; ``effort_override``: replaces the
-    search effort of every job (tests and benchmarks use it to make jobs take seconds);
+    search effort of every job (tests and benchmarks use it to make jobs take seconds); ``check_attacks``:
+    the attacks of the verification report (``"default"``, ``"all"`` or comma-separated names, as
+    ``sfumato check --attacks``);
     ``cleanup_interval_s``: how often expired jobs are deleted.
     """
 
@@ -76,6 +78,7 @@ class ServerSettings:
     models_dir: Path | None = None
     anchors_dir: Path | None = None
     effort_override: Effort | None = None
+    check_attacks: str = "default"
     cleanup_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
@@ -93,6 +96,8 @@ class ServerSettings:
         _check(self.max_upload_bytes >= 1024, f"max_upload_bytes must be >= 1024, got {self.max_upload_bytes}")
         _check(self.max_pixels >= 64 * 64, f"max_pixels must be >= 4096, got {self.max_pixels}")
         _check(self.max_images_per_job >= 1, f"max_images_per_job must be >= 1, got {self.max_images_per_job}")
+        _check(isinstance(self.check_attacks, str) and bool(self.check_attacks.strip()),
+               f"check_attacks must be 'default', 'all' or comma-separated attack names, got {self.check_attacks!r}")
         _check(self.cleanup_interval_s > 0, f"cleanup_interval_s must be positive, got {self.cleanup_interval_s}")
         if self.token is not None:
             _check(len(self.token) >= MIN_TOKEN_LENGTH and self.token.isprintable() and " " not in self.token,

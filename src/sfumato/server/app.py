@@ -488,7 +488,8 @@ def _form_schema() -> dict[str, Any]:
 
 
 _MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".tif": "image/tiff",
-          ".avif": "image/avif", ".json": "application/json", ".html": "text/html; charset=utf-8"}
+          ".avif": "image/avif", ".json": "application/json", ".html": "text/html; charset=utf-8",
+          ".txt": "text/plain; charset=utf-8"}
 
 
 def _media_type(path: Path) -> str:

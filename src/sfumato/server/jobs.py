@@ -220,20 +220,26 @@ def concept_names() -> list[str]:
 
 
 def check_available() -> bool:
-    """Whether the verification report (``sfumato.verify`` + ``sfumato.report``) is installed."""
-    return find_spec("sfumato.verify") is not None and find_spec("sfumato.report") is not None
+    """Whether this sfumato has the verification report (``sfumato.verify.check`` + ``sfumato.report``)."""
+    for mod, attr in (("sfumato.verify", "check"), ("sfumato.report", "write_html")):
+        if find_spec(mod) is None or not hasattr(import_module(mod), attr):
+            return False
+    return True
 
 
-def verification_report(original: Path, protected: Path, manifest: dict[str, Any], out_dir: Path,
-                        stem: str) -> Path:
-    """Run the verification (``sfumato.verify.check``) on a finished image and write its HTML report
-    (``sfumato.report.write_html``) as ``<stem>.report.html`` in ``out_dir``."""
-    verify = import_module("sfumato.verify")
-    report = import_module("sfumato.report")
-    result = verify.check(original, protected, manifest=manifest)
-    path = out_dir / f"{stem}.report.html"
-    report.write_html(result, path)
-    return path
+def verification_report(original: Path, protected: Path, manifest: dict[str, Any], out_dir: Path, stem: str, *,
+                        attacks: str, models_dir: Path | None) -> list[Path]:
+    """Run ``sfumato check`` on a finished image (:func:`sfumato.verify.check` with the original and the
+    manifest) and write ``<stem>.report.html`` (:func:`sfumato.report.write_html`) and
+    ``<stem>.check.json`` in ``out_dir``."""
+    from ..report import write_html
+    from ..verify import check
+
+    rep = check(protected, original=original, manifest=manifest, attacks=attacks, models_dir=models_dir)
+    html = write_html(rep, out_dir / f"{stem}.report.html")
+    js = out_dir / f"{stem}.check.json"
+    js.write_text(rep.to_json() + "\n", encoding="utf-8")
+    return [html, js]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -596,9 +602,12 @@ class JobRunner:
         self._threads: list[threading.Thread] = []
         self._validate = threading.BoundedSemaphore(2)  # full decodes at once (memory bound)
         self._cache: dict[str, Any] = {}  # per-server objects reused by jobs (anchor sets)
+        self._lockfile: IO[str] | None = None
 
     # -- life cycle
     def start(self) -> None:
+        """Lock the data folder (one server per folder), re-queue what a crash interrupted, start the threads."""
+        self._lock_data_dir()
         n = self.store.recover()
         if n:
             log.warning("resuming %d interrupted image(s) from the previous run", n)
@@ -620,6 +629,29 @@ class JobRunner:
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
+        if not self._threads and self._lockfile is not None:
+            self._lockfile.close()  # closing the descriptor releases the lock
+            self._lockfile: IO[str] | None = None
+
+    def _lock_data_dir(self) -> None:
+        """Two servers on one data folder would re-queue each other's running jobs and delete each other's
+        uploads: hold an exclusive lock on ``server.lock`` (released by the OS even on ``kill -9``)."""
+        try:
+            import fcntl
+        except ModuleNotFoundError:  # not POSIX: no advisory locks; one server per folder is then on trust
+            return
+        f = open(self.root / "server.lock", "a+")  # noqa: SIM115 (held for the server's lifetime)
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise RuntimeError(f"another sfumato server is using {self.root}; stop it or give this one another "
+                               "--data-dir") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._lockfile = f
 
     def idle(self) -> bool:
         """True when no worker is processing a job."""
@@ -844,7 +876,7 @@ class JobRunner:
                     p = self.file_path(job, f["name"])
                     if p is None:
                         continue
-                    comp = zipfile.ZIP_DEFLATED if p.suffix in (".json", ".html", ".tif") else zipfile.ZIP_STORED
+                    comp = zipfile.ZIP_DEFLATED if p.suffix in (".json", ".html", ".txt", ".tif") else zipfile.ZIP_STORED
                     z.write(p, arcname=f["download_name"], compress_type=comp)
                     n += 1
         if n == 0:
@@ -952,9 +984,10 @@ class JobRunner:
                 report_error = "the verification report is not available in this version of sfumato"
             else:
                 try:
-                    rep = verification_report(d / "in" / im["input_file"], res.output, res.manifest, out_dir,
-                                              im["id"])
-                    files["report"] = rep.name
+                    html, js = verification_report(d / "in" / im["input_file"], res.output, res.manifest, out_dir,
+                                                   im["id"], attacks=self.settings.check_attacks,
+                                                   models_dir=self.settings.models_dir)
+                    files["report"], files["check"] = html.name, js.name
                 except Exception as e:  # the protected image stands; the failed check is reported with it
                     log.exception("verification report failed for job %s image %d", job_id, idx)
                     report_error = _one_line(e)
