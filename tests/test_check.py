@@ -147,6 +147,11 @@ def test_check_edge_cases(painting: Path, cloaked: Path) -> None:
     alone = check(cloaked, attacks=["jpeg-q75-420"], judges=False)  # no original: no latent measure
     assert alone.protection_measure == "none" and alone.attacks[0].verdict == "not measured"
     assert any("original" in n for n in alone.notes)
+    rng = np.random.default_rng(2)
+    prot = np.clip(x + rng.choice([-6 / 255, 6 / 255], size=x.shape), 0, 1).astype(np.float32)
+    poison = check(prot, original=x, manifest={"mode": "poison", "target": "cat", "config": {"concept": "dog"}},
+                   attacks=["jpeg-q95-444"], judges=False)  # not a style cloak: no target to re-render
+    assert poison.protection_measure == "shift" and any("'poison'" in n for n in poison.notes)
     with pytest.raises(ValueError, match="exact original"):
         check(x, original=x[:32], attacks=["median-3"], judges=False)
     with pytest.raises(ValueError, match="unknown attack"):
@@ -165,5 +170,6 @@ def test_cli_check(cloaked: Path, painting: Path, tmp_path: Path, capsys: pytest
     d = json.loads(j.read_text())
     assert [a["name"] for a in d["attacks"]] == ["jpeg-q75-420", "crop-90"]
     assert "https://" not in h.read_text() and "data:image/jpeg;base64," in h.read_text()
-    assert main(["check", "x.png", "--list-attacks"]) == 0
+    assert main(["check", "--list-attacks"]) == 0
     assert "impress-paper" in capsys.readouterr().out
+    assert main(["check"]) == 2

@@ -19,7 +19,15 @@ from PIL import Image
 from sfumato.config import Effort
 from sfumato.server import ServerSettings, is_loopback
 from sfumato.server.app import create_app
-from sfumato.server.jobs import JobOptions, JobRunner, JobStore, QueueFull, sanitise_display_name
+from sfumato.server.jobs import (
+    MODES,
+    JobOptions,
+    JobRunner,
+    JobStore,
+    Mode,
+    QueueFull,
+    sanitise_display_name,
+)
 
 TINY = Effort(steps=2, resolution=64, calibration_steps=2)
 FAST = {"quality": "fast", "target_style": "mosaic", "ai_view": "true"}
@@ -49,11 +57,11 @@ def images(corpus_dir: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path):
+def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, corpus_dir: Path):
     data = tmp_path_factory.mktemp("server-data")
     settings = ServerSettings(data_dir=data, workers=1, max_queue=1, max_upload_bytes=256 * 1024,
                               max_pixels=200_000, max_images_per_job=4, ttl_hours=1.0, models_dir=models_dir,
-                              effort_override=TINY)
+                              anchors_dir=corpus_dir / "photos", effort_override=TINY)  # photos/cat/: anchors
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         yield client, settings
 
@@ -126,7 +134,7 @@ def test_store_bounds_queue_and_recovers_interrupted_images(tmp_path: Path) -> N
     assert store.claim_next() == "a" * 32 and store.claim_next() is None
     assert store.start_image("a" * 32, 0) == 1
     # a crash (kill -9) leaves the image running; a restart puts it and its job back in the queue
-    assert store.recover() == 1
+    assert store.recover() == (1, 1)
     job = store.job("a" * 32)
     assert job is not None and job["status"] == "queued" and job["images"][0]["status"] == "queued"
     assert job["images"][0]["attempts"] == 1
@@ -295,16 +303,38 @@ def test_job_lifecycle(server, images) -> None:
     assert client.get(url).status_code == 404 and job_id not in _job_dirs(settings)
 
 
-def test_unavailable_mode_fails_the_job_with_a_clear_error(server, images) -> None:
+def test_poison_mode_through_the_server(server, images) -> None:
+    """The mode table runs sfumato.api.poison_file with the CLI's presets and the server's anchor folders."""
     client, _ = server
-    r = client.post("/v1/jobs", data={"mode": "poison", "concept": "dog", "target": "cat"},
+    r = client.post("/v1/jobs", data={"mode": "poison", "concept": "dog", "target": "cat", "quality": "fast"},
+                    files=[("images", ("dog.jpg", images["dog.jpg"], "image/jpeg"))])
+    assert r.status_code == 202, r.text
+    job = _wait(client, r.json()["url"], ("done", "failed"))
+    assert job["status"] == "done", job
+    im = job["images"][0]
+    m = im["manifest"]
+    assert m["mode"] == "poison" and m["concept"] == "dog" and m["target"] == "cat" and m["within_budget"]
+    assert m["anchor"]["source"]["kind"] == "folder" and m["config"]["effort"]["steps"] == TINY.steps
+    assert {"output", "manifest", "caption"} <= set(im["files"]) and im["summary"]["target"] == "cat"
+    assert "dog" in client.get(im["files"]["caption"]["url"]).text.lower()
+    assert client.delete(r.json()["url"]).status_code == 204
+
+
+def test_modes_that_cannot_run_fail_the_job_with_a_clear_error(server, images) -> None:
+    client, _ = server
+    # no anchor images of the target on this server
+    r = client.post("/v1/jobs", data={"mode": "poison", "concept": "dog", "target": "bird"},
                     files=[("images", ("dog.jpg", images["dog.jpg"], "image/jpeg"))])
     assert r.status_code == 202, r.text
     job = _wait(client, r.json()["url"], ("done", "failed"), timeout=60)
-    assert job["status"] == "failed"
-    assert "not available in this version" in job["error"] or "anchor" in job["error"], job["error"]
+    assert job["status"] == "failed" and "no anchor images of 'bird'" in job["error"], job["error"]
     assert job["images"][0]["status"] == "failed" and job["images"][0]["error"] == job["error"]
     assert client.delete(r.json()["url"]).status_code == 204
+    # a mode whose function this version lacks says so
+    fake = Mode("future", "Future", "not written yet", ("sfumato.api:future_file",), MODES["cloak"].prepare)
+    assert fake.missing() == "sfumato.api.future_file"
+    assert "not available in this version" in str(fake.unavailable_message())
+    assert all(m.missing() is None for m in MODES.values())
 
 
 def test_deleting_a_running_job_stops_it(server, images) -> None:

@@ -74,10 +74,10 @@ class Effort(_JSONMixin):
     ``early_stop``: stop once the latent has moved this share of the way to the target (0 disables).
     """
 
-    steps: int = 100
+    steps: int = 60
     resolution: int = 512
-    lr: float = 0.004
-    coarse_fraction: float = 0.0
+    lr: float = 0.008
+    coarse_fraction: float = 0.5
     early_stop: float = 0.0
     calibration_steps: int = 8
 
@@ -90,9 +90,9 @@ class Effort(_JSONMixin):
 
 
 QUALITY_PRESETS: dict[str, Effort] = {
-    "fast": Effort(steps=40, resolution=512, lr=0.006),
-    "default": Effort(steps=100, resolution=512, lr=0.004),
-    "slow": Effort(steps=250, resolution=768, lr=0.003),
+    "fast": Effort(steps=30, resolution=512, lr=0.01, coarse_fraction=0.6),
+    "default": Effort(steps=60, resolution=512, lr=0.008, coarse_fraction=0.5),
+    "slow": Effort(steps=150, resolution=768, lr=0.006, coarse_fraction=0.3),
 }
 
 
@@ -110,7 +110,7 @@ class CloakConfig(_JSONMixin):
     effort: Effort = field(default_factory=Effort)
     encoders: tuple[tuple[str, float], ...] = (("taef2", 1.0),)
     target_style: str = "auto"
-    style_strength: float = 1.0
+    style_strength: float = 0.35
     alpha: float = 30.0
     seed: int = 0
 

@@ -4,7 +4,7 @@ out of flat colour and smooth gradients.
 The idea is texture (contrast) masking as used in just-noticeable-difference models: a change is harder
 to see where the background already varies a lot, and easiest to see on a flat field (Chou & Li, "A
 perceptually tuned subband image coder based on the measure of just-noticeable-distortion profile",
-IEEE TCSVT 5(6), 1995, whose spatial-masking term grows with the local luminance gradient; Glaze — Shan
+IEEE TCSVT 5(6), 1995, whose spatial-masking term grows with the local luminance variation; Glaze — Shan
 et al., USENIX Security 2023 — likewise notes that its cloak concentrates in textured regions and is most
 visible on flat-colour art). Only the texture term is modelled here (no luminance adaptation).
 
@@ -12,9 +12,11 @@ The map is computed from the *original* image ``x0`` (float RGB ``1x3xHxW`` in [
 the perturbation lives at), with the parameters of :class:`MaskConfig`:
 
 1. luminance ``Y = 0.299 R + 0.587 G + 0.114 B``;
-2. gradient magnitude ``g = sqrt(dx² + dy²)`` with central differences (edges replicated);
+2. local high-pass ``g = |Y - mean of the 4 neighbours of Y|`` (border pixels take their inner
+   neighbour's value) — a second difference,
+   so a smooth gradient of *any* slope gives ``g`` ≈ 0 (a first-difference gradient would not);
 3. texture density ``a = boxmean_window(min(g, clip))`` — the mean, over a ``window`` x ``window`` box, of
-   the gradient clipped at ``clip``. Clipping makes ``a`` count *how many* pixels vary rather than how
+   the high-pass clipped at ``clip``. Clipping makes ``a`` count *how many* pixels vary rather than how
    strongly: a lone edge between two flat fills (line art) covers about 2 of ``window`` columns and
    stays low, while texture, brush strokes and photo grain raise it everywhere in the box;
 4. soft threshold ``s = a^γ / (a^γ + t^γ)`` (``t = threshold``, ``γ = gamma``): 0 on flat colour and smooth
@@ -44,15 +46,15 @@ __all__ = ["MaskConfig", "budget_map", "texture_density", "visible_noise_metric"
 class MaskConfig(_JSONMixin):
     """Parameters of :func:`budget_map` (see the module docstring for the formula).
 
-    ``window``: odd box size (pixels) of the texture density; ``clip``: gradient cap (luminance units per
-    pixel, [0, 1] scale; 0.03 ≈ 8 levels of 8 bits); ``threshold``: density at which the map is halfway
+    ``window``: odd box size (pixels) of the texture density; ``clip``: cap on the high-pass (luminance,
+    [0, 1] scale; 0.03 ≈ 8 levels of 8 bits); ``threshold``: density at which the map is halfway
     between ``floor`` and 1; ``gamma``: steepness of that transition; ``floor``: budget share kept on flat
     colour (0 < floor <= 1); ``smooth``: standard deviation (pixels) of the final blur, 0 for none.
     """
 
     window: int = 9
     clip: float = 0.03
-    threshold: float = 0.008
+    threshold: float = 0.006
     gamma: float = 2.0
     floor: float = 0.15
     smooth: float = 3.0
@@ -60,8 +62,8 @@ class MaskConfig(_JSONMixin):
     def __post_init__(self) -> None:
         _check(isinstance(self.window, int) and self.window >= 3 and self.window % 2 == 1,
                f"window must be an odd int >= 3 (pixels), got {self.window!r}")
-        _check(self.clip > 0, f"clip must be a positive gradient (e.g. 0.03), got {self.clip}")
-        _check(self.threshold > 0, f"threshold must be a positive texture density (e.g. 0.008), got {self.threshold}")
+        _check(self.clip > 0, f"clip must be a positive high-pass cap (e.g. 0.03), got {self.clip}")
+        _check(self.threshold > 0, f"threshold must be a positive texture density (e.g. 0.006), got {self.threshold}")
         _check(self.gamma > 0, f"gamma must be > 0 (e.g. 2), got {self.gamma}")
         _check(0 < self.floor <= 1, f"floor must be in (0, 1] (share of the budget on flat colour), got {self.floor}")
         _check(self.smooth >= 0, f"smooth must be >= 0 pixels, got {self.smooth}")
@@ -86,14 +88,14 @@ def _blur(m: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def texture_density(x0: torch.Tensor, *, window: int = 9, clip: float = 0.03) -> torch.Tensor:
-    """``boxmean_window(min(|∇Y|, clip))`` of the luminance of ``x0`` — steps 1-3 — shape ``[N, 1, H, W]``."""
+    """``boxmean_window(min(|Y - N4 mean(Y)|, clip))`` of the luminance of ``x0`` (steps 1-3), ``[N, 1, H, W]``."""
     dt = torch.promote_types(x0.dtype, torch.float32)
     x = x0.detach().to(dt)
     y = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
-    yp = F.pad(y, (1, 1, 1, 1), mode="replicate")
-    dx = (yp[..., 1:-1, 2:] - yp[..., 1:-1, :-2]) / 2
-    dy = (yp[..., 2:, 1:-1] - yp[..., :-2, 1:-1]) / 2
-    g = (dx.square() + dy.square()).sqrt().clamp_max(clip)
+    # High-pass on the interior, then replicate *it* outwards: padding the image instead would turn the
+    # border of a smooth ramp into a kink.
+    nb = (y[..., 1:-1, 2:] + y[..., 1:-1, :-2] + y[..., 2:, 1:-1] + y[..., :-2, 1:-1]) / 4
+    g = F.pad((y[..., 1:-1, 1:-1] - nb).abs().clamp_max(clip), (1, 1, 1, 1), mode="replicate")
     p = window // 2
     return F.avg_pool2d(F.pad(g, (p, p, p, p), mode="replicate"), window, stride=1)
 

@@ -46,7 +46,7 @@ class ProtectConfig(_JSONMixin):
     effort: Effort = field(default_factory=lambda: Effort(steps=100, resolution=512, lr=0.008))
     encoders: tuple[tuple[str, float], ...] = (("taef2", 1.0),)
     target_style: str = "auto"
-    style_strength: float = 1.0
+    style_strength: float = 0.35
     style_weight: float = 1.0
     poison_weight: float = 1.0
     anchor_choice: str = "cheapest"

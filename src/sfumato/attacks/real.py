@@ -23,7 +23,7 @@ The operations (names as in :data:`ATTACKS`):
 * ``noisy-upscale`` — *noisy upscaling* of Hönig, Rando, Carlini and Tramèr, "Adversarial Perturbations
   Cannot Reliably Protect Artists From Generative AI" (ICLR 2025): Gaussian noise of standard
   deviation 0.1 (as in the authors' release), then an upscaler. The paper's upscaler is the Stable
-  Diffusion x4 upscaler; pass any such model as ``upscaler`` (a callable, e.g. a diffusers pipeline
+  Diffusion x4 upscaler, run on the noisy full-size (512 px) image; pass any such model as ``upscaler`` (a callable, e.g. a diffusers pipeline
   wrapped to take and return float arrays) and its output is resized back to the original size with
   Pillow Lanczos. Without one, a *classical stand-in* is used and named as such: a Pillow box-filter
   downscale by ``factor`` per side (``0.5``: each output pixel averages 4 noisy pixels, halving the

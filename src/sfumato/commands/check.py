@@ -10,7 +10,7 @@ HELP = ("Check a protected image: latent protection, AI view, independent judges
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("protected", metavar="PROTECTED", help="the protected image file")
+    p.add_argument("protected", nargs="?", metavar="PROTECTED", help="the protected image file")
     p.add_argument("--original", default=None, metavar="ORIG",
                    help="the original image (needed to measure latent protection and quality)")
     p.add_argument("--manifest", default=None, metavar="FILE.json",
@@ -45,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
             tags = [s for s, names in SUITES.items() if name in names]
             print(f"{name:22s} {spec.description}" + (f"  [{', '.join(tags)}]" if tags else ""))
         return 0
+
+    if not args.protected:
+        print("sfumato check: give the PROTECTED image file (or --list-attacks)", file=sys.stderr)
+        return 2
 
     from pathlib import Path
 

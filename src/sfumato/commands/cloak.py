@@ -55,7 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-style", default="auto", metavar="NAME|DIR",
                    help="'auto' (built-in style chosen as in Glaze), a built-in style name, or a folder of "
                         "reference images of the target style")
-    p.add_argument("--style-strength", type=float, default=1.0, help="how far the target goes toward the style (0-1]")
+    p.add_argument("--style-strength", type=float, default=0.35,
+                   help="how far the target rendering goes toward the style, (0-1] (default 0.35)")
 
 
 def parse_encoders(specs: list[str] | None) -> tuple[tuple[str, float], ...]:

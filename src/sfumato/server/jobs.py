@@ -486,12 +486,12 @@ class JobStore:
         return float(v) if v is not None else None
 
     # -- worker side
-    def recover(self) -> int:
-        """Put jobs and images left ``running`` (crash, kill) back in the queue; returns how many images."""
+    def recover(self) -> tuple[int, int]:
+        """Put jobs and images left ``running`` (crash, kill) back in the queue; returns how many of each."""
         with self._tx() as c:
             n = c.execute("UPDATE images SET status = 'queued', started = NULL WHERE status = 'running'").rowcount
-            c.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'")
-        return n
+            j = c.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'").rowcount
+        return j, n
 
     def claim_next(self) -> str | None:
         with self._tx() as c:
@@ -608,9 +608,9 @@ class JobRunner:
     def start(self) -> None:
         """Lock the data folder (one server per folder), re-queue what a crash interrupted, start the threads."""
         self._lock_data_dir()
-        n = self.store.recover()
-        if n:
-            log.warning("resuming %d interrupted image(s) from the previous run", n)
+        jobs, images = self.store.recover()
+        if jobs:
+            log.warning("resuming %d interrupted job(s) from the previous run (%d image(s) to redo)", jobs, images)
         self._remove_orphans(min_age_s=0.0)
         for i in range(self.n_workers):
             t = threading.Thread(target=self._worker, name=f"sfumato-worker-{i}", daemon=True)
@@ -1047,9 +1047,12 @@ def _summary(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _target_name(t: Any) -> str | None:
+    """The target's name: a style (cloak), a concept (poison) or both (protect)."""
     if isinstance(t, dict):
-        parts = [str(t[k]) for k in ("style", "concept") if t.get(k)]
-        return " + ".join(parts) or None
+        style = t.get("style")
+        if isinstance(style, dict):
+            style = style.get("style")
+        return " + ".join(str(x) for x in (style, t.get("concept")) if x) or None
     return str(t) if t else None
 
 

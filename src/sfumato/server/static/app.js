@@ -124,9 +124,11 @@
       return k + " (" + q.steps + " steps at " + q.resolution + " px)";
     }, o.defaults.quality);
     fillSelect($("#target_style"), o.target_styles, null, o.defaults.target_style);
-    const concepts = o.concepts.map((c) => c.replace(/_/g, " "));
-    fillSelect($("#concept"), o.concepts, (c) => concepts[o.concepts.indexOf(c)], o.concepts[0]);
-    fillSelect($("#target"), o.concepts, (c) => concepts[o.concepts.indexOf(c)], o.concepts[1]);
+    const pretty = (c) => c.replace(/_/g, " ");
+    const anchored = o.anchor_targets || [];
+    const target = anchored[0] || o.concepts[1];
+    fillSelect($("#concept"), o.concepts, pretty, o.concepts.find((c) => c !== target));
+    fillSelect($("#target"), o.concepts, (c) => pretty(c) + (anchored.includes(c) ? "" : " (no anchor images here)"), target);
     $("#ai_view").checked = !!o.defaults.ai_view;
     $("#check").checked = false;
     $("#check-note").textContent = o.check_available ? "" : "(not available in this version)";
@@ -141,7 +143,12 @@
     const m = state.options && state.options.modes[mode];
     document.querySelectorAll(".for-poison").forEach((n) => (n.hidden = mode === "cloak"));
     document.querySelectorAll(".for-style").forEach((n) => (n.hidden = mode === "poison"));
-    $("#mode-note").textContent = m && !m.available ? m.unavailable_reason : "";
+    let note = m && !m.available ? m.unavailable_reason : "";
+    if (!note && mode !== "cloak" && state.options && !(state.options.anchor_targets || []).length) {
+      note = "This server has no anchor images yet: its admin must start it with --anchors-dir " +
+        "(one folder of pictures per target concept).";
+    }
+    $("#mode-note").textContent = note;
   }
 
   function collectOptions() {
