@@ -93,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from sfumato import io as sio
     from sfumato.anchors import load_anchor_folder
+    from sfumato.encoders import load_encoder
     from sfumato.judges.concept import ConceptJudge
     from sfumato.judges.style import StyleJudge
+    from sfumato.style_cloak import ai_view
     from sfumato.verify import check
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     style_judge = StyleJudge.default(corpus_dir=corpus)
     concept_judge = ConceptJudge()
     anchors = load_anchor_folder(corpus / "photos" / "cat", concept="cat")
+    taef2 = load_encoder("taef2")
     lines: list[str] = []
 
     def out(s: str = "") -> None:
@@ -136,12 +139,12 @@ def main(argv: list[str] | None = None) -> int:
                 a["psnr"].append(d["quality"]["psnr"])
                 a["ssim"].append(d["quality"]["ssim"])
                 lat = next(iter(d["latent"].values()))
-                a["shift"].append(lat.get("shift_from_original_rel") or lat.get("shift_from_original"))
-                j = d["judges"]
+                a["shift"].append(lat.get("shift_away_relative"))
                 if kind == "cloak":
-                    a["ai_still_artist"].append(bool(j.get("ai_view", {}).get("still_artist")))
+                    a["ai_still_artist"].append(bool(d["judges"]["style"]["ai_view_protected"]["still_attributed"]))
                 else:
-                    a["ai_cat"].append("cat" in str(j.get("ai_view", {}).get("concepts", "")))
+                    av = ai_view(img, taef2, resolution=args.resolution)
+                    a["ai_cat"].append(bool(concept_judge.top_k_hits([av], "cat", k=5)[0]))
                 for atk in d["attacks"]:
                     if atk["name"] not in attack_names:
                         attack_names.append(atk["name"])
@@ -152,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         out()
         out(f"### {set_name}: {len(files)} images ({kind})")
         out()
-        judge_col = "AI view still Van Gogh (style judge)" if kind == "cloak" else "AI view shows cat (concept judge)"
+        judge_col = ("AI view still attributed to the original's artist (style judge)" if kind == "cloak"
+                     else "AI view shows cat, top-5 (concept judge)")
         out(f"| method | LPIPS-alex | PSNR | SSIM | latent shift | {judge_col} | " +
             " | ".join(f"{n} survives" for n in attack_names) + " | best-of-N survives | s/img |")
         out("|---" * (7 + len(attack_names) + 1) + "|")

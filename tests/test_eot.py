@@ -223,6 +223,8 @@ def test_config_json_round_trip_and_validation() -> None:
         make_transform("strong")
     with pytest.raises(ValueError, match="preset"):
         make_transform("heavy")
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        make_transform("default")(torch.rand(3, 16, 16), torch.Generator().manual_seed(0))
 
 
 def test_strong_preset_with_encoder_runs_in_the_loop() -> None:

@@ -97,6 +97,25 @@ QUALITY_PRESETS: dict[str, Effort] = {
 
 
 @dataclass(frozen=True, kw_only=True)
+class Robustness(_JSONMixin):
+    """Robust-by-design options.
+
+    ``eot``: a preset of :data:`sfumato.eot.EOT_PRESETS` — differentiable stand-ins of the attacks sampled
+    during optimisation (expectation over transformation); ``masking``: a per-pixel L∞ budget map from the
+    original's texture (:mod:`sfumato.masking`), so flat colour gets little perturbation;
+    ``anti_fingerprint``: a per-image seed (from ``seed`` and the image content) that randomises the
+    perturbation's starting point and colour structure, so one learned remover cannot fit every output.
+    """
+
+    eot: str = "none"
+    masking: bool = False
+    anti_fingerprint: bool = True
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.eot, str) and bool(self.eot), "eot must be a preset name, e.g. 'none' or 'default'")
+
+
+@dataclass(frozen=True, kw_only=True)
 class CloakConfig(_JSONMixin):
     """Everything that determines a style cloak; with the image, it reproduces the result exactly.
 
@@ -113,6 +132,7 @@ class CloakConfig(_JSONMixin):
     style_strength: float = 0.35
     alpha: float = 30.0
     seed: int = 0
+    robustness: Robustness = field(default_factory=Robustness)
 
     def __post_init__(self) -> None:
         _check(len(self.encoders) >= 1, "at least one encoder is needed, e.g. encoders=(('taef2', 1.0),)")
@@ -136,6 +156,8 @@ class CloakConfig(_JSONMixin):
             d["budget"] = Budget.from_dict(d["budget"])
         if isinstance(d.get("effort"), dict):
             d["effort"] = Effort.from_dict(d["effort"])
+        if isinstance(d.get("robustness"), dict):
+            d["robustness"] = Robustness.from_dict(d["robustness"])
         if "encoders" in d:
             d["encoders"] = tuple((str(s), float(w)) for s, w in d["encoders"])
         return super().from_dict(d)  # type: ignore[misc]

@@ -431,6 +431,9 @@ class EOT:
         return name, _SAMPLERS[name](self.config, generator)
 
     def apply(self, x: torch.Tensor, name: str, params: Any) -> torch.Tensor:
+        if not (isinstance(x, torch.Tensor) and x.ndim == 4 and x.shape[1] == 3 and x.is_floating_point()):
+            got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"EOT transforms take a float RGB batch (N, 3, H, W) in [0, 1], got {got}")
         if name == "identity":
             return x
         if name == "tae":

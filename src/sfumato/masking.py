@@ -4,21 +4,22 @@ out of flat colour and smooth gradients.
 The idea is texture (contrast) masking as used in just-noticeable-difference models: a change is harder
 to see where the background already varies a lot, and easiest to see on a flat field (Chou & Li, "A
 perceptually tuned subband image coder based on the measure of just-noticeable-distortion profile",
-IEEE TCSVT 5(6), 1995, whose spatial-masking term grows with the local luminance variation; Glaze — Shan
-et al., USENIX Security 2023 — likewise notes that its cloak concentrates in textured regions and is most
-visible on flat-colour art). Only the texture term is modelled here (no luminance adaptation).
+IEEE TCSVT 5(6), 1995, whose spatial-masking term grows with the local luminance variation). The practical
+motivation: optimised cloaks such as Glaze's (Shan et al., USENIX Security 2023) add noise everywhere, and it
+shows most on flat-colour illustration. Only the texture term is modelled here (no luminance adaptation).
 
 The map is computed from the *original* image ``x0`` (float RGB ``1x3xHxW`` in [0, 1], at the resolution
 the perturbation lives at), with the parameters of :class:`MaskConfig`:
 
 1. luminance ``Y = 0.299 R + 0.587 G + 0.114 B``;
-2. local high-pass ``g = |Y - mean of the 4 neighbours of Y|`` (border pixels take their inner
-   neighbour's value) — a second difference,
-   so a smooth gradient of *any* slope gives ``g`` ≈ 0 (a first-difference gradient would not);
+2. local high-pass ``g = |Y - mean of the 4 neighbours of Y|`` (border pixels take their inner neighbour's
+   value) — a second difference, so a smooth gradient of *any* slope gives ``g`` ≈ 0 (a first-difference
+   gradient would not);
 3. texture density ``a = boxmean_window(min(g, clip))`` — the mean, over a ``window`` x ``window`` box, of
    the high-pass clipped at ``clip``. Clipping makes ``a`` count *how many* pixels vary rather than how
-   strongly: a lone edge between two flat fills (line art) covers about 2 of ``window`` columns and
-   stays low, while texture, brush strokes and photo grain raise it everywhere in the box;
+   strongly: a lone edge between two flat fills covers about 2 of ``window`` columns and stays well below
+   texture, brush strokes and photo grain, which raise it everywhere in the box (thick anti-aliased
+   outlines, two edges close together, still reach the threshold: the map rises along them);
 4. soft threshold ``s = a^γ / (a^γ + t^γ)`` (``t = threshold``, ``γ = gamma``): 0 on flat colour and smooth
    gradients (``a`` ≈ 0), ½ at ``a = t``, → 1 in texture; larger ``gamma`` = sharper transition;
 5. ``m = floor + (1 - floor) · s``, then a Gaussian blur of standard deviation ``smooth`` pixels (edges
@@ -55,7 +56,7 @@ class MaskConfig(_JSONMixin):
     window: int = 9
     clip: float = 0.03
     threshold: float = 0.006
-    gamma: float = 2.0
+    gamma: float = 3.0
     floor: float = 0.15
     smooth: float = 3.0
 
@@ -64,7 +65,7 @@ class MaskConfig(_JSONMixin):
                f"window must be an odd int >= 3 (pixels), got {self.window!r}")
         _check(self.clip > 0, f"clip must be a positive high-pass cap (e.g. 0.03), got {self.clip}")
         _check(self.threshold > 0, f"threshold must be a positive texture density (e.g. 0.006), got {self.threshold}")
-        _check(self.gamma > 0, f"gamma must be > 0 (e.g. 2), got {self.gamma}")
+        _check(self.gamma > 0, f"gamma must be > 0 (e.g. 3), got {self.gamma}")
         _check(0 < self.floor <= 1, f"floor must be in (0, 1] (share of the budget on flat colour), got {self.floor}")
         _check(self.smooth >= 0, f"smooth must be >= 0 pixels, got {self.smooth}")
 

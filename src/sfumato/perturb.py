@@ -131,12 +131,14 @@ def full_resolution_view(objective, x0: torch.Tensor, full: tuple[int, int]):  #
     return wrapped
 
 
-def _apply(x_full: np.ndarray, delta_full: np.ndarray, s: float, linf: float, quantise: Quantiser) -> np.ndarray:
+def _apply(x_full: np.ndarray, delta_full: np.ndarray, s: float, linf: float | np.ndarray,
+           quantise: Quantiser) -> np.ndarray:
     d = np.clip(delta_full * s, -linf, linf)
     return quantise(np.clip(x_full + d, 0, 1))
 
 
-def calibrate(x_full: np.ndarray, delta_full: np.ndarray, *, lpips_p: float, linf: float, quantise: Quantiser,
+def calibrate(x_full: np.ndarray, delta_full: np.ndarray, *, lpips_p: float, linf: float | np.ndarray,
+              quantise: Quantiser,
               lpips_fn: Callable[[np.ndarray, np.ndarray], float], max_scale: float = 1.5,
               iters: int = 8) -> tuple[np.ndarray, float, float]:
     """Largest scale s ≤ ``max_scale`` of the full-resolution perturbation whose *quantised* result has
@@ -245,12 +247,42 @@ class PerturbOutcome:
     timing: dict[str, float]
 
 
+def image_seed(rgb: np.ndarray, seed: int) -> int:
+    """A per-image seed derived from ``seed`` and the image content (anti-fingerprint): reproducible from
+    the manifest's seed and the original file, different for every image."""
+    import hashlib
+
+    h = hashlib.sha256(str(int(seed)).encode())
+    h.update(np.ascontiguousarray(rgb[:: max(1, rgb.shape[0] // 512), :: max(1, rgb.shape[1] // 512)]).tobytes())
+    return int(h.hexdigest()[:8], 16)
+
+
+def robust_setup(x0: torch.Tensor, robustness: Any, encoders: Sequence[tuple[Encoder, float]]
+                 ) -> tuple[Transform | None, torch.Tensor | None]:
+    """The EOT transform and the L∞ budget map that ``robustness`` asks for (``None`` when off)."""
+    transform = None
+    eps_map = None
+    if robustness is not None and robustness.eot != "none":
+        from .eot import make_transform
+
+        renderer = next((e for e, _ in encoders if e.has_decoder), None)
+        transform = make_transform(robustness.eot, encoder=renderer)
+    if robustness is not None and robustness.masking:
+        from .masking import budget_map
+
+        eps_map = budget_map(x0)
+    return transform, eps_map
+
+
 def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget: Budget, effort: Effort,
                    alpha: float, seed: int, quantise: Quantiser | None = None, models_dir=None,  # noqa: ANN001
                    transform: Transform | None = None, progress: Callable[[int, int], None] | None = None,
-                   update: str = "adam") -> PerturbOutcome:
+                   update: str = "adam", eps_map: torch.Tensor | None = None,
+                   init_noise: float = 0.0) -> PerturbOutcome:
     """Optimise δ at the work resolution of ``x0`` against ``objective`` under ``budget``, upsample it to
-    the full image ``rgb``, calibrate it on the quantised result, and measure what was achieved."""
+    the full image ``rgb``, calibrate it on the quantised result, and measure what was achieved.
+    ``eps_map`` scales the L∞ cap per pixel (adaptive masking); ``init_noise`` starts δ from seeded
+    uniform noise of that amplitude (anti-fingerprint)."""
     from .metrics.lpips import load_lpips
 
     quantise = quantise or round_to_bits
@@ -260,20 +292,23 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
     gen = torch.Generator().manual_seed(seed)
     budgets = [LpipsBudget(p=budget.lpips, alpha=alpha, net=budget.lpips_net, models_dir=models_dir,
                            view=seen_view(rgb, x0)),
-               LinfBudget(eps=budget.linf)]
+               LinfBudget(eps=budget.linf, eps_map=eps_map)]
     loop = optimise(x0, full_resolution_view(objective, x0, (h, w)), budgets, steps=effort.steps, lr=effort.lr,
                     generator=gen, update=update, coarse_fraction=effort.coarse_fraction,  # type: ignore[arg-type]
-                    early_stop=effort.early_stop, transform=transform, callback=progress)
+                    early_stop=effort.early_stop, transform=transform, callback=progress, init_noise=init_noise)
     timing["optimise"] = time.perf_counter() - t
     t = time.perf_counter()
     delta_full = to_hwc(resize(loop.delta, (h, w)))
+    linf_cap: float | np.ndarray = budget.linf
+    if eps_map is not None:  # the per-pixel cap holds at full size too, also after calibration's scaling
+        linf_cap = to_hwc(resize(eps_map.expand(1, 3, *eps_map.shape[-2:]).float(), (h, w))) * budget.linf
     lp = load_lpips(budget.lpips_net, models_dir=models_dir)
 
     def lpips_fn(a: np.ndarray, b: np.ndarray) -> float:
         with torch.no_grad():
             return float(lp(to_nchw(a), to_nchw(b))[0])
 
-    out, scale, _ = calibrate(rgb, delta_full, lpips_p=budget.lpips, linf=budget.linf, quantise=quantise,
+    out, scale, _ = calibrate(rgb, delta_full, lpips_p=budget.lpips, linf=linf_cap, quantise=quantise,
                               lpips_fn=lpips_fn, iters=effort.calibration_steps)
     timing["calibrate"] = time.perf_counter() - t
     latent = objective.distances(resize(to_nchw(out), tuple(x0.shape[-2:])))

@@ -33,10 +33,12 @@ from .perturb import (  # noqa: F401  (re-exported: the public home of these hel
     _cached_encoder,
     calibrate,
     full_resolution_view,
+    image_seed,
     load_encoders,
     perturb_toward,
     protected_quality,
     resize,
+    robust_setup,
     round_to_bits,
     to_hwc,
     to_nchw,
@@ -117,26 +119,33 @@ def cloak_array(
         raise ValueError("the style cloak needs at least one encoder with a decoder (e.g. taef2) to render "
                          "the target style; add one to config.encoders")
     x_full = to_nchw(rgb)
-    x0 = resize(x_full, work_size(h, w, config.effort.resolution)).contiguous(memory_format=torch.channels_last)
+    seed_used = image_seed(rgb, config.seed) if config.robustness.anti_fingerprint else config.seed
+    res_px = config.effort.resolution
+    if config.robustness.anti_fingerprint:  # jitter the perturbation grid per image (its spatial structure)
+        res_px = int(round(res_px * (0.875 + 0.125 * (seed_used % 1000) / 999)))
+    x0 = resize(x_full, work_size(h, w, res_px)).contiguous(memory_format=torch.channels_last)
     timing["load"] = time.perf_counter() - t_start
 
     t = time.perf_counter()
     candidates = resolve_style_option(config.target_style)
-    style, dists = choose_style(x0, renderer, candidates, seed=config.seed)
+    style, dists = choose_style(x0, renderer, candidates, seed=seed_used)
     exemplars = [to_nchw(e) for e in style.exemplars]
     target_img = render_in_style(renderer, x0, exemplars, strength=config.style_strength)
     objective = LatentTargetObjective(x0, target_img, encs)
     timing["target"] = time.perf_counter() - t
 
+    rob = config.robustness
+    eot, eps_map = robust_setup(x0, rob, encs)
     res = perturb_toward(rgb, x0, objective, budget=config.budget, effort=config.effort, alpha=config.alpha,
-                         seed=config.seed, quantise=quantise, models_dir=models_dir, transform=transform,
-                         progress=progress)
+                         seed=seed_used, quantise=quantise, models_dir=models_dir,
+                         transform=transform or eot, progress=progress, eps_map=eps_map,
+                         init_noise=config.budget.linf / 4 if rob.anti_fingerprint else 0.0)
     timing.update(res.timing)
     timing["total"] = time.perf_counter() - t_start
     target = {"style": style.name, "kind": "builtin" if config.target_style in ("auto", style.name) else "folder",
               "choice": "auto (50th-75th percentile of style distance)" if config.target_style == "auto"
               else "given", "style_distances": {k: round(v, 4) for k, v in dists.items()},
-              "strength": config.style_strength}
+              "strength": config.style_strength, "seed_used": seed_used, "work_size": list(x0.shape[-2:])}
     return CloakResult(res.image, config, target, res.latent, res.achieved,
                        {k: round(v, 3) for k, v in timing.items()}, res.loop.steps_run, res.scale,
                        to_hwc(target_img) if keep_target_image else None, res.loop.history)

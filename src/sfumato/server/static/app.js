@@ -258,7 +258,9 @@
     try {
       const r = await api("/v1/jobs/" + id);
       const job = await r.json();
+      const before = state.jobs.get(id);
       state.jobs.set(id, job);
+      if (before && before.status !== job.status) health();
       renderJob(job);
       return job;
     } catch (e) {
