@@ -55,6 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-style", default="auto", metavar="NAME|DIR",
                    help="'auto' (built-in style chosen as in Glaze), a built-in style name, or a folder of "
                         "reference images of the target style")
+    p.add_argument("--eot", default="none", choices=["none", "light", "default", "strong"],
+                   help="robustness: sample differentiable JPEG/resize/crop/noise/blur(/TAE) during optimisation")
+    p.add_argument("--masking", action="store_true",
+                   help="adaptive masking: less perturbation on flat colour and smooth gradients")
+    p.add_argument("--no-anti-fingerprint", action="store_true",
+                   help="use the same seed structure for every image (deterministic variant; easier to detect)")
     p.add_argument("--style-strength", type=float, default=0.35,
                    help="how far the target rendering goes toward the style, (0-1] (default 0.35)")
 
@@ -72,10 +78,12 @@ def parse_encoders(specs: list[str] | None) -> tuple[tuple[str, float], ...]:
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201
     import dataclasses
 
-    from ..config import CloakConfig
+    from ..config import CloakConfig, Robustness
 
     cfg = CloakConfig.preset(intensity=args.intensity, quality=args.quality, encoders=parse_encoders(args.encoder),
-                             target_style=args.target_style, style_strength=args.style_strength, seed=args.seed)
+                             target_style=args.target_style, style_strength=args.style_strength, seed=args.seed,
+                             robustness=Robustness(eot=args.eot, masking=args.masking,
+                                                   anti_fingerprint=not args.no_anti_fingerprint))
     if args.lpips is not None or args.linf is not None:
         b = cfg.budget
         b = dataclasses.replace(b, lpips=args.lpips if args.lpips is not None else b.lpips,

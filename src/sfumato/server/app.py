@@ -20,7 +20,6 @@ change state are refused when they come from another web origin, and with a loop
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -539,8 +538,3 @@ def serve_in_thread(settings: ServerSettings, *, log_level: str = "warning",
         server.should_exit = True
         thread.join(60)
         sock.close()
-
-
-def settings_json(settings: ServerSettings) -> str:
-    """The settings as JSON with the token redacted (for logs)."""
-    return json.dumps(settings.to_dict(redact_token=True), sort_keys=True)
