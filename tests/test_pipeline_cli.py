@@ -82,8 +82,8 @@ def test_batch_resume_overwrite_and_bad_files(tmp_path: Path, corpus_dir: Path) 
     (folder / "broken.png").write_bytes(b"this is not an image")
     out = tmp_path / "out"
     assert main(["cloak", str(folder), "-o", str(out), *FAST]) == 1  # one bad file → non-zero exit
-    assert (out / "a.png").exists() and (out / "sub" / "b.jpg").exists()
-    assert Image.open(out / "sub" / "b.jpg").format == "JPEG"
+    assert (out / "a.png").exists() and (out / "sub" / "b.png").exists()  # JPEG in -> lossless PNG out
+    assert Image.open(out / "sub" / "b.png").format == "PNG"
     # Second run: without --overwrite the good files fail; with --resume they are skipped.
     stamp = (out / "a.png").stat().st_mtime_ns
     assert main(["cloak", str(folder / "a.png"), "-o", str(out), *FAST]) == 1
@@ -93,9 +93,16 @@ def test_batch_resume_overwrite_and_bad_files(tmp_path: Path, corpus_dir: Path) 
     assert not list(out.glob(".*tmp*"))
 
 
-def test_jpeg_quality_below_95_is_refused(tmp_path: Path, corpus_dir: Path) -> None:
+def test_jpeg_output_quality_and_chroma(tmp_path: Path, corpus_dir: Path) -> None:
+    from PIL import JpegImagePlugin
+
     _painting(corpus_dir, (64, 64)).save(tmp_path / "a.jpg", quality=90)
     assert main(["cloak", str(tmp_path / "a.jpg"), "-o", str(tmp_path / "o"), "--jpeg-quality", "90", *FAST]) == 1
+    assert main(["cloak", str(tmp_path / "a.jpg"), "-o", str(tmp_path / "o"), "--format", "JPEG", *FAST]) == 0
+    im = Image.open(tmp_path / "o" / "a.jpg")
+    assert im.format == "JPEG" and JpegImagePlugin.get_sampling(im) == 0  # 4:4:4
+    man = json.loads((tmp_path / "o" / "a.sfumato.json").read_text())
+    assert man["output"]["jpeg_quality"] >= 95 and man["achieved"]["lpips_alex"] <= man["budget"]["lpips"] + 1e-6
 
 
 def test_poison_writes_caption_and_judged_manifest(tmp_path: Path, corpus_dir: Path) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import io
 import json
 import re
+import struct
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +78,10 @@ def _wait(client: TestClient, url: str, states: tuple[str, ...], timeout: float 
             return job
         assert time.monotonic() < deadline, f"job still {job['status']} after {timeout} s: {job}"
         time.sleep(0.3)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def _job_dirs(settings: ServerSettings) -> set[str]:
@@ -190,6 +196,10 @@ def test_uploads_are_validated(server, images) -> None:
     assert len(noisy.getvalue()) > settings.max_upload_bytes
     r = post([("images", ("noisy.png", noisy.getvalue(), "image/png"))])
     assert r.status_code == 413 and "upload limit" in r.json()["detail"]
+    bomb = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)) + \
+        _chunk(b"IDAT", zlib.compress(b"\0" * 100)) + _chunk(b"IEND", b"")  # claims 2.5 gigapixels
+    r = post([("images", ("bomb.png", bomb, "image/png"))])
+    assert r.status_code == 413 and "pixel limit" in r.json()["detail"]
     r = post([("images", (f"{i}.png", images["monet.png"], "image/png")) for i in range(5)])
     assert r.status_code == 413 and "at most 4" in r.json()["detail"]
     r = client.post("/v1/jobs", data=FAST, files=[("images", ("x.bin", b"\0" * (3 * 1024 * 1024), "image/png"))])
@@ -202,6 +212,24 @@ def test_uploads_are_validated(server, images) -> None:
         r = post([("images", ("a.png", images["monet.png"], "image/png"))], bad)
         assert r.status_code == 422 and msg in r.json()["detail"], (bad, r.text)
     assert _job_dirs(settings) == before  # nothing refused was kept
+
+
+def test_streamed_bodies_over_the_limit_are_cut_off(server) -> None:
+    client, _ = server
+
+    def chunks():  # noqa: ANN202  (no Content-Length: the limit is enforced while reading)
+        for _ in range(6):
+            yield b"--x\r\n" + b"\0" * (512 * 1024)
+
+    r = client.post("/v1/jobs", content=chunks(), headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+
+
+def test_cli_refuses_an_exposed_server_without_token(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from sfumato.cli import main
+
+    assert main(["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)]) == 2
+    assert "token is required" in capsys.readouterr().err
 
 
 def test_origin_host_and_ids_are_checked(server, images) -> None:

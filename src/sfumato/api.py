@@ -18,6 +18,12 @@ from .config import CloakConfig
 
 LOSSY_FORMATS = frozenset({"JPEG", "AVIF"})
 
+#: Lossy sources are written losslessly by default: re-encoding a JPEG moves pixels by up to ~20/255 by
+#: itself (even at quality 100), which would break the L∞ guarantee on the saved file and erase part of
+#: the perturbation. ``--format JPEG`` still writes JPEG (quality 95-100, 4:4:4) with the codec's error
+#: pushed back toward the cap and the achieved L∞ reported honestly.
+LOSSLESS_DEFAULTS = {"JPEG": "PNG", "AVIF": "PNG", "MPO": "PNG"}
+
 
 def make_quantiser(image: Any, fmt: str, *, jpeg_quality: int = 98, linf: float | None = None,
                    webp_lossless: bool = True, max_fix: int = 4) -> Callable[[np.ndarray], np.ndarray]:
@@ -139,7 +145,7 @@ def _process_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     img = sio.load_image(src)
-    fmt = (output_format or sio.default_output_format(img.format)).upper()
+    fmt = (output_format or LOSSLESS_DEFAULTS.get(img.format) or sio.default_output_format(img.format)).upper()
     stem = rel_stem or src.stem
     out_path = out_dir / f"{stem}{sio.output_suffix(fmt)}"
     man_path = manifest_path_for(out_dir, stem)
@@ -261,6 +267,42 @@ def _concept_judge(models_dir):  # noqa: ANN001, ANN202
     return _JUDGES[key]
 
 
+def check_candidate(src: str | os.PathLike[str], concept: str, scorer: Any, *, force: bool) -> dict[str, Any]:
+    """Nightshade's candidate selection: does the image clearly show ``concept``? Raises
+    :class:`NotACandidate` when not (unless ``force``); returns the manifest entry."""
+    from . import io as sio
+
+    if scorer is None:
+        return {"checked": False}
+    rgb = sio.load_image(src).rgb
+    score = float(scorer.score([rgb], concept)[0])
+    shows = bool(scorer.shows([rgb], concept)[0])
+    if not shows and not force:
+        raise NotACandidate(f"does not clearly show {concept!r} ({scorer.name} score {score:.3f}); "
+                            "skipped — pass --force to use it anyway")
+    return {"checked": True, "scorer": scorer.describe(), "score": score, "shows_concept": shows,
+            "forced": bool(force and not shows)}
+
+
+def _poison_extra(config: Any, anchors: Any, candidate: dict[str, Any], img: Any, saved: Any, res: Any, od: Path,
+                  stem: str, *, caption: bool, judge: bool, models_dir: Any, target: Any) -> dict[str, Any]:
+    """Manifest entries shared by poison and protect: anchor, candidate, caption file, judged effect."""
+    from .poison import caption_for
+
+    e: dict[str, Any] = {"concept": config.concept, "target": target,
+                         "anchor": {**res.anchor, "source": anchors.source}, "candidate": candidate}
+    if caption:
+        text = caption_for(config.concept, seed=config.seed)
+        cp = od / f"{stem}.txt"
+        _write_text_atomic(cp, text + "\n")
+        e["caption"] = {"file": cp.name, "text": text}
+        e["_files"] = [cp]
+    if judge:
+        e["judged"] = concept_report(img.rgb, saved.rgb, concept=config.concept, target=config.target,
+                                     models_dir=models_dir, resolution=config.effort.resolution)
+    return e
+
+
 def poison_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: Any, anchors: Any, *,
                 scorer: Any = None, force: bool = False, caption: bool = True, output_format: str | None = None,
                 jpeg_quality: int = 98, overwrite: bool = False, ai_view: bool = False, models_dir=None,  # noqa: ANN001
@@ -270,37 +312,17 @@ def poison_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], co
     :class:`sfumato.anchors.AnchorSet`); writes the image, ``<stem>.txt`` (a caption naming C) and the
     manifest with stealth/effect figures. Raises :class:`NotACandidate` when the scorer says the image
     does not clearly show C (unless ``force``)."""
-    from . import io as sio
-    from .poison import caption_for, poison_array
+    from .poison import poison_array
 
-    candidate: dict[str, Any] = {"checked": False}
-    if scorer is not None:
-        rgb = sio.load_image(src).rgb
-        score = float(scorer.score([rgb], config.concept)[0])
-        shows = bool(scorer.shows([rgb], config.concept)[0])
-        candidate = {"checked": True, "scorer": scorer.describe(), "score": score, "shows_concept": shows,
-                     "forced": bool(force and not shows)}
-        if not shows and not force:
-            raise NotACandidate(f"does not clearly show {config.concept!r} ({scorer.name} score {score:.3f}); "
-                                "skipped — pass --force to poison it anyway")
+    candidate = check_candidate(src, config.concept, scorer, force=force)
 
     def compute(img, quantise):  # noqa: ANN001, ANN202
         return poison_array(img.rgb, config, anchors.images, anchor_names=anchors.names, quantise=quantise,
                             models_dir=models_dir, progress=progress)
 
     def extra(img, saved, res, od, stem):  # noqa: ANN001, ANN202
-        e: dict[str, Any] = {"concept": config.concept, "target": config.target,
-                             "anchor": {**res.anchor, "source": anchors.source}, "candidate": candidate}
-        if caption:
-            text = caption_for(config.concept, seed=config.seed)
-            cp = od / f"{stem}.txt"
-            _write_text_atomic(cp, text + "\n")
-            e["caption"] = {"file": cp.name, "text": text}
-            e["_files"] = [cp]
-        if judge:
-            e["judged"] = concept_report(img.rgb, saved.rgb, concept=config.concept, target=config.target,
-                                         models_dir=models_dir, resolution=config.effort.resolution)
-        return e
+        return _poison_extra(config, anchors, candidate, img, saved, res, od, stem, caption=caption, judge=judge,
+                             models_dir=models_dir, target=config.target)
 
     return _process_file(src, out_dir, mode="poison", config=config, compute=compute, output_format=output_format,
                          jpeg_quality=jpeg_quality, overwrite=overwrite, ai_view=ai_view, models_dir=models_dir,
@@ -314,38 +336,17 @@ def protect_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], c
                  progress: Callable[[int, int], None] | None = None) -> FileResult:
     """Cloak and poison one image jointly (one optimisation under one budget); outputs as
     :func:`poison_file` plus the style target."""
-    from . import io as sio
-    from .poison import caption_for
     from .protect import protect_array
 
-    candidate: dict[str, Any] = {"checked": False}
-    if scorer is not None:
-        rgb = sio.load_image(src).rgb
-        score = float(scorer.score([rgb], config.concept)[0])
-        shows = bool(scorer.shows([rgb], config.concept)[0])
-        candidate = {"checked": True, "scorer": scorer.describe(), "score": score, "shows_concept": shows,
-                     "forced": bool(force and not shows)}
-        if not shows and not force:
-            raise NotACandidate(f"does not clearly show {config.concept!r} ({scorer.name} score {score:.3f}); "
-                                "skipped — pass --force to protect it anyway")
+    candidate = check_candidate(src, config.concept, scorer, force=force)
 
     def compute(img, quantise):  # noqa: ANN001, ANN202
         return protect_array(img.rgb, config, anchors.images, anchor_names=anchors.names, quantise=quantise,
                              models_dir=models_dir, progress=progress)
 
     def extra(img, saved, res, od, stem):  # noqa: ANN001, ANN202
-        e: dict[str, Any] = {"concept": config.concept, "target": {"style": res.target, "concept": config.target},
-                             "anchor": {**res.anchor, "source": anchors.source}, "candidate": candidate}
-        if caption:
-            text = caption_for(config.concept, seed=config.seed)
-            cp = od / f"{stem}.txt"
-            _write_text_atomic(cp, text + "\n")
-            e["caption"] = {"file": cp.name, "text": text}
-            e["_files"] = [cp]
-        if judge:
-            e["judged"] = concept_report(img.rgb, saved.rgb, concept=config.concept, target=config.target,
-                                         models_dir=models_dir, resolution=config.effort.resolution)
-        return e
+        return _poison_extra(config, anchors, candidate, img, saved, res, od, stem, caption=caption, judge=judge,
+                             models_dir=models_dir, target={"style": res.target, "concept": config.target})
 
     return _process_file(src, out_dir, mode="protect", config=config, compute=compute,
                          output_format=output_format, jpeg_quality=jpeg_quality, overwrite=overwrite,

@@ -1125,7 +1125,9 @@ def _write_jpeg(fp: IO[bytes], ints: np.ndarray, meta: _Meta, quality: int) -> N
     kw = _pil_kwargs(meta)
     if meta.xmp:
         kw["xmp"] = meta.xmp
-    _pil_image(ints, None).save(fp, format="JPEG", quality=quality, subsampling=0, optimize=True, **kw)
+    # libjpeg's optimised-Huffman pass fails at quality 100 in Pillow ("Suspension not allowed here"):
+    # optimise the tables only below 100.
+    _pil_image(ints, None).save(fp, format="JPEG", quality=quality, subsampling=0, optimize=quality < 100, **kw)
 
 
 def _rgb_only(ints: np.ndarray) -> np.ndarray:

@@ -217,7 +217,7 @@ class WeightedObjectives:
 
 #: LPIPS during optimisation is computed on the image as a person sees it (the full-size file), down-
 #: scaled only when it has more pixels than this, so the budget the loop aims at is the one measured.
-LPIPS_VIEW_MAX_PIXELS = 1_600_000
+LPIPS_VIEW_MAX_PIXELS = 600_000
 
 
 def seen_view(rgb: np.ndarray, x0: torch.Tensor):  # noqa: ANN201

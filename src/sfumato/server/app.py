@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from importlib.resources import files
 from pathlib import Path
@@ -34,7 +34,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, MutableHeaders, UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._version import __version__
@@ -200,6 +200,50 @@ class BodyLimit:
             await JSONResponse({"detail": msg}, status_code=413, headers={"Connection": "close"})(scope, receive, send)
 
 
+_SECURITY_HEADERS = (("x-content-type-options", "nosniff"), ("referrer-policy", "no-referrer"),
+                     ("x-frame-options", "DENY"))
+
+
+class Guard:
+    """Refuses requests a browser could be tricked into sending: with a loopback binding, a ``Host``
+    that is not a loopback name (DNS rebinding, 421); state-changing requests from another web origin
+    (403). Adds ``nosniff``/``no-referrer``/``DENY`` headers to every response."""
+
+    def __init__(self, app: ASGIApp, bound_host: str) -> None:
+        self.app = app
+        self.loopback = is_loopback(bound_host)
+        self.allowed_hosts = {"localhost", "127.0.0.1", "::1", bound_host.lower().strip("[]")}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        host_header = headers.get("host", "")
+        host = (urlsplit("//" + host_header).hostname or "").lower()
+        if self.loopback and host not in self.allowed_hosts:
+            await JSONResponse({"detail": f"unexpected Host {host!r} for a server bound to a loopback address "
+                                          "(DNS-rebinding protection); open it as http://127.0.0.1:<port>/"},
+                               status_code=421)(scope, receive, send)
+            return
+        origin = headers.get("origin")
+        if scope["method"] not in ("GET", "HEAD", "OPTIONS") and origin is not None \
+                and urlsplit(origin).netloc.lower() != host_header.lower():
+            await JSONResponse({"detail": f"cross-origin request from {origin} refused; use this server's own "
+                                          "page or a non-browser client"}, status_code=403)(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                h = MutableHeaders(scope=message)
+                for k, v in _SECURITY_HEADERS:
+                    if k not in h:
+                        h[k] = v
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 # --------------------------------------------------------------------------------------------------
 # the app
 
@@ -248,27 +292,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def body_limit(scope: Scope) -> int:
         return per_job if scope.get("method") == "POST" and scope.get("path") == "/v1/jobs" else 64 * 1024
 
-    allowed_hosts = {"localhost", "127.0.0.1", "::1", settings.host.lower().strip("[]")}
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        host = (urlsplit("//" + request.headers.get("host", "")).hostname or "").lower()
-        if is_loopback(settings.host) and host not in allowed_hosts:
-            return JSONResponse({"detail": f"unexpected Host {host!r} for a server bound to {settings.host} "
-                                           "(DNS-rebinding protection); open it as http://127.0.0.1:<port>/"},
-                                status_code=421)
-        origin = request.headers.get("origin")
-        if request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None:
-            o = urlsplit(origin)
-            if o.netloc.lower() != request.headers.get("host", "").lower():
-                return JSONResponse({"detail": f"cross-origin request from {origin} refused; use this server's "
-                                               "own page or a non-browser client"}, status_code=403)
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        return response
-
+    app.add_middleware(Guard, bound_host=settings.host)
     app.add_middleware(BodyLimit, limit=body_limit)
 
     @app.exception_handler(JobError)

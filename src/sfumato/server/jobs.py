@@ -631,7 +631,7 @@ class JobRunner:
         self._threads = [t for t in self._threads if t.is_alive()]
         if not self._threads and self._lockfile is not None:
             self._lockfile.close()  # closing the descriptor releases the lock
-            self._lockfile: IO[str] | None = None
+            self._lockfile = None
 
     def _lock_data_dir(self) -> None:
         """Two servers on one data folder would re-queue each other's running jobs and delete each other's
@@ -733,6 +733,9 @@ class JobRunner:
         try:
             with Image.open(tmp) as im:  # header only: what the bytes are, whatever the name says
                 fmt, (w, h) = str(im.format), im.size
+        except Image.DecompressionBombError as e:
+            tmp.unlink()
+            raise JobError(413, f"{shown}: far over this server's pixel limit ({e}); downscale it first") from e
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             tmp.unlink()
             raise JobError(415, f"{shown}: not an image (its content was checked, not its name); upload a PNG, "
