@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         args.limit = args.limit or 2
         args.resolution = 256
         args.steps_scale = 0.25
+        if args.attacks == "default":
+            args.attacks = "jpeg-q95-444,jpeg-q75-420,resize-x0.5-lanczos,noisy-upscale,tae-roundtrip"
+    attacks = args.attacks.split(",") if "," in args.attacks else args.attacks
 
     import torch
 
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             for m in methods:
                 img, secs, _ = run_method(m, rgb, kind=kind, anchors=anchors, resolution=args.resolution,
                                           steps_scale=args.steps_scale, seed=args.seed)
-                rep = check(img, original=rgb, attacks=args.attacks, style_judge=style_judge,
+                rep = check(img, original=rgb, attacks=attacks, style_judge=style_judge,
                             concept_judge=concept_judge, seed=args.seed)
                 d = rep.to_dict()
                 a = agg[m]

@@ -189,6 +189,11 @@ def _prepare_protect(opts: JobOptions, settings: ServerSettings, cache: dict[str
     cfg = _with_effort(cfg, settings.effort_override)
     anchors = _anchors(opts, settings, cache)
     kw = _file_kwargs(opts, settings)
+    if "xmp" not in kw:  # protect embeds the IPTC/XMP "do not train" reservation by default, as the CLI does
+        from ..api import rights_xmp
+        from ..optout.xmp import load_rights_config
+
+        kw["xmp"] = rights_xmp(load_rights_config())
     return lambda c: protect_file(c.src, c.out_dir, cfg, anchors, rel_stem=c.stem, progress=c.progress, **kw)
 
 
