@@ -25,13 +25,23 @@ class _JSONMixin:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]):  # type: ignore[no-untyped-def]
+        """Inverse of :meth:`to_dict`: nested config objects are rebuilt from their dicts and JSON lists
+        become tuples (``encoders`` → tuple of ``(spec, weight)`` pairs)."""
+        import typing
+
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = set(d) - names
         _check(not unknown, f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(names)}")
+        hints = typing.get_type_hints(cls)
         kwargs = dict(d)
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if f.name in kwargs and isinstance(kwargs[f.name], list):
-                kwargs[f.name] = tuple(kwargs[f.name])
+        for name, value in list(kwargs.items()):
+            hint = hints.get(name)
+            if isinstance(value, dict) and isinstance(hint, type) and issubclass(hint, _JSONMixin):
+                kwargs[name] = hint.from_dict(value)
+            elif name == "encoders" and isinstance(value, (list, tuple)):
+                kwargs[name] = tuple((str(s), float(w)) for s, w in value)
+            elif isinstance(value, list):
+                kwargs[name] = tuple(value)
         return cls(**kwargs)
 
     @classmethod
@@ -149,15 +159,3 @@ class CloakConfig(_JSONMixin):
         _check(quality in QUALITY_PRESETS, f"unknown quality {quality!r}; choose one of {sorted(QUALITY_PRESETS)}")
         return cls(budget=INTENSITY_PRESETS[intensity], effort=QUALITY_PRESETS[quality], **kw)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CloakConfig:
-        d = dict(d)
-        if isinstance(d.get("budget"), dict):
-            d["budget"] = Budget.from_dict(d["budget"])
-        if isinstance(d.get("effort"), dict):
-            d["effort"] = Effort.from_dict(d["effort"])
-        if isinstance(d.get("robustness"), dict):
-            d["robustness"] = Robustness.from_dict(d["robustness"])
-        if "encoders" in d:
-            d["encoders"] = tuple((str(s), float(w)) for s, w in d["encoders"])
-        return super().from_dict(d)  # type: ignore[misc]

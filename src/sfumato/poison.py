@@ -65,17 +65,6 @@ class PoisonConfig(_JSONMixin):
         _check(self.anchor_index >= 0, f"anchor_index must be >= 0, got {self.anchor_index}")
         _check(len(self.encoders) >= 1, "at least one encoder is needed, e.g. encoders=(('taef2', 1.0),)")
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PoisonConfig:
-        d = dict(d)
-        if isinstance(d.get("budget"), dict):
-            d["budget"] = Budget.from_dict(d["budget"])
-        if isinstance(d.get("effort"), dict):
-            d["effort"] = Effort.from_dict(d["effort"])
-        if "encoders" in d:
-            d["encoders"] = tuple((str(s), float(w)) for s, w in d["encoders"])
-        return super().from_dict(d)  # type: ignore[misc]
-
 
 def fit_to(img: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """Centre-crop ``img`` to the aspect ratio of ``size`` (h, w) and resize it there (1x3xhxw)."""

@@ -70,17 +70,6 @@ class ProtectConfig(_JSONMixin):
                             effort=self.effort, encoders=self.encoders, anchor_choice=self.anchor_choice,  # type: ignore[arg-type]
                             anchor_index=self.anchor_index, alpha=self.alpha, seed=self.seed)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ProtectConfig:
-        d = dict(d)
-        if isinstance(d.get("budget"), dict):
-            d["budget"] = Budget.from_dict(d["budget"])
-        if isinstance(d.get("effort"), dict):
-            d["effort"] = Effort.from_dict(d["effort"])
-        if "encoders" in d:
-            d["encoders"] = tuple((str(s), float(w)) for s, w in d["encoders"])
-        return super().from_dict(d)  # type: ignore[misc]
-
 
 @dataclass
 class ProtectResult:
