@@ -307,7 +307,8 @@ def test_job_lifecycle(server, images) -> None:
     names = {im["name"] for im in job["images"]}
     assert names == {"Water Lilies.png", "dog.png"}
     dog = next(im for im in job["images"] if im["name"] == "dog.png")
-    assert dog["format"] == "JPEG" and dog["files"]["output"]["name"].endswith(".jpg")
+    # a JPEG upload is protected losslessly by default (re-encoding would break the L∞ budget)
+    assert dog["format"] == "JPEG" and dog["files"]["output"]["name"].endswith(".png")
 
     # only UUID names on disk, never the uploader's
     stored = [p.name for p in (settings.data_dir / "jobs" / job_id).rglob("*") if p.is_file()]
