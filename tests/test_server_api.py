@@ -321,7 +321,7 @@ def test_job_lifecycle(server, images) -> None:
     assert z.status_code == 200 and z.headers["content-type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
         listed = set(zf.namelist())
-    assert {"Water Lilies.protected.png", "Water Lilies.sfumato.json", "dog.protected.jpg", "dog.sfumato.json",
+    assert {"Water Lilies.protected.png", "Water Lilies.sfumato.json", "dog.protected.png", "dog.sfumato.json",
             "dog.ai_view.after.png"} <= listed
 
     # results stay until their TTL; then the janitor removes rows and files
