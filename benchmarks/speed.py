@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         iter(sorted((Path(__file__).resolve().parents[2] / "shared/corpus/art/vincent_van_gogh").glob("*.jpg"))))
     base = Image.open(src).convert("RGB")
     load_encoders(CloakConfig(), models_dir=args.models_dir)  # warm the model cache (not timed)
+    warm = np.asarray(base.resize((128, 128)), dtype=np.float32) / 255  # styles, LPIPS, exemplar latents
+    cloak_array(warm, CloakConfig.preset(quality="fast"), models_dir=args.models_dir)
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}; image {src.name}\n")
     print("| size | preset | steps | encoder res | seconds | × fast | latent reduction | LPIPS-alex |")
