@@ -17,7 +17,7 @@ if ! command -v exiv2 >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends exiv2
 fi
-exiv2 --version | head -n 1
+exiv2 --version | sed -n 1p
 
 PY="${PYTHON:-python}"
 if ! "$PY" -c "import c2pa, cryptography; c2pa.Context; c2pa.Builder" >/dev/null 2>&1; then

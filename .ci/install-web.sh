@@ -17,7 +17,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium
 fi
-chromium --version 2>/dev/null | head -n 1
+chromium --version 2>/dev/null | sed -n 1p
 
 PY="${PYTHON:-python}"
 if ! "$PY" -c "import fastapi, uvicorn, multipart, httpx" >/dev/null 2>&1; then
