@@ -181,3 +181,17 @@ def test_cloak_rights_option_embeds_data_mining_reservation_and_keeps_xmp(tmp_pa
     got = sio.load_image(out / "p.png").xmp
     assert b"Olive trees" in got
     assert read_xmp_rights(got)["data_mining"] == "DMI-PROHIBITED-AIMLTRAINING"
+
+
+def test_sidecar_files_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from sfumato.api import write_json_atomic
+
+    p = tmp_path / "m.json"
+    write_json_atomic(p, {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask  # not mkstemp's private 0600
+    assert json.loads(p.read_text()) == {"a": 1}

@@ -70,6 +70,15 @@ def sha256_bytes_of(path: Path) -> str:
     return sha256_file(path)
 
 
+def _publish(tmp: str, path: Path) -> None:
+    """Give a temp file (created 0600 by mkstemp) the usual permissions (0666 & ~umask), then rename it
+    into place atomically."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def write_json_atomic(path: Path, data: dict[str, Any], *, overwrite: bool = True) -> None:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
@@ -78,7 +87,7 @@ def write_json_atomic(path: Path, data: dict[str, Any], *, overwrite: bool = Tru
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=False, default=str)
             f.write("\n")
-        os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -91,7 +100,7 @@ def write_png_atomic(path: Path, rgb: np.ndarray) -> None:
     os.close(fd)
     try:
         Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp, format="PNG")
-        os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -358,7 +367,7 @@ def _write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
