@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from . import one_line_errors
 
 HELP = "Create or show the local signing keys (root CA + ES256 signer) for `sfumato sign`."
 
@@ -47,9 +48,4 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except (FileExistsError, FileNotFoundError, PermissionError, NotADirectoryError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+run = one_line_errors(_run)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from . import one_line_errors
 
 HELP = ("Write a website opt-out kit into DIR: robots.txt (AI-training crawlers blocked, search allowed), "
         "ai.txt, .well-known/tdmrep.json, nginx/apache header snippets and a README.")
@@ -32,9 +33,4 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except (FileExistsError, FileNotFoundError, PermissionError, NotADirectoryError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+run = one_line_errors(_run)

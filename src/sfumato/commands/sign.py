@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import one_line_errors
+
 HELP = ("Embed IPTC 'no AI training' rights metadata and sign C2PA Content Credentials "
         "(training-mining: notAllowed) into copies of image files.")
 
@@ -84,9 +86,4 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except (FileExistsError, FileNotFoundError, PermissionError, NotADirectoryError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+run = one_line_errors(_run)

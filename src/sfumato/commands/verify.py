@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from . import one_line_errors
 
 HELP = "Verify a file's C2PA Content Credentials (offline) and show its AI-training opt-out signals."
 
@@ -46,9 +47,4 @@ def _run(args: argparse.Namespace) -> int:
     return {"valid": 0, "none": 3}.get(res.state, 1)
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except (FileExistsError, FileNotFoundError, PermissionError, NotADirectoryError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+run = one_line_errors(_run)
