@@ -178,3 +178,82 @@ def test_lpips_budget_penalty_is_zero_inside_and_positive_outside(models_dir) ->
     assert float(b.penalty(x0)) == 0.0
     noisy = (x0 + torch.randn_like(x0) * 0.3).clamp(0, 1)
     assert float(b.penalty(noisy)) > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(40, 6000), w=st.integers(40, 6000), cap=st.sampled_from([200_000, 1_200_000]))
+def test_lpips_regions_tile_the_view_on_the_16px_grid(h: int, w: int, cap: int) -> None:
+    from sfumato.perturb import LPIPS_VIEW_MAX_PIXELS, lpips_regions
+
+    regions = lpips_regions(h, w, cap)
+    s = min(1.0, (LPIPS_VIEW_MAX_PIXELS / (h * w)) ** 0.5)
+    vh, vw = max(8, round(h * s)), max(8, round(w * s))
+    if vh * vw <= cap:
+        assert regions is None
+        return
+    assert regions
+    covered = np.zeros((vh, vw), bool)
+    for top, left, th, tw in regions:
+        assert top % 16 == 0 and left % 16 == 0  # same AlexNet sampling grid as the whole image
+        assert th >= 32 and tw >= 32 and top + th <= vh and left + tw <= vw
+        assert th * tw <= cap * 1.2 + 16 * (th + tw)
+        covered[top:top + th, left:left + tw] = True
+    # Only slivers thinner than 32 px at the far edges may stay uncovered.
+    assert covered[: vh - 32, : vw - 32].all()
+
+
+def test_lpips_budget_regions_round_robin_and_check_rescales_the_ceiling(models_dir) -> None:  # noqa: ANN001
+    from sfumato.metrics.lpips import load_lpips
+
+    x0 = to_nchw(_image(64, 96))
+    crops = [(0, 0, 64, 48), (0, 48, 64, 48)]
+    measured = []
+
+    def check(x: torch.Tensor) -> float:
+        measured.append(1)
+        return 0.08
+
+    b = LpipsBudget(p=0.05, alpha=30, models_dir=models_dir, margin=1.0, crops=crops, check=check,
+                    check_from=1, check_every=2)
+    b.prepare(x0)
+    x = (x0 + torch.randn_like(x0, generator=None) * 0.05).clamp(0, 1)
+    lp = load_lpips("alex", models_dir=models_dir)
+    for k, (t, left, hh, ww) in enumerate(crops):
+        want = float(lp(x[..., t:t + hh, left:left + ww], x0[..., t:t + hh, left:left + ww])[0])
+        assert float(b.value(x, k)) == pytest.approx(want, rel=1e-5)
+    b.penalty(x)
+    b.penalty(x)
+    assert b._calls == 2 and set(b._last) == {0, 1}  # each region measured once, in turn
+    assert b.ceiling == pytest.approx(0.05)
+    b.observe(x, 1)  # check: the saved file measures 0.08, the regions say less -> lower ceiling
+    mean_regions = sum(b._last.values()) / 2
+    assert measured == [1]
+    assert b.ceiling == pytest.approx(0.05 * mean_regions / 0.08, rel=1e-4)
+    b.observe(x, 2)  # not a check step
+    assert measured == [1]
+    b.prepare(x0)  # a new image starts from the plain ceiling again
+    assert b.ceiling == pytest.approx(0.05)
+
+
+def test_step_size_schedules() -> None:
+    from sfumato.optimize import step_size
+
+    assert [step_size(0.01, k, 5) for k in (1, 3, 5)] == [0.01, 0.01, 0.01]
+    assert [step_size(0.01, k, 5, "linear") for k in (1, 3, 5)] == pytest.approx([0.01, 0.005, 0.0])
+    cos = [step_size(0.01, k, 5, "cosine") for k in range(1, 6)]
+    assert cos[0] == pytest.approx(0.01) and cos[-1] == pytest.approx(0.001)
+    assert cos[2] == pytest.approx(0.0055) and all(a > b for a, b in zip(cos, cos[1:], strict=False))
+
+
+def test_saved_file_lpips_matches_the_metric_on_the_rounded_full_image(models_dir) -> None:  # noqa: ANN001
+    from sfumato.metrics.lpips import load_lpips
+    from sfumato.perturb import resize, saved_file_lpips
+
+    rgb = _image(90, 120)
+    x0 = resize(to_nchw(rgb), (45, 60))
+    delta = torch.randn_like(x0, generator=None) * 0.03
+    check = saved_file_lpips(rgb, x0, "alex", models_dir)
+    full = to_nchw(rgb)
+    saved = to_nchw(round_to_bits(rgb + resize(delta, (90, 120))[0].permute(1, 2, 0).numpy()))
+    want = float(load_lpips("alex", models_dir=models_dir)(saved, full)[0])
+    assert check(x0 + delta) == pytest.approx(want, rel=1e-4, abs=1e-6)

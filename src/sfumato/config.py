@@ -58,7 +58,7 @@ class Budget(_JSONMixin):
     """
 
     lpips: float = 0.05
-    linf: float = 16 / 255
+    linf: float = 24 / 255
     lpips_net: Literal["alex", "squeeze"] = "alex"
 
     def __post_init__(self) -> None:
@@ -68,9 +68,9 @@ class Budget(_JSONMixin):
 
 
 INTENSITY_PRESETS: dict[str, Budget] = {
-    "low": Budget(lpips=0.03, linf=12 / 255),
-    "default": Budget(lpips=0.05, linf=16 / 255),
-    "high": Budget(lpips=0.07, linf=24 / 255),
+    "low": Budget(lpips=0.03, linf=16 / 255),
+    "default": Budget(lpips=0.05, linf=24 / 255),
+    "high": Budget(lpips=0.07, linf=32 / 255),
 }
 
 
@@ -82,14 +82,16 @@ class Effort(_JSONMixin):
     resizing; the perturbation lives at that resolution and is upsampled smoothly to the full image.
     ``coarse_fraction``: share of steps run at half resolution first (multi-scale schedule).
     ``early_stop``: stop once the latent has moved this share of the way to the target (0 disables).
+    ``lr_schedule``: ``"constant"`` or ``"cosine"`` (from ``lr`` down to ``lr / 10`` at the last step).
     """
 
     steps: int = 60
     resolution: int = 512
     lr: float = 0.008
-    coarse_fraction: float = 0.5
+    coarse_fraction: float = 0.0
     early_stop: float = 0.0
     calibration_steps: int = 8
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
@@ -97,12 +99,14 @@ class Effort(_JSONMixin):
         _check(self.lr > 0, f"lr must be positive, got {self.lr}")
         _check(0 <= self.coarse_fraction < 1, f"coarse_fraction must be in [0, 1), got {self.coarse_fraction}")
         _check(0 <= self.early_stop < 1, f"early_stop must be in [0, 1), got {self.early_stop}")
+        _check(self.lr_schedule in ("constant", "cosine"),
+               f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
 
 
 QUALITY_PRESETS: dict[str, Effort] = {
-    "fast": Effort(steps=30, resolution=512, lr=0.01, coarse_fraction=0.6),
-    "default": Effort(steps=60, resolution=512, lr=0.008, coarse_fraction=0.5),
-    "slow": Effort(steps=150, resolution=768, lr=0.006, coarse_fraction=0.3),
+    "fast": Effort(steps=30, resolution=512, lr=0.01, coarse_fraction=0.0),
+    "default": Effort(steps=60, resolution=512, lr=0.008, coarse_fraction=0.0),
+    "slow": Effort(steps=150, resolution=768, lr=0.006, coarse_fraction=0.0),
 }
 
 

@@ -7,6 +7,9 @@ It minimises ``objective(x0 + δ) + Σ budget.penalty(x0 + δ)`` over δ and app
 * ``"sign"`` — signed-gradient PGD (Madry et al., ICLR 2018), as PhotoGuard, Mist and the Nightshade
   release do, with a constant or linearly decaying step.
 
+Either rule takes a step size that is constant, decays linearly to zero, or follows a cosine from ``lr``
+down to ``lr / 10`` (``decay``).
+
 An optional ``transform(x, gen)`` is applied to ``x0 + δ`` before the objective at every step
 (expectation over transformation, Athalye et al., ICML 2018). An optional multi-scale schedule runs the
 first ``coarse_fraction`` of the steps with ``coarse=True`` so the objective can look at a downscaled
@@ -15,6 +18,7 @@ view (cheaper encoder passes). Early stopping ends the loop once the objective r
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +42,17 @@ class LoopResult:
     stopped_early: bool = False
 
 
+def step_size(lr: float, step: int, steps: int, decay: str = "none") -> float:
+    """Step size (sign updates) or learning rate (Adam) at ``step`` (1-based) of ``steps``: constant,
+    linear from ``lr`` to 0, or cosine from ``lr`` to ``lr / 10``."""
+    frac = (step - 1) / max(1, steps - 1)
+    if decay == "linear":
+        return lr * (1 - frac)
+    if decay == "cosine":
+        return lr * (0.1 + 0.45 * (1 + math.cos(math.pi * frac)))
+    return lr
+
+
 def optimise(
     x0: torch.Tensor,
     objective: Objective,
@@ -47,7 +62,7 @@ def optimise(
     lr: float,
     generator: torch.Generator,
     update: Literal["adam", "sign"] = "adam",
-    decay: Literal["none", "linear"] = "none",
+    decay: Literal["none", "linear", "cosine"] = "none",
     coarse_fraction: float = 0.0,
     early_stop: float = 0.0,
     transform: Transform | None = None,
@@ -83,6 +98,8 @@ def optimise(
     for step in range(1, steps + 1):
         coarse = step <= n_coarse
         x_adv = x0 + delta
+        for b in budgets:
+            b.observe(x_adv.detach(), step)
         x_in = transform(x_adv, generator) if transform is not None else x_adv
         obj, progress = objective(x_in, coarse)
         pen = sum((b.penalty(x_adv) for b in budgets), start=obj.new_zeros(()))
@@ -98,11 +115,11 @@ def optimise(
         if not coarse and transform is None and lv < best_loss:
             best_loss, best_delta = lv, delta.detach().clone()
         with torch.no_grad():
+            size = step_size(lr, step, steps, decay)
             if opt is not None:
+                opt.param_groups[0]["lr"] = size
                 opt.step()
             else:
-                frac = (step - 1) / max(1, steps - 1)
-                size = lr * (1 - frac) if decay == "linear" else lr
                 delta -= size * delta.grad.sign()
             projected = delta
             for b in budgets:

@@ -215,9 +215,11 @@ class WeightedObjectives:
         return [{**d, "target": n} for n, o, _ in self.parts for d in o.distances(x)]
 
 
-#: LPIPS during optimisation is computed on the image as a person sees it (the full-size file), down-
-#: scaled only when it has more pixels than this, so the budget the loop aims at is the one measured.
-LPIPS_VIEW_MAX_PIXELS = 600_000
+#: LPIPS during optimisation is computed on the image as a person sees it — the full-size file, at its
+#: own resolution and sampling grid — downscaled only beyond this many pixels.
+LPIPS_VIEW_MAX_PIXELS = 16_000_000
+#: Views larger than this are measured one region per step, round-robin (see :func:`lpips_regions`).
+LPIPS_REGION_PIXELS = 1_200_000
 
 
 def seen_view(rgb: np.ndarray, x0: torch.Tensor):  # noqa: ANN201
@@ -235,6 +237,47 @@ def seen_view(rgb: np.ndarray, x0: torch.Tensor):  # noqa: ANN201
         return xb0 + resize(x - x0, size)
 
     return view
+
+
+def lpips_regions(h: int, w: int, max_pixels: int = LPIPS_REGION_PIXELS) -> list[tuple[int, int, int, int]] | None:
+    """Tiles ``(top, left, height, width)`` of at most about ``max_pixels`` that cover an ``h``×``w`` view,
+    with corners on multiples of 16 so each tile keeps the whole image's AlexNet sampling grid; ``None``
+    when the view is small enough to measure whole."""
+    s = min(1.0, (LPIPS_VIEW_MAX_PIXELS / (h * w)) ** 0.5)
+    h, w = max(8, round(h * s)), max(8, round(w * s))
+    if h * w <= max_pixels:
+        return None
+    side = max_pixels ** 0.5
+    rows, cols = max(1, -(-h // int(side))), max(1, -(-w // int(side)))
+    th, tw = -(-h // rows), -(-w // cols)
+    th, tw = -(-th // 16) * 16, -(-tw // 16) * 16
+    return [(r * th, c * tw, min(th, h - r * th), min(tw, w - c * tw))
+            for r in range(rows) for c in range(cols) if h - r * th >= 32 and w - c * tw >= 32]
+
+
+#: The saved-file LPIPS check during optimisation runs on at most this many pixels (a forward pass only).
+LPIPS_CHECK_MAX_PIXELS = 8_000_000
+
+
+def saved_file_lpips(rgb: np.ndarray, x0: torch.Tensor, net: str, models_dir=None):  # noqa: ANN001, ANN201
+    """LPIPS of ``x0 + δ`` (work resolution) as the saved file will measure it: δ upsampled to the full
+    image, rounded to 8 bits, compared with the original at full size (above
+    :data:`LPIPS_CHECK_MAX_PIXELS`, both are downscaled to that many pixels)."""
+    from .metrics.lpips import load_lpips
+
+    h, w = rgb.shape[:2]
+    s = min(1.0, (LPIPS_CHECK_MAX_PIXELS / (h * w)) ** 0.5)
+    size = (max(8, round(h * s)), max(8, round(w * s)))
+    full = resize(to_nchw(rgb), size).to(x0)
+    lp = load_lpips(net, models_dir=models_dir).to(device=x0.device, dtype=x0.dtype)
+    x0 = x0.detach()
+
+    def check(x: torch.Tensor) -> float:
+        with torch.no_grad():
+            y = torch.round((full + resize(x - x0, size)).clamp(0, 1) * 255) / 255
+            return float(lp(y, full).max())
+
+    return check
 
 
 @dataclass
@@ -291,10 +334,12 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
     t = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     budgets = [LpipsBudget(p=budget.lpips, alpha=alpha, net=budget.lpips_net, models_dir=models_dir,
-                           view=seen_view(rgb, x0)),
+                           view=seen_view(rgb, x0), crops=lpips_regions(h, w),
+                           check=saved_file_lpips(rgb, x0, budget.lpips_net, models_dir)),
                LinfBudget(eps=budget.linf, eps_map=eps_map)]
     loop = optimise(x0, full_resolution_view(objective, x0, (h, w)), budgets, steps=effort.steps, lr=effort.lr,
                     generator=gen, update=update, coarse_fraction=effort.coarse_fraction,  # type: ignore[arg-type]
+                    decay="cosine" if effort.lr_schedule == "cosine" else "none",
                     early_stop=effort.early_stop, transform=transform, callback=progress, init_noise=init_noise)
     timing["optimise"] = time.perf_counter() - t
     t = time.perf_counter()
