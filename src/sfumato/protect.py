@@ -43,7 +43,7 @@ class ProtectConfig(_JSONMixin):
     concept: str
     target: str
     budget: Budget = field(default_factory=lambda: Budget(lpips=0.07, linf=24 / 255))
-    effort: Effort = field(default_factory=lambda: Effort(steps=100, resolution=512, lr=0.008))
+    effort: Effort = field(default_factory=lambda: Effort(steps=60, resolution=512, lr=0.008))
     encoders: tuple[tuple[str, float], ...] = (("taef2", 1.0),)
     target_style: str = "auto"
     style_strength: float = 0.35

@@ -12,8 +12,8 @@ def add_common_arguments(p: argparse.ArgumentParser, *, intensity_help: str | No
     p.add_argument("paths", nargs="+", metavar="PATHS", help="image files or folders (recursive)")
     p.add_argument("-o", "--out", dest="out_dir", required=True, metavar="OUT_DIR", help="output folder")
     p.add_argument("--intensity", choices=["low", "default", "high"], default="default",
-                   help=intensity_help or "perceptual budget: low (LPIPS 0.03, L∞ 12/255), default (0.05, 16/255), "
-                                          "high (0.07, 24/255)")
+                   help=intensity_help or "perceptual budget: low (LPIPS 0.03, L∞ 16/255), default (0.05, 24/255), "
+                                          "high (0.07, 32/255)")
     p.add_argument("--quality", choices=["fast", "default", "slow"], default="default",
                    help="search effort: fast, default or slow (more steps, higher resolution)")
     p.add_argument("--lpips", type=float, default=None, help="override the LPIPS budget p")
