@@ -257,3 +257,17 @@ def test_saved_file_lpips_matches_the_metric_on_the_rounded_full_image(models_di
     saved = to_nchw(round_to_bits(rgb + resize(delta, (90, 120))[0].permute(1, 2, 0).numpy()))
     want = float(load_lpips("alex", models_dir=models_dir)(saved, full)[0])
     assert check(x0 + delta) == pytest.approx(want, rel=1e-4, abs=1e-6)
+
+
+def test_lpips_penalty_gradient_only_outside_the_ceiling(models_dir) -> None:  # noqa: ANN001
+    x0 = to_nchw(_image(64, 64))
+    b = LpipsBudget(p=0.05, alpha=30, models_dir=models_dir, margin=1.0)
+    b.prepare(x0)
+    inside = (x0 + 0.001).requires_grad_(True)
+    pen = b.penalty(inside)
+    assert float(pen) == 0.0 and not pen.requires_grad  # no graph built for a zero penalty
+    outside = (x0 + torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)) * 0.3).clamp(0, 1)
+    outside.requires_grad_(True)
+    pen = b.penalty(outside)
+    pen.backward()
+    assert float(pen.detach()) > 0 and outside.grad is not None and float(outside.grad.abs().sum()) > 0

@@ -148,9 +148,12 @@ class LpipsBudget(BudgetTerm):
     def penalty(self, x_adv: torch.Tensor) -> torch.Tensor:
         k = self._calls % self.regions
         self._calls += 1
-        v = self.value(x_adv, k)
-        self._last[k] = float(v.detach().max())
-        return self.alpha * torch.relu(v - self.ceiling).sum()
+        with torch.no_grad():  # inside the ceiling the penalty and its gradient are 0: skip the backward pass
+            v = self.value(x_adv, k)
+        self._last[k] = float(v.max())
+        if self._last[k] <= self.ceiling or not x_adv.requires_grad:
+            return self.alpha * torch.relu(v - self.ceiling).sum()
+        return self.alpha * torch.relu(self.value(x_adv, k) - self.ceiling).sum()
 
     def measure(self, x_adv: torch.Tensor, x0: torch.Tensor) -> float:
         with torch.no_grad():
