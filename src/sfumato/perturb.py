@@ -139,7 +139,7 @@ def _apply(x_full: np.ndarray, delta_full: np.ndarray, s: float, linf: float | n
 
 def calibrate(x_full: np.ndarray, delta_full: np.ndarray, *, lpips_p: float, linf: float | np.ndarray,
               quantise: Quantiser,
-              lpips_fn: Callable[[np.ndarray, np.ndarray], float], max_scale: float = 2.0,
+              lpips_fn: Callable[[np.ndarray, np.ndarray], float], max_scale: float = 1.5,
               iters: int = 8) -> tuple[np.ndarray, float, float]:
     """Largest scale s ≤ ``max_scale`` of the full-resolution perturbation whose *quantised* result has
     LPIPS ≤ p (L∞ is clipped to the cap). Returns (image, s, lpips)."""
@@ -321,11 +321,13 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
                    alpha: float, seed: int, quantise: Quantiser | None = None, models_dir=None,  # noqa: ANN001
                    transform: Transform | None = None, progress: Callable[[int, int], None] | None = None,
                    update: str = "adam", eps_map: torch.Tensor | None = None,
-                   init_noise: float = 0.0) -> PerturbOutcome:
+                   init_noise: float = 0.0, radial_lpips: bool = False) -> PerturbOutcome:
     """Optimise δ at the work resolution of ``x0`` against ``objective`` under ``budget``, upsample it to
     the full image ``rgb``, calibrate it on the quantised result, and measure what was achieved.
     ``eps_map`` scales the L∞ cap per pixel (adaptive masking); ``init_noise`` starts δ from seeded
-    uniform noise of that amplitude (anti-fingerprint)."""
+    uniform noise of that amplitude (anti-fingerprint); ``radial_lpips`` shrinks δ where a step went above
+    the LPIPS ceiling (:class:`~sfumato.budgets.LpipsBudget`; used by poison and protect, whose photos
+    overshoot)."""
     from .metrics.lpips import load_lpips
 
     quantise = quantise or round_to_bits
@@ -335,7 +337,7 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
     gen = torch.Generator().manual_seed(seed)
     budgets = [LpipsBudget(p=budget.lpips, alpha=alpha, net=budget.lpips_net, models_dir=models_dir,
                            view=seen_view(rgb, x0), crops=lpips_regions(h, w),
-                           check=saved_file_lpips(rgb, x0, budget.lpips_net, models_dir)),
+                           check=saved_file_lpips(rgb, x0, budget.lpips_net, models_dir), radial=radial_lpips),
                LinfBudget(eps=budget.linf, eps_map=eps_map)]
     loop = optimise(x0, full_resolution_view(objective, x0, (h, w)), budgets, steps=effort.steps, lr=effort.lr,
                     generator=gen, update=update, coarse_fraction=effort.coarse_fraction,  # type: ignore[arg-type]

@@ -130,7 +130,7 @@ def poison_array(rgb: np.ndarray, config: PoisonConfig, anchors: Sequence[np.nda
     t_target = time.perf_counter() - t0
     res = perturb_toward(rgb, x0, objective, budget=config.budget, effort=config.effort, alpha=config.alpha,
                          seed=config.seed, quantise=quantise, models_dir=models_dir, transform=transform,
-                         progress=progress)
+                         progress=progress, radial_lpips=True)
     names = list(anchor_names) if anchor_names is not None else [f"anchor-{i}" for i in range(len(anchors))]
     anchor = {"index": idx, "name": names[idx], "choice": config.anchor_choice,
               "distances": {n: round(d, 4) for n, d in zip(names, dists, strict=True)}}
