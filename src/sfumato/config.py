@@ -85,7 +85,7 @@ class Effort(_JSONMixin):
     ``lr_schedule``: ``"constant"`` or ``"cosine"`` (from ``lr`` down to ``lr / 10`` at the last step).
     """
 
-    steps: int = 60
+    steps: int = 80
     resolution: int = 512
     lr: float = 0.008
     coarse_fraction: float = 0.0
@@ -105,7 +105,7 @@ class Effort(_JSONMixin):
 
 QUALITY_PRESETS: dict[str, Effort] = {
     "fast": Effort(steps=30, resolution=512, lr=0.01, coarse_fraction=0.0),
-    "default": Effort(steps=60, resolution=512, lr=0.008, coarse_fraction=0.0),
+    "default": Effort(steps=80, resolution=512, lr=0.008, coarse_fraction=0.0),
     "slow": Effort(steps=150, resolution=768, lr=0.006, coarse_fraction=0.0),
 }
 

@@ -139,7 +139,7 @@ def _apply(x_full: np.ndarray, delta_full: np.ndarray, s: float, linf: float | n
 
 def calibrate(x_full: np.ndarray, delta_full: np.ndarray, *, lpips_p: float, linf: float | np.ndarray,
               quantise: Quantiser,
-              lpips_fn: Callable[[np.ndarray, np.ndarray], float], max_scale: float = 1.5,
+              lpips_fn: Callable[[np.ndarray, np.ndarray], float], max_scale: float = 2.0,
               iters: int = 8) -> tuple[np.ndarray, float, float]:
     """Largest scale s ≤ ``max_scale`` of the full-resolution perturbation whose *quantised* result has
     LPIPS ≤ p (L∞ is clipped to the cap). Returns (image, s, lpips)."""
