@@ -49,7 +49,7 @@ class PoisonConfig(_JSONMixin):
     concept: str
     target: str
     budget: Budget = field(default_factory=lambda: POISON_BUDGET)
-    effort: Effort = field(default_factory=lambda: Effort(steps=60, resolution=512, lr=0.008))
+    effort: Effort = field(default_factory=lambda: Effort(steps=60, resolution=512, lr=0.004))
     encoders: tuple[tuple[str, float], ...] = (("taef2", 1.0),)
     anchor_choice: Literal["cheapest", "fixed"] = "cheapest"
     anchor_index: int = 0
