@@ -146,7 +146,6 @@ class LpipsBudget(BudgetTerm):
             cheap = sum(self._last.values()) / len(self._last)
             if cheap > 1e-3:  # too small a change to estimate a ratio from
                 self._ratio = min(4.0, max(0.25, float(self.check(x_adv)) / cheap))
-                import os; os.environ.get("DBG") and print("check", step, round(cheap, 4), round(self._ratio, 3), flush=True)
 
     def penalty(self, x_adv: torch.Tensor) -> torch.Tensor:
         k = self._calls % self.regions
