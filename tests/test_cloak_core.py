@@ -183,11 +183,10 @@ def test_lpips_budget_penalty_is_zero_inside_and_positive_outside(models_dir) ->
 @settings(max_examples=40, deadline=None)
 @given(h=st.integers(40, 6000), w=st.integers(40, 6000), cap=st.sampled_from([200_000, 1_200_000]))
 def test_lpips_regions_tile_the_view_on_the_16px_grid(h: int, w: int, cap: int) -> None:
-    from sfumato.perturb import LPIPS_VIEW_MAX_PIXELS, lpips_regions
+    from sfumato.perturb import LPIPS_VIEW_MAX_PIXELS, capped_size, lpips_regions
 
     regions = lpips_regions(h, w, cap)
-    s = min(1.0, (LPIPS_VIEW_MAX_PIXELS / (h * w)) ** 0.5)
-    vh, vw = max(8, round(h * s)), max(8, round(w * s))
+    vh, vw = capped_size(h, w, LPIPS_VIEW_MAX_PIXELS)
     if vh * vw <= cap:
         assert regions is None
         return

@@ -222,12 +222,16 @@ LPIPS_VIEW_MAX_PIXELS = 16_000_000
 LPIPS_REGION_PIXELS = 1_200_000
 
 
+def capped_size(h: int, w: int, max_pixels: int) -> tuple[int, int]:
+    """``(h, w)`` scaled down (aspect kept) to at most about ``max_pixels``; never scaled up."""
+    s = min(1.0, (max_pixels / (h * w)) ** 0.5)
+    return max(8, round(h * s)), max(8, round(w * s))
+
+
 def seen_view(rgb: np.ndarray, x0: torch.Tensor):  # noqa: ANN201
     """Map an image at the work resolution (``x0 + δ``) to the full image a person sees, ``x_full + up(δ)``
     (at most :data:`LPIPS_VIEW_MAX_PIXELS`); ``None`` when the two coincide."""
-    h, w = rgb.shape[:2]
-    s = min(1.0, (LPIPS_VIEW_MAX_PIXELS / (h * w)) ** 0.5)
-    size = (max(8, round(h * s)), max(8, round(w * s)))
+    size = capped_size(*rgb.shape[:2], LPIPS_VIEW_MAX_PIXELS)
     if size == tuple(x0.shape[-2:]):
         return None
     xb0 = resize(to_nchw(rgb), size).to(x0).contiguous(memory_format=torch.channels_last)
@@ -243,8 +247,7 @@ def lpips_regions(h: int, w: int, max_pixels: int = LPIPS_REGION_PIXELS) -> list
     """Tiles ``(top, left, height, width)`` of at most about ``max_pixels`` that cover an ``h``×``w`` view,
     with corners on multiples of 16 so each tile keeps the whole image's AlexNet sampling grid; ``None``
     when the view is small enough to measure whole."""
-    s = min(1.0, (LPIPS_VIEW_MAX_PIXELS / (h * w)) ** 0.5)
-    h, w = max(8, round(h * s)), max(8, round(w * s))
+    h, w = capped_size(h, w, LPIPS_VIEW_MAX_PIXELS)
     if h * w <= max_pixels:
         return None
     side = max_pixels ** 0.5
@@ -265,9 +268,7 @@ def saved_file_lpips(rgb: np.ndarray, x0: torch.Tensor, net: str, models_dir=Non
     :data:`LPIPS_CHECK_MAX_PIXELS`, both are downscaled to that many pixels)."""
     from .metrics.lpips import load_lpips
 
-    h, w = rgb.shape[:2]
-    s = min(1.0, (LPIPS_CHECK_MAX_PIXELS / (h * w)) ** 0.5)
-    size = (max(8, round(h * s)), max(8, round(w * s)))
+    size = capped_size(*rgb.shape[:2], LPIPS_CHECK_MAX_PIXELS)
     full = resize(to_nchw(rgb), size).to(x0)
     lp = load_lpips(net, models_dir=models_dir).to(device=x0.device, dtype=x0.dtype)
     x0 = x0.detach()
