@@ -131,27 +131,42 @@ class Robustness(_JSONMixin):
         _check(isinstance(self.eot, str) and bool(self.eot), "eot must be a preset name, e.g. 'none' or 'default'")
 
 
+TARGET_RENDERERS = ("gatys", "latent-wct")
+
+
 @dataclass(frozen=True, kw_only=True)
 class CloakConfig(_JSONMixin):
     """Everything that determines a style cloak; with the image, it reproduces the result exactly.
 
     ``encoders``: encoder specs with weights (``("taef2", 1.0)``); ``target_style``: ``"auto"`` (a built-in
     style picked as in Glaze, between the 50th and 75th percentile of style distance), a built-in style
-    name, or a folder of reference images; ``style_strength``: how far the target rendering goes toward
-    the style (0..1); ``alpha``: weight of the LPIPS-overshoot penalty (Glaze's α).
+    name, or a folder of reference images (or a folder of such folders, one per candidate style);
+    ``target_renderer``: ``"gatys"`` (neural style transfer, :mod:`sfumato.neural_style`) or ``"latent-wct"``;
+    ``style_strength``: how far the target's latent goes from the artwork's toward the rendering (0..1);
+    ``target_tries``: candidates rendered and vetted before settling; ``target_overshoot``: aim the latent
+    this many times as far as the target along the same direction (1 = at the target); ``alpha``: weight of the LPIPS-overshoot penalty (Glaze's α).
     """
 
     budget: Budget = field(default_factory=Budget)
     effort: Effort = field(default_factory=Effort)
     encoders: tuple[tuple[str, float], ...] = (("taef2", 1.0),)
     target_style: str = "auto"
-    style_strength: float = 0.35
+    style_strength: float = 1.0
+    target_renderer: str = "gatys"
+    target_tries: int = 3
+    target_overshoot: float = 1.0
     alpha: float = 30.0
     seed: int = 0
     robustness: Robustness = field(default_factory=Robustness)
 
     def __post_init__(self) -> None:
         _check(len(self.encoders) >= 1, "at least one encoder is needed, e.g. encoders=(('taef2', 1.0),)")
+        _check(self.target_renderer in TARGET_RENDERERS,
+               f"target_renderer must be one of {TARGET_RENDERERS}, got {self.target_renderer!r}")
+        _check(isinstance(self.target_tries, int) and self.target_tries >= 1,
+               f"target_tries must be an int >= 1, got {self.target_tries!r}")
+        _check(1.0 <= self.target_overshoot <= 4.0,
+               f"target_overshoot must be in [1, 4] (1 = aim exactly at the target), got {self.target_overshoot}")
         for e in self.encoders:
             _check(len(e) == 2 and float(e[1]) > 0, f"each encoder is (spec, positive weight), got {e!r}")
         _check(0 < self.style_strength <= 1, f"style_strength must be in (0, 1], got {self.style_strength}")

@@ -71,10 +71,12 @@ class LatentTargetObjective:
 
     def __init__(self, x0: torch.Tensor, target_image: torch.Tensor | None,
                  encoders: Sequence[tuple[Encoder, float]], *, target_latents: Sequence[torch.Tensor] | None = None,
-                 coarse_scale: float = 0.5) -> None:
+                 coarse_scale: float = 0.5, overshoot: float = 1.0) -> None:
         self.size_fine = tuple(x0.shape[-2:])
         self.size_coarse = (max(8, round(x0.shape[-2] * coarse_scale)), max(8, round(x0.shape[-1] * coarse_scale)))
         self.targets: list[EncoderTarget] = []
+        self.image_targets: list[torch.Tensor] = []  # the target image's own latents (before overshoot)
+        self.overshoot = overshoot
         wsum = sum(w for _, w in encoders)
         with torch.no_grad():
             for i, (enc, w) in enumerate(encoders):
@@ -86,8 +88,12 @@ class LatentTargetObjective:
                 else:
                     tf = enc.encode(target_image)
                     tc = enc.encode(resize(target_image, self.size_coarse))
-                df = float((enc.encode(x0) - tf).norm())
-                dc = float((enc.encode(resize(x0, self.size_coarse)) - tc).norm())
+                z0f, z0c = enc.encode(x0), enc.encode(resize(x0, self.size_coarse))
+                self.image_targets.append(tf)
+                if overshoot != 1.0:  # aim past the target along the same latent direction
+                    tf, tc = z0f + overshoot * (tf - z0f), z0c + overshoot * (tc - z0c)
+                df = float((z0f - tf).norm())
+                dc = float((z0c - tc).norm())
                 self.targets.append(EncoderTarget(enc, w / wsum, tf, tc, max(df, 1e-8), max(dc, 1e-8)))
 
     def __call__(self, x: torch.Tensor, coarse: bool) -> tuple[torch.Tensor, float]:
@@ -108,10 +114,15 @@ class LatentTargetObjective:
         out = []
         with torch.no_grad():
             v = resize(x, self.size_fine)
-            for t in self.targets:
-                d = float((t.encoder.encode(v) - t.fine).norm())
-                out.append({"encoder": t.encoder.id, "clean_to_target": t.clean_dist_fine,
-                            "protected_to_target": d, "relative_reduction": 1 - d / t.clean_dist_fine})
+            for t, zi in zip(self.targets, self.image_targets, strict=True):
+                z = t.encoder.encode(v)
+                d = float((z - t.fine).norm())
+                row = {"encoder": t.encoder.id, "clean_to_target": t.clean_dist_fine,
+                       "protected_to_target": d, "relative_reduction": 1 - d / t.clean_dist_fine}
+                if self.overshoot != 1.0:  # the same measure toward the target image's own latent
+                    di = float((z - zi).norm())
+                    row["reduction_toward_target_image"] = 1 - di / (t.clean_dist_fine / self.overshoot)
+                out.append(row)
         return out
 
 

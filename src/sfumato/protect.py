@@ -46,7 +46,8 @@ class ProtectConfig(_JSONMixin):
     effort: Effort = field(default_factory=lambda: Effort(steps=60, resolution=512, lr=0.008))
     encoders: tuple[tuple[str, float], ...] = (("taef2", 1.0),)
     target_style: str = "auto"
-    style_strength: float = 0.35
+    style_strength: float = 1.0
+    target_renderer: str = "gatys"
     style_weight: float = 1.0
     poison_weight: float = 1.0
     anchor_choice: str = "cheapest"
@@ -63,7 +64,7 @@ class ProtectConfig(_JSONMixin):
     def cloak_config(self, *, budget: Budget | None = None) -> CloakConfig:
         return CloakConfig(budget=budget or self.budget, effort=self.effort, encoders=self.encoders,
                            target_style=self.target_style, style_strength=self.style_strength, alpha=self.alpha,
-                           seed=self.seed)
+                           seed=self.seed, target_renderer=self.target_renderer)
 
     def poison_config(self, *, budget: Budget | None = None) -> PoisonConfig:
         return PoisonConfig(concept=self.concept, target=self.target, budget=budget or self.budget,
@@ -87,17 +88,17 @@ class ProtectResult:
 
 def _style_target(x0: torch.Tensor, encs: Sequence[tuple[Encoder, float]], cfg: CloakConfig
                   ) -> tuple[torch.Tensor, dict[str, Any]]:
-    from .style_cloak import choose_style
-    from .style_transfer import render_in_style
+    from .style_cloak import _last_distances, render_target
     from .styles import resolve_style_option
 
     renderer = next((e for e, _ in encs if e.has_decoder), None)
     if renderer is None:
         raise ValueError("protect needs an encoder with a decoder (e.g. taef2) to render the target style")
-    style, dists = choose_style(x0, renderer, resolve_style_option(cfg.target_style), seed=cfg.seed)
-    img = render_in_style(renderer, x0, [to_nchw(e) for e in style.exemplars], strength=cfg.style_strength)
+    candidates = resolve_style_option(cfg.target_style)
+    img, style, vetting = render_target(x0, renderer, candidates, cfg, seed=cfg.seed)
+    dists = _last_distances(x0, candidates, None)
     return img, {"style": style.name, "strength": cfg.style_strength,
-                 "style_distances": {k: round(v, 4) for k, v in dists.items()}}
+                 "style_distances": {k: round(v, 4) for k, v in dists.items()}, **vetting}
 
 
 def protect_array(rgb: np.ndarray, config: ProtectConfig, anchors: Sequence[np.ndarray], *,

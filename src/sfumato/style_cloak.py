@@ -47,25 +47,98 @@ from .perturb import (  # noqa: F401  (re-exported: the public home of these hel
 
 
 def choose_style(x_work: torch.Tensor, renderer: Encoder, candidates: Sequence[Any], *, seed: int,
-                 low_pct: float = 50, high_pct: float = 75) -> tuple[Any, dict[str, float]]:
+                 low_pct: float = 50, high_pct: float = 75, models_dir=None,  # noqa: ANN001
+                 ) -> tuple[Any, dict[str, float]]:
     """Glaze's target choice: a candidate whose style distance from the artwork lies between the
-    ``low_pct`` and ``high_pct`` percentiles of all candidates' distances (seeded pick among those)."""
-    from .style_transfer import exemplar_latents, style_distance
+    ``low_pct`` and ``high_pct`` percentiles of all candidates' distances (seeded pick among those).
+    Style distance: Gram matrices of ImageNet SqueezeNet features (:func:`sfumato.neural_style.gram_distance`)."""
+    return ranked_styles(x_work, candidates, seed=seed, low_pct=low_pct, high_pct=high_pct,
+                         models_dir=models_dir)[0], _last_distances(x_work, candidates, models_dir)
 
-    with torch.no_grad():
-        zc = renderer.encode(resize(x_work, work_size(*x_work.shape[-2:], 256)))
-        dists = {}
-        for c in candidates:
-            zs = torch.cat([z.flatten(2) for z in exemplar_latents(renderer, [to_nchw(e) for e in c.exemplars])],
-                           dim=2)
-            dists[c.name] = style_distance(zc, zs[..., None])
+
+def _last_distances(x_work: torch.Tensor, candidates: Sequence[Any], models_dir) -> dict[str, float]:  # noqa: ANN001
+    from .neural_style import gram_distance, gram_signature
+
+    sig = gram_signature([resize(x_work, work_size(*x_work.shape[-2:], 256))], models_dir=models_dir)
+    return {c.name: gram_distance(sig, _style_signature(c, models_dir)) for c in candidates}
+
+
+_SIG_CACHE: dict[tuple[str, int], list[torch.Tensor]] = {}
+
+
+def _style_signature(style: Any, models_dir) -> list[torch.Tensor]:  # noqa: ANN001
+    from .neural_style import gram_signature
+
+    key = (style.name, hash(tuple(float(e[::17, ::17].sum()) for e in style.exemplars)))
+    if key not in _SIG_CACHE:
+        _SIG_CACHE[key] = gram_signature([to_nchw(e) for e in style.exemplars], models_dir=models_dir)
+    return _SIG_CACHE[key]
+
+
+def ranked_styles(x_work: torch.Tensor, candidates: Sequence[Any], *, seed: int, low_pct: float = 50,
+                  high_pct: float = 75, models_dir=None) -> list[Any]:  # noqa: ANN001
+    """Candidates in the order they are tried: first a seeded pick among those in Glaze's percentile band
+    of style distance, then the rest of the band, then the others from far to near."""
     if len(candidates) == 1:
-        return candidates[0], dists
+        return list(candidates)
+    dists = _last_distances(x_work, candidates, models_dir)
     vals = np.array(list(dists.values()))
     lo, hi = np.percentile(vals, low_pct), np.percentile(vals, high_pct)
     band = [c for c in candidates if lo <= dists[c.name] <= hi] or list(candidates)
     rng = np.random.default_rng(seed)
-    return band[int(rng.integers(len(band)))], dists
+    first = int(rng.integers(len(band)))
+    band = band[first:] + band[:first]
+    rest = sorted((c for c in candidates if c not in band), key=lambda c: -dists[c.name])
+    return band + rest
+
+
+def render_target(x0: torch.Tensor, renderer: Encoder, candidates: Sequence[Any], config: CloakConfig, *,
+                  seed: int, models_dir=None) -> tuple[torch.Tensor, Any, dict[str, Any]]:  # noqa: ANN001
+    """Ω(x, T): render the work-resolution artwork ``x0`` in a target style and vet it.
+
+    ``config.target_renderer`` = ``"gatys"`` (neural style transfer, :mod:`sfumato.neural_style`) or
+    ``"latent-wct"`` (:func:`sfumato.style_transfer.render_in_style`). The renderer's latent of the result
+    is blended with the artwork's by ``style_strength``. A candidate is kept only if its own AI view (the
+    renderer's decode of its latent) is closer in Gram style distance to the target style's exemplars than
+    to the artwork; otherwise the next candidate (:func:`ranked_styles`) is tried, up to
+    ``config.target_tries``; if none passes, the one whose AI view is relatively farthest from the artwork
+    is used and the manifest says so. Returns (target image, chosen style, report)."""
+    from .neural_style import gatys_transfer, gram_distance, gram_signature
+    from .style_transfer import render_in_style
+
+    order = ranked_styles(x0, candidates, seed=seed, models_dir=models_dir)
+    art_sig = gram_signature([x0], models_dir=models_dir)
+    tried = []
+    best = None
+    for style in order[: max(1, config.target_tries)]:
+        exemplars = [to_nchw(e).to(x0) for e in style.exemplars]
+        if config.target_renderer == "gatys":
+            img = gatys_transfer(x0, exemplars, models_dir=models_dir)
+            with torch.no_grad():
+                zc, zt = renderer.encode(x0), renderer.encode(img)
+                z = zc + config.style_strength * (zt - zc)
+                view = renderer.decode(z)[..., : x0.shape[-2], : x0.shape[-1]].clamp(0, 1)
+            if config.style_strength < 1:
+                img = view
+        else:
+            img = render_in_style(renderer, x0, exemplars, strength=config.style_strength).clamp(0, 1)
+            with torch.no_grad():
+                view = renderer.decode(renderer.encode(img))[..., : x0.shape[-2], : x0.shape[-1]].clamp(0, 1)
+        sig = gram_signature([view], models_dir=models_dir)
+        to_style, to_art = gram_distance(sig, _style_signature(style, models_dir)), gram_distance(sig, art_sig)
+        ok = to_style < to_art
+        tried.append({"style": style.name, "ai_view_to_style": round(to_style, 4),
+                      "ai_view_to_artwork": round(to_art, 4), "accepted": ok})
+        margin = to_art / max(to_style, 1e-8)
+        if best is None or margin > best[0]:
+            best = (margin, img, style)
+        if ok:
+            best = (margin, img, style)
+            break
+    assert best is not None
+    report = {"renderer": config.target_renderer, "vetting": tried,
+              "vetted": bool(tried[-1]["accepted"]) and tried[-1]["style"] == best[2].name}
+    return best[1], best[2], report
 
 
 @dataclass
@@ -103,7 +176,6 @@ def cloak_array(
 ) -> CloakResult:
     """Cloak one RGB image (float32 HxWx3 in [0, 1], any size). ``quantise`` simulates the output codec
     (default: 8-bit rounding); the returned image is exactly what that codec will store."""
-    from .style_transfer import render_in_style
     from .styles import resolve_style_option
 
     config = config or CloakConfig()
@@ -128,10 +200,10 @@ def cloak_array(
 
     t = time.perf_counter()
     candidates = resolve_style_option(config.target_style)
-    style, dists = choose_style(x0, renderer, candidates, seed=seed_used)
-    exemplars = [to_nchw(e) for e in style.exemplars]
-    target_img = render_in_style(renderer, x0, exemplars, strength=config.style_strength)
-    objective = LatentTargetObjective(x0, target_img, encs)
+    target_img, style, vetting = render_target(x0, renderer, candidates, config, seed=seed_used,
+                                               models_dir=models_dir)
+    dists = _last_distances(x0, candidates, models_dir)
+    objective = LatentTargetObjective(x0, target_img, encs, overshoot=config.target_overshoot)
     timing["target"] = time.perf_counter() - t
 
     rob = config.robustness
@@ -145,7 +217,8 @@ def cloak_array(
     target = {"style": style.name, "kind": "builtin" if config.target_style in ("auto", style.name) else "folder",
               "choice": "auto (50th-75th percentile of style distance)" if config.target_style == "auto"
               else "given", "style_distances": {k: round(v, 4) for k, v in dists.items()},
-              "strength": config.style_strength, "seed_used": seed_used, "work_size": list(x0.shape[-2:])}
+              "strength": config.style_strength, "overshoot": config.target_overshoot, "seed_used": seed_used,
+              "work_size": list(x0.shape[-2:]), **vetting}
     return CloakResult(res.image, config, target, res.latent, res.achieved,
                        {k: round(v, 3) for k, v in timing.items()}, res.loop.steps_run, res.scale,
                        to_hwc(target_img) if keep_target_image else None, res.loop.history)

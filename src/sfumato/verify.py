@@ -6,7 +6,7 @@ the manifest, else 512 px — the size the protection was optimised for and a tr
 
 * **quality** of the protected image against the original: LPIPS (AlexNet), PSNR, SSIM, L∞;
 * **latent protection**, per encoder E. With a known target style (the manifest's), the target is
-  re-rendered exactly as the style cloak did (:func:`sfumato.style_transfer.render_in_style` of the
+  re-rendered exactly as the style cloak did (:func:`sfumato.style_cloak.render_target` of the
   original at the working size, same style, strength and renderer) and, as in the manifest,
   ``relative_reduction = 1 − ‖E(x) − E(T)‖ / ‖E(original) − E(T)‖`` — the share of the way to the target
   the image's latent has moved. Always (with an original): the *shift away* ``‖E(x) − E(original)‖``;
@@ -630,10 +630,11 @@ def _thresholds() -> dict[str, Any]:
 def _render_target(manifest: dict[str, Any], cfg: Any, x_o: np.ndarray, size: tuple[int, int], models_dir: Any,
                    notes: list[str]) -> tuple[Any, dict[str, Any] | None]:
     """The cloak's target Ω(original, T) at the working size, exactly as :func:`cloak_array` renders it."""
+    import dataclasses
+
     import torch
 
-    from .style_cloak import resize, to_nchw
-    from .style_transfer import render_in_style
+    from .style_cloak import render_target, resize, to_nchw
     from .styles import STYLE_FAMILIES, builtin_style, resolve_style_option
 
     name = str(manifest["target"]["style"])
@@ -660,10 +661,10 @@ def _render_target(manifest: dict[str, Any], cfg: Any, x_o: np.ndarray, size: tu
         return None, None
     x0 = resize(to_nchw(x_o), size).contiguous(memory_format=torch.channels_last)
     dev = next(renderer.parameters()).device
-    exemplars = [to_nchw(e).to(dev) for e in style.exemplars]
-    t = render_in_style(renderer, x0.to(dev), exemplars, strength=cfg.style_strength).float().cpu()
-    return t, {"style": name, "strength": cfg.style_strength, "renderer": renderer.id,
-               "resolution": cfg.effort.resolution}
+    t, _style, _report = render_target(x0.to(dev), renderer, [style], dataclasses.replace(cfg, target_tries=1),
+                                       seed=0, models_dir=models_dir)
+    return t.float().cpu(), {"style": name, "strength": cfg.style_strength, "renderer": renderer.id,
+                             "target_renderer": cfg.target_renderer, "resolution": cfg.effort.resolution}
 
 
 def _explain(verdict: str, retained: float | None, usable: bool, psnr_v: float, lp_v: float | None,

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                            "L∞ cap 24/255 unless --linf")
     add_poison_arguments(p)
     p.add_argument("--target-style", default="auto", metavar="NAME|DIR", help="cloak target style (see cloak)")
-    p.add_argument("--style-strength", type=float, default=0.35)
+    p.add_argument("--style-strength", type=float, default=1.0)
     p.add_argument("--style-weight", type=float, default=1.0, help="weight of the cloak objective")
     p.add_argument("--poison-weight", type=float, default=1.0, help="weight of the poison objective")
 

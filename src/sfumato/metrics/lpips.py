@@ -198,6 +198,21 @@ class LPIPS(nn.Module):
                 break
         return out
 
+    def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The raw (not unit-normalised) activations at LPIPS's taps for ``x`` in [0, 1], differentiable.
+        Used as ImageNet features for neural style transfer (:mod:`sfumato.neural_style`)."""
+        h = torch.addcmul(self._b01, x, self._a01)
+        out: list[torch.Tensor] = []
+        last = self.taps[-1]
+        taps = set(self.taps)
+        for i, layer in enumerate(self.features):
+            h = layer(h)
+            if i in taps:
+                out.append(h)
+            if i == last:
+                break
+        return out
+
     def _distance(self, fx: list[torch.Tensor], fy: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> torch.Tensor:
         total: torch.Tensor | None = None
         for a, b, w in zip(fx, fy, self.heads, strict=True):
