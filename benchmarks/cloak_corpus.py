@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quality", default="default")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--target-renderer", default="gatys", choices=["gatys", "latent-wct"])
+    ap.add_argument("--style-strength", type=float, default=1.0)
     ap.add_argument("--models-dir", default=None)
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
@@ -38,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     from sfumato.api import cloak_file, manifest_path_for
     from sfumato.config import CloakConfig
 
-    cfg = CloakConfig.preset(intensity=args.intensity, quality=args.quality, seed=args.seed)
+    cfg = CloakConfig.preset(intensity=args.intensity, quality=args.quality, seed=args.seed,
+                             target_renderer=args.target_renderer, style_strength=args.style_strength)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     files = sio.iter_image_paths([args.folder])[: args.limit]

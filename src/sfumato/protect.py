@@ -86,8 +86,8 @@ class ProtectResult:
     history: list[dict] = field(default_factory=list)
 
 
-def _style_target(x0: torch.Tensor, encs: Sequence[tuple[Encoder, float]], cfg: CloakConfig
-                  ) -> tuple[torch.Tensor, dict[str, Any]]:
+def _style_target(x0: torch.Tensor, encs: Sequence[tuple[Encoder, float]], cfg: CloakConfig,
+                  models_dir=None) -> tuple[torch.Tensor, dict[str, Any]]:  # noqa: ANN001
     from .style_cloak import _last_distances, render_target
     from .styles import resolve_style_option
 
@@ -95,8 +95,8 @@ def _style_target(x0: torch.Tensor, encs: Sequence[tuple[Encoder, float]], cfg: 
     if renderer is None:
         raise ValueError("protect needs an encoder with a decoder (e.g. taef2) to render the target style")
     candidates = resolve_style_option(cfg.target_style)
-    img, style, vetting = render_target(x0, renderer, candidates, cfg, seed=cfg.seed)
-    dists = _last_distances(x0, candidates, None)
+    img, style, vetting = render_target(x0, renderer, candidates, cfg, seed=cfg.seed, models_dir=models_dir)
+    dists = _last_distances(x0, candidates, models_dir)
     return img, {"style": style.name, "strength": cfg.style_strength,
                  "style_distances": {k: round(v, 4) for k, v in dists.items()}, **vetting}
 
@@ -113,7 +113,7 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, anchors: Sequence[np.n
     encs = list(encoders) if encoders is not None else load_encoders(config, models_dir=models_dir)
     x0 = resize(to_nchw(rgb), work_size(h, w, config.effort.resolution)).contiguous(
         memory_format=torch.channels_last)
-    style_img, target = _style_target(x0, encs, config.cloak_config())
+    style_img, target = _style_target(x0, encs, config.cloak_config(), models_dir)
     idx, dists = choose_anchor(x0, anchors, encs, choice=config.anchor_choice, index=config.anchor_index)
     anchor_img = fit_to(anchors[idx], tuple(x0.shape[-2:]))  # type: ignore[arg-type]
     objective = WeightedObjectives([
@@ -159,7 +159,7 @@ def sequential_array(rgb: np.ndarray, config: ProtectConfig, anchors: Sequence[n
     encs = load_encoders(config, models_dir=models_dir)
     h, w = rgb.shape[:2]
     x0 = resize(to_nchw(rgb), work_size(h, w, config.effort.resolution))
-    style_img, target = _style_target(x0, encs, config.cloak_config())
+    style_img, target = _style_target(x0, encs, config.cloak_config(), models_dir)
     idx, _ = choose_anchor(x0, anchors, encs, choice=config.anchor_choice, index=config.anchor_index)
     objective = WeightedObjectives([
         ("style", LatentTargetObjective(x0, style_img, encs), config.style_weight),
