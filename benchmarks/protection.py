@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--out", default=None, help="write the markdown table here too")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    os.environ.setdefault("SFUMATO_MODELS_DIR", str(SHARED / "models"))
+    os.environ.setdefault("SFUMATO_CORPUS_DIR", str(SHARED / "corpus"))
     if args.quick:
         args.limit = args.limit or 2
         args.resolution = 256

@@ -193,11 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--side", type=int, default=512)
     ap.add_argument("--quality", default=None, help="preset (default: default for eot, fast otherwise)")
     ap.add_argument("--renderer", default="gatys", choices=["gatys", "latent-wct"])
-    ap.add_argument("--attacks", default="all")
+    ap.add_argument("--attacks", default="all-but-impress",
+                    help="'all-but-impress' (default; IMPRESS costs minutes per image), 'all', 'default' or names")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-o", "--out", default=None)
     args = ap.parse_args(argv)
     args.quality = args.quality or ("default" if args.part == "eot" else "fast")
+    if args.attacks == "all-but-impress":
+        from sfumato.attacks import SUITES
+
+        args.attacks = [a for a in SUITES["all"] if a != "impress"]
     os.environ.setdefault("SFUMATO_MODELS_DIR", str(SHARED / "models"))
     import torch
 

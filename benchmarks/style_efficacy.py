@@ -122,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--exemplars", type=int, default=4, help="train-split paintings per target-style folder")
     ap.add_argument("--side", type=int, default=512, help="long side of the published painting (downscale)")
-    ap.add_argument("--attacks", default="all", help="'all', 'default', 'none' or comma-separated names")
+    ap.add_argument("--attacks", default="all-but-impress",
+                    help="'all-but-impress' (default; IMPRESS costs minutes per image), 'all', 'default', 'none' "
+                         "or comma-separated names")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--speed-sides", type=int, nargs="*", default=[],
                     help="also time sfumato-default on one Van Gogh painting at these long sides")
@@ -172,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
 
     judge = StyleJudge.train({a: train[a] for a in sorted(train)})
     tae = load_encoder("taef2")
+    if args.attacks == "all-but-impress":
+        from sfumato.attacks import SUITES
+
+        args.attacks = ",".join(a for a in SUITES["all"] if a != "impress")
     attacks = [] if args.attacks == "none" else resolve_attacks(args.attacks)
     conditions = ["none"] + [a.name for a in attacks]
     rows = []

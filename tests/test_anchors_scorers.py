@@ -418,3 +418,39 @@ def test_make_scorer_specs(models_dir: Path) -> None:
         make_scorer("clip:")
     with pytest.raises(ValueError, match="unknown scorer"):
         make_scorer("resnet")
+
+
+# ------------------------------------------------------------------ img2img target renderer (Glaze's choice)
+
+
+def test_img2img_transfer_from_pipeline_object_is_seeded_and_sized(sd_pipe) -> None:
+    from sfumato.img2img_style import img2img_transfer, style_prompt
+
+    assert style_prompt("paul_signac") == "a painting in the style of paul signac"
+    x = torch.rand(1, 3, 40, 52, generator=torch.Generator().manual_seed(0))
+    a = img2img_transfer(x, "cubist", model=sd_pipe.__class__(**sd_pipe.components), steps=2, seed=3)
+    b = img2img_transfer(x, "cubist", model=sd_pipe.__class__(**sd_pipe.components), steps=2, seed=3)
+    assert a.shape == x.shape and float(a.min()) >= 0 and float(a.max()) <= 1
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="strength"):
+        img2img_transfer(x, "cubist", model=sd_pipe, strength=0.0)
+
+
+def test_cloak_with_img2img_target_from_saved_pipeline_folder(sd_folder: Path, models_dir: Path) -> None:
+    import dataclasses
+
+    from sfumato.config import Budget, CloakConfig, Effort
+    from sfumato.encoders.tae import tiny_random_tae
+    from sfumato.style_cloak import cloak_array
+
+    with pytest.raises(ValueError, match="needs target_model"):
+        CloakConfig(target_renderer="img2img")
+    cfg = CloakConfig(target_renderer="img2img", target_model=str(sd_folder), target_style="cubist",
+                      budget=Budget(lpips=0.05, linf=8 / 255), effort=Effort(steps=2, resolution=64))
+    cfg = dataclasses.replace(cfg, target_tries=1)
+    rgb = (np.round(np.random.default_rng(0).random((48, 64, 3)) * 255) / 255).astype(np.float32)  # an 8-bit image
+    r = cloak_array(rgb, cfg, encoders=[(tiny_random_tae(seed=2), 1.0)], models_dir=models_dir)
+    assert r.image.shape == rgb.shape
+    assert r.target["renderer"] == "img2img" and r.target["style"] == "cubist"
+    assert np.abs(r.image - rgb).max() <= 8 / 255 + 1e-6
+    assert CloakConfig.from_dict(cfg.to_dict()) == cfg

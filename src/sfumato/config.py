@@ -131,7 +131,7 @@ class Robustness(_JSONMixin):
         _check(isinstance(self.eot, str) and bool(self.eot), "eot must be a preset name, e.g. 'none' or 'default'")
 
 
-TARGET_RENDERERS = ("gatys", "latent-wct")
+TARGET_RENDERERS = ("gatys", "latent-wct", "img2img")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,7 +141,8 @@ class CloakConfig(_JSONMixin):
     ``encoders``: encoder specs with weights (``("taef2", 1.0)``); ``target_style``: ``"auto"`` (a built-in
     style picked as in Glaze, between the 50th and 75th percentile of style distance), a built-in style
     name, or a folder of reference images (or a folder of such folders, one per candidate style);
-    ``target_renderer``: ``"gatys"`` (neural style transfer, :mod:`sfumato.neural_style`) or ``"latent-wct"``;
+    ``target_renderer``: ``"gatys"`` (neural style transfer, :mod:`sfumato.neural_style`), ``"latent-wct"`` or
+    ``"img2img"`` (a diffusers pipeline given by ``target_model``, :mod:`sfumato.img2img_style`);
     ``style_strength``: how far the target's latent goes from the artwork's toward the rendering (0..1);
     ``target_tries``: candidates rendered and vetted before settling; ``target_overshoot``: aim the latent
     this many times as far as the target along the same direction (1 = at the target); ``alpha``: weight of the LPIPS-overshoot penalty (Glaze's α).
@@ -155,6 +156,7 @@ class CloakConfig(_JSONMixin):
     target_renderer: str = "gatys"
     target_tries: int = 3
     target_overshoot: float = 1.0
+    target_model: str = ""
     alpha: float = 30.0
     seed: int = 0
     robustness: Robustness = field(default_factory=Robustness)
@@ -163,6 +165,9 @@ class CloakConfig(_JSONMixin):
         _check(len(self.encoders) >= 1, "at least one encoder is needed, e.g. encoders=(('taef2', 1.0),)")
         _check(self.target_renderer in TARGET_RENDERERS,
                f"target_renderer must be one of {TARGET_RENDERERS}, got {self.target_renderer!r}")
+        _check(self.target_renderer != "img2img" or bool(self.target_model),
+               "target_renderer 'img2img' needs target_model: a local diffusers text-to-image pipeline folder "
+               "(or a Hub id already in the cache)")
         _check(isinstance(self.target_tries, int) and self.target_tries >= 1,
                f"target_tries must be an int >= 1, got {self.target_tries!r}")
         _check(1.0 <= self.target_overshoot <= 4.0,

@@ -96,8 +96,9 @@ def render_target(x0: torch.Tensor, renderer: Encoder, candidates: Sequence[Any]
                   seed: int, models_dir=None) -> tuple[torch.Tensor, Any, dict[str, Any]]:  # noqa: ANN001
     """Ω(x, T): render the work-resolution artwork ``x0`` in a target style and vet it.
 
-    ``config.target_renderer`` = ``"gatys"`` (neural style transfer, :mod:`sfumato.neural_style`) or
-    ``"latent-wct"`` (:func:`sfumato.style_transfer.render_in_style`). The renderer's latent of the result
+    ``config.target_renderer`` = ``"gatys"`` (neural style transfer, :mod:`sfumato.neural_style`),
+    ``"latent-wct"`` (:func:`sfumato.style_transfer.render_in_style`) or ``"img2img"`` (a diffusers pipeline,
+    ``config.target_model``; :mod:`sfumato.img2img_style`). The renderer's latent of the result
     is blended with the artwork's by ``style_strength``. A candidate is kept only if its own AI view (the
     renderer's decode of its latent) is closer in Gram style distance to the target style's exemplars than
     to the artwork; otherwise the next candidate (:func:`ranked_styles`) is tried, up to
@@ -112,8 +113,13 @@ def render_target(x0: torch.Tensor, renderer: Encoder, candidates: Sequence[Any]
     best = None
     for style in order[: max(1, config.target_tries)]:
         exemplars = [to_nchw(e).to(x0) for e in style.exemplars]
-        if config.target_renderer == "gatys":
-            img = gatys_transfer(x0, exemplars, models_dir=models_dir)
+        if config.target_renderer in ("gatys", "img2img"):
+            if config.target_renderer == "gatys":
+                img = gatys_transfer(x0, exemplars, models_dir=models_dir)
+            else:
+                from .img2img_style import img2img_transfer
+
+                img = img2img_transfer(x0, style.name, model=config.target_model, seed=seed)
             with torch.no_grad():
                 zc, zt = renderer.encode(x0), renderer.encode(img)
                 z = zc + config.style_strength * (zt - zc)

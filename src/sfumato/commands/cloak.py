@@ -63,8 +63,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use the same seed structure for every image (deterministic variant; easier to detect)")
     p.add_argument("--style-strength", type=float, default=1.0,
                    help="how far the target's latent goes toward the style rendering, (0-1] (default 1)")
-    p.add_argument("--target-renderer", default="gatys", choices=["gatys", "latent-wct"],
-                   help="how the target style rendering is made: neural style transfer (Gatys) or latent WCT")
+    p.add_argument("--target-renderer", default="gatys", choices=["gatys", "latent-wct", "img2img"],
+                   help="how the target style rendering is made: neural style transfer (Gatys), latent WCT, or "
+                        "a diffusers img2img pipeline (--target-model)")
+    p.add_argument("--target-model", default="", metavar="FOLDER_OR_ID",
+                   help="local diffusers text-to-image pipeline for --target-renderer img2img")
     p.add_argument("--target-overshoot", type=float, default=None,
                    help="aim the latent this many times as far as the target, [1-4] (default: the preset's)")
 
@@ -86,7 +89,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
 
     cfg = CloakConfig.preset(intensity=args.intensity, quality=args.quality, encoders=parse_encoders(args.encoder),
                              target_style=args.target_style, style_strength=args.style_strength, seed=args.seed,
-                             target_renderer=args.target_renderer,
+                             target_renderer=args.target_renderer, target_model=args.target_model,
                              **({} if args.target_overshoot is None else {"target_overshoot": args.target_overshoot}),
                              robustness=Robustness(eot=args.eot, masking=args.masking,
                                                    anti_fingerprint=not args.no_anti_fingerprint))
