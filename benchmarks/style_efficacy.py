@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                     if x.shape != img.shape:
                         usable[cond] = True
                     else:
-                        usable[cond] = cond == "none" or 10 * np.log10(1 / max(float(np.mean((x - img) ** 2)), 1e-12)) >= 25.0
+                        usable[cond] = bool(cond == "none" or 10 * np.log10(
+                            1 / max(float(np.mean((x - img) ** 2)), 1e-12)) >= 25.0)
                     p = judge.predict_proba([ai_view(x, tae)])[0]
                     probs[cond] = {"p_true": float(p[judge.artists.index(artist)]),
                                    "pred": judge.artists[int(p.argmax())]}
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"pred {probs['none']['pred']:12s} LPIPS {row['lpips_alex']:.4f} {secs:6.1f}s"
                       + (f" best-of-N {best} {probs[best]['p_true']:.2f}" if best else ""), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        Path(args.json).write_text(json.dumps(rows, indent=1, default=float))
 
     def agg(sel: list[dict], cond: str) -> tuple[str, str]:
         if not sel:
