@@ -35,20 +35,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import load_downscaled as load
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared"))
-
-
-def load(path: Path, side: int) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        s = side / max(im.size)
-        if s < 1:
-            im = im.resize((max(1, round(im.size[0] * s)), max(1, round(im.size[1] * s))), Image.LANCZOS)
-        return np.asarray(im, dtype=np.float32) / 255
 
 
 def images(folder: Path, limit: int) -> list[Path]:

@@ -88,17 +88,15 @@ class ProtectResult:
 
 def _style_target(x0: torch.Tensor, encs: Sequence[tuple[Encoder, float]], cfg: CloakConfig,
                   models_dir=None) -> tuple[torch.Tensor, dict[str, Any]]:  # noqa: ANN001
-    from .style_cloak import _last_distances, render_target
+    from .style_cloak import render_target
     from .styles import resolve_style_option
 
     renderer = next((e for e, _ in encs if e.has_decoder), None)
     if renderer is None:
         raise ValueError("protect needs an encoder with a decoder (e.g. taef2) to render the target style")
     candidates = resolve_style_option(cfg.target_style)
-    img, style, vetting = render_target(x0, renderer, candidates, cfg, seed=cfg.seed, models_dir=models_dir)
-    dists = _last_distances(x0, candidates, models_dir)
-    return img, {"style": style.name, "strength": cfg.style_strength,
-                 "style_distances": {k: round(v, 4) for k, v in dists.items()}, **vetting}
+    img, style, report = render_target(x0, renderer, candidates, cfg, seed=cfg.seed, models_dir=models_dir)
+    return img, {"style": style.name, "strength": cfg.style_strength, **report}
 
 
 def protect_array(rgb: np.ndarray, config: ProtectConfig, anchors: Sequence[np.ndarray], *,

@@ -52,11 +52,13 @@ def choose_style(x_work: torch.Tensor, renderer: Encoder, candidates: Sequence[A
     """Glaze's target choice: a candidate whose style distance from the artwork lies between the
     ``low_pct`` and ``high_pct`` percentiles of all candidates' distances (seeded pick among those).
     Style distance: Gram matrices of ImageNet SqueezeNet features (:func:`sfumato.neural_style.gram_distance`)."""
+    dists = style_distances(x_work, candidates, models_dir=models_dir)
     return ranked_styles(x_work, candidates, seed=seed, low_pct=low_pct, high_pct=high_pct,
-                         models_dir=models_dir)[0], _last_distances(x_work, candidates, models_dir)
+                         models_dir=models_dir, dists=dists)[0], dists
 
 
-def _last_distances(x_work: torch.Tensor, candidates: Sequence[Any], models_dir) -> dict[str, float]:  # noqa: ANN001
+def style_distances(x_work: torch.Tensor, candidates: Sequence[Any], *, models_dir=None) -> dict[str, float]:  # noqa: ANN001
+    """Gram style distance from the artwork (seen at 256 px) to each candidate style's exemplars."""
     from .neural_style import gram_distance, gram_signature
 
     sig = gram_signature([resize(x_work, work_size(*x_work.shape[-2:], 256))], models_dir=models_dir)
@@ -76,12 +78,15 @@ def _style_signature(style: Any, models_dir) -> list[torch.Tensor]:  # noqa: ANN
 
 
 def ranked_styles(x_work: torch.Tensor, candidates: Sequence[Any], *, seed: int, low_pct: float = 50,
-                  high_pct: float = 75, models_dir=None) -> list[Any]:  # noqa: ANN001
+                  high_pct: float = 75, models_dir=None,  # noqa: ANN001
+                  dists: dict[str, float] | None = None) -> list[Any]:
     """Candidates in the order they are tried: first a seeded pick among those in Glaze's percentile band
-    of style distance, then the rest of the band, then the others from far to near."""
+    of style distance, then the rest of the band, then the others from far to near. ``dists``: the
+    :func:`style_distances` when the caller already has them."""
     if len(candidates) == 1:
         return list(candidates)
-    dists = _last_distances(x_work, candidates, models_dir)
+    if dists is None:
+        dists = style_distances(x_work, candidates, models_dir=models_dir)
     vals = np.array(list(dists.values()))
     lo, hi = np.percentile(vals, low_pct), np.percentile(vals, high_pct)
     band = [c for c in candidates if lo <= dists[c.name] <= hi] or list(candidates)
@@ -103,11 +108,13 @@ def render_target(x0: torch.Tensor, renderer: Encoder, candidates: Sequence[Any]
     renderer's decode of its latent) is closer in Gram style distance to the target style's exemplars than
     to the artwork; otherwise the next candidate (:func:`ranked_styles`) is tried, up to
     ``config.target_tries``; if none passes, the one whose AI view is relatively farthest from the artwork
-    is used and the manifest says so. Returns (target image, chosen style, report)."""
+    is used and the manifest says so. Returns (target image, chosen style, report); the report holds the
+    renderer, the vetting of each candidate tried and every candidate's ``style_distances``."""
     from .neural_style import gatys_transfer, gram_distance, gram_signature
     from .style_transfer import render_in_style
 
-    order = ranked_styles(x0, candidates, seed=seed, models_dir=models_dir)
+    dists = style_distances(x0, candidates, models_dir=models_dir)
+    order = ranked_styles(x0, candidates, seed=seed, models_dir=models_dir, dists=dists)
     art_sig = gram_signature([x0], models_dir=models_dir)
     tried = []
     best = None
@@ -136,14 +143,13 @@ def render_target(x0: torch.Tensor, renderer: Encoder, candidates: Sequence[Any]
         tried.append({"style": style.name, "ai_view_to_style": round(to_style, 4),
                       "ai_view_to_artwork": round(to_art, 4), "accepted": ok})
         margin = to_art / max(to_style, 1e-8)
-        if best is None or margin > best[0]:
+        if ok or best is None or margin > best[0]:
             best = (margin, img, style)
         if ok:
-            best = (margin, img, style)
             break
     assert best is not None
-    report = {"renderer": config.target_renderer, "vetting": tried,
-              "vetted": bool(tried[-1]["accepted"]) and tried[-1]["style"] == best[2].name}
+    report = {"style_distances": {k: round(v, 4) for k, v in dists.items()}, "renderer": config.target_renderer,
+              "vetting": tried, "vetted": bool(tried[-1]["accepted"])}
     return best[1], best[2], report
 
 
@@ -208,7 +214,6 @@ def cloak_array(
     candidates = resolve_style_option(config.target_style)
     target_img, style, vetting = render_target(x0, renderer, candidates, config, seed=seed_used,
                                                models_dir=models_dir)
-    dists = _last_distances(x0, candidates, models_dir)
     objective = LatentTargetObjective(x0, target_img, encs, overshoot=config.target_overshoot)
     timing["target"] = time.perf_counter() - t
 
@@ -222,8 +227,7 @@ def cloak_array(
     timing["total"] = time.perf_counter() - t_start
     target = {"style": style.name, "kind": "builtin" if config.target_style in ("auto", style.name) else "folder",
               "choice": "auto (50th-75th percentile of style distance)" if config.target_style == "auto"
-              else "given", "style_distances": {k: round(v, 4) for k, v in dists.items()},
-              "strength": config.style_strength, "overshoot": config.target_overshoot, "seed_used": seed_used,
+              else "given", "strength": config.style_strength, "overshoot": config.target_overshoot, "seed_used": seed_used,
               "work_size": list(x0.shape[-2:]), **vetting}
     return CloakResult(res.image, config, target, res.latent, res.achieved,
                        {k: round(v, 3) for k, v in timing.items()}, res.loop.steps_run, res.scale,

@@ -184,24 +184,8 @@ class LPIPS(nn.Module):
             raise ValueError(f"LPIPS weights are {w.dtype} on {w.device} but {name} is {x.dtype} on {x.device}; "
                              "move the module with lpips.to(x.device, x.dtype)")
 
-    def _features(self, x: torch.Tensor, normalize_input: bool) -> list[torch.Tensor]:
-        a, b = (self._a01, self._b01) if normalize_input else (self._a11, self._b11)
-        h = torch.addcmul(b, x, a).contiguous(memory_format=torch.channels_last)
-        out: list[torch.Tensor] = []
-        last = self.taps[-1]
-        taps = set(self.taps)
-        for i, layer in enumerate(self.features):
-            h = layer(h)
-            if i in taps:
-                out.append(_unit_normalise(h))
-            if i == last:
-                break
-        return out
-
-    def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The raw (not unit-normalised) activations at LPIPS's taps for ``x`` in [0, 1], differentiable.
-        Used as ImageNet features for neural style transfer (:mod:`sfumato.neural_style`)."""
-        h = torch.addcmul(self._b01, x, self._a01)
+    def _taps(self, h: torch.Tensor) -> list[torch.Tensor]:
+        """Run the scaled input ``h`` through the backbone up to the last tap; the activations at the taps."""
         out: list[torch.Tensor] = []
         last = self.taps[-1]
         taps = set(self.taps)
@@ -212,6 +196,16 @@ class LPIPS(nn.Module):
             if i == last:
                 break
         return out
+
+    def _features(self, x: torch.Tensor, normalize_input: bool) -> list[torch.Tensor]:
+        a, b = (self._a01, self._b01) if normalize_input else (self._a11, self._b11)
+        return [_unit_normalise(f) for f in self._taps(torch.addcmul(b, x, a).contiguous(
+            memory_format=torch.channels_last))]
+
+    def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The raw (not unit-normalised) activations at LPIPS's taps for ``x`` in [0, 1], differentiable.
+        Used as ImageNet features for neural style transfer (:mod:`sfumato.neural_style`)."""
+        return self._taps(torch.addcmul(self._b01, x, self._a01))
 
     def _distance(self, fx: list[torch.Tensor], fy: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> torch.Tensor:
         total: torch.Tensor | None = None

@@ -1,0 +1,21 @@
+"""Helpers shared by the benchmark scripts (run as ``python benchmarks/NAME.py``, so this folder is on
+``sys.path``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def load_downscaled(path: Path, side: int) -> np.ndarray:
+    """An image file as float32 RGB HxWx3 in [0, 1], Lanczos-downscaled so its long side is ≤ ``side``
+    (the "published" image a benchmark protects)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        s = side / max(im.size)
+        if s < 1:
+            im = im.resize((max(1, round(im.size[0] * s)), max(1, round(im.size[1] * s))), Image.LANCZOS)
+        return np.asarray(im, dtype=np.float32) / 255
