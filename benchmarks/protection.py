@@ -7,6 +7,12 @@ seconds per image.
 
     python benchmarks/protection.py --quick -o docs/benchmarks-protection.md
     python benchmarks/protection.py --sets vangogh dog --limit 4 --methods sfumato-default glaze nightshade
+    python benchmarks/protection.py --sets vangogh dog --limit 2 --side 512 --resolution 256 \
+        --rows runs/protection.jsonl -o docs/benchmarks-protection.md     # resumable
+
+Every (set, image, method) result is appended to ``--rows`` as one JSON line the moment it is measured;
+a rerun with the same ``--rows`` skips what is already there, and the table is always built from the rows
+file, so a long run that is stopped loses nothing.
 
 Sets: ``vangogh`` (corpus/art/vincent_van_gogh, style cloak; the style judge asks whether the AI view
 still looks like Van Gogh), ``dog`` (corpus/photos/dog, concept poison toward cat with corpus/photos/cat as
@@ -18,6 +24,7 @@ TFLite) never enter any loss. Models: TAEF2 (madebyollin/taesd), LPIPS v0.1 Alex
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -26,6 +33,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import load_downscaled  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared"))
@@ -70,6 +80,79 @@ def run_method(method: str, rgb: np.ndarray, *, kind: str, anchors, resolution: 
     return r.image, time.perf_counter() - t, r.steps_run
 
 
+def measure(m: str, name: str, rgb: np.ndarray, *, set_name: str, kind: str, anchors, args, attacks,  # noqa: ANN001
+            style_judge, concept_judge, taef2) -> dict:  # noqa: ANN001
+    """Protect one image with method ``m``, check the result, and return one JSON-safe row."""
+    from sfumato.style_cloak import ai_view
+    from sfumato.verify import check
+
+    img, secs, steps_run = run_method(m, rgb, kind=kind, anchors=anchors, resolution=args.resolution,
+                                      steps_scale=args.steps_scale, seed=args.seed)
+    rep = check(img, original=rgb, attacks=attacks, style_judge=style_judge, concept_judge=concept_judge,
+                seed=args.seed)
+    d = rep.to_dict()
+    lat = next(iter(d["latent"].values()))
+    row: dict = {"set": set_name, "file": name, "method": m, "size": [int(rgb.shape[1]), int(rgb.shape[0])],
+                 "seconds": float(secs), "steps_run": int(steps_run),
+                 "lpips": float(d["quality"]["lpips_alex"]), "psnr": float(d["quality"]["psnr"]),
+                 "ssim": float(d["quality"]["ssim"]), "linf": float(d["quality"].get("linf", float("nan"))),
+                 "shift": None if lat.get("shift_away_relative") is None else float(lat["shift_away_relative"]),
+                 "summary": str(d["summary"])}
+    if kind == "cloak":
+        st = d["judges"]["style"]["ai_view_protected"]
+        row["ai_still_artist"] = bool(st["still_attributed"])
+        row["ai_p_artist"] = float(st.get("p_artist", float("nan"))) if st.get("p_artist") is not None else None
+    else:
+        av = ai_view(img, taef2, resolution=args.resolution)
+        row["ai_cat"] = bool(concept_judge.top_k_hits([av], "cat", k=5)[0])
+        row["pixels_dog"] = bool(concept_judge.top_k_hits([img], "dog", k=5)[0])
+    row["attacks"] = {a["name"]: {"verdict": str(a["verdict"]),
+                                  "retained": None if a["retained"] is None else float(a["retained"]),
+                                  "usable": bool(a["usable"])} for a in d["attacks"]}
+    best = d.get("best_of_n") or {}
+    row["best_of_n"] = {"name": best.get("name"), "verdict": str(best.get("verdict", "n/a")),
+                        "retained": None if best.get("retained") is None else float(best["retained"])}
+    return row
+
+
+def table(set_name: str, kind: str, n_files: int, methods: list[str], rows: list[dict]) -> list[str]:
+    """The markdown table of one set, built from its rows."""
+    by: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by[r["method"]].append(r)
+    attack_names: list[str] = []
+    for r in rows:
+        for n in r["attacks"]:
+            if n not in attack_names:
+                attack_names.append(n)
+    judge_col = ("AI view still attributed to the original's artist (style judge)" if kind == "cloak"
+                 else "AI view shows cat, top-5 (concept judge)")
+    lines = ["", f"### {set_name}: {n_files} images ({kind})", "",
+             f"| method | LPIPS-alex (max) | PSNR | SSIM | latent shift | {judge_col} | "
+             + " | ".join(f"{n} survives" for n in attack_names) + " | best-of-N survives | s/img |",
+             "|---" * (7 + len(attack_names) + 1) + "|"]
+    for m in methods:
+        rs = by[m]
+        jv = [r["ai_still_artist"] if kind == "cloak" else r["ai_cat"] for r in rs]
+        shifts = [r["shift"] for r in rs if r["shift"] is not None]
+        cells = [f"{np.mean([r['lpips'] for r in rs]):.4f} ({max(r['lpips'] for r in rs):.4f})",
+                 f"{np.mean([r['psnr'] for r in rs]):.1f}", f"{np.mean([r['ssim'] for r in rs]):.3f}",
+                 f"{np.mean(shifts):.3f}" if shifts else "n/a", f"{sum(jv)}/{len(jv)}"]
+        for n in attack_names:
+            v = [r["attacks"][n]["verdict"] for r in rs if n in r["attacks"]]
+            ret = [r["attacks"][n]["retained"] for r in rs if n in r["attacks"] and r["attacks"][n]["retained"] is not None]
+            cells.append(f"{sum(x == 'survives' for x in v)}/{len(v)}" + (f" ({np.mean(ret):.2f})" if ret else ""))
+        b = [r["best_of_n"] for r in rs]
+        bret = [x["retained"] for x in b if x["retained"] is not None]
+        cells.append(f"{sum(x['verdict'] == 'survives' for x in b)}/{len(b)}" + (f" ({np.mean(bret):.2f})" if bret else ""))
+        cells.append(f"{np.mean([r['seconds'] for r in rs]):.0f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "Cells: images where the protection survives / images (mean retained share of the latent shift "
+              "in its own direction, 1.0 = all of it). Best-of-N: per image, the usable attack that retains the "
+              "least."]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", nargs="+", default=["vangogh", "dog"], choices=["vangogh", "dog"])
@@ -83,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="2 images per set, resolution 256, steps x0.25, methods sfumato + glaze + nightshade")
     ap.add_argument("-o", "--out", default=None, help="write the markdown table here too")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--side", type=int, default=None,
+                    help="Lanczos-downscale each image so its long side is at most this (the published size); "
+                         "default: full size")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    ap.add_argument("--rows", default=None,
+                    help="append one JSON line per (set, image, method) here and skip rows already present")
     args = ap.parse_args(argv)
     os.environ.setdefault("SFUMATO_MODELS_DIR", str(SHARED / "models"))
     os.environ.setdefault("SFUMATO_CORPUS_DIR", str(SHARED / "corpus"))
@@ -101,10 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     from sfumato.encoders import load_encoder
     from sfumato.judges.concept import ConceptJudge
     from sfumato.judges.style import StyleJudge
-    from sfumato.style_cloak import ai_view
-    from sfumato.verify import check
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
     corpus = SHARED / "corpus"
     style_judge = StyleJudge.default(corpus_dir=corpus)
     concept_judge = ConceptJudge()
@@ -120,6 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     out(f"Command: `{cmd}`  ")
     out(f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} (CPU, fp32); "
         f"encoder resolution {args.resolution}; steps × {args.steps_scale}; attacks '{args.attacks}'.")
+    rows_path = Path(args.rows) if args.rows else None
+    done: dict[tuple[str, str, str], dict] = {}
+    if rows_path is not None and rows_path.exists():
+        for line in rows_path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                r = json.loads(line)
+                done[(r["set"], r["file"], r["method"])] = r
+    settings = {"side": args.side, "resolution": args.resolution, "steps_scale": args.steps_scale,
+                "attacks": args.attacks, "seed": args.seed}
     for set_name in args.sets:
         kind = "cloak" if set_name == "vangogh" else "poison"
         folder = corpus / ("art/vincent_van_gogh" if set_name == "vangogh" else "photos/dog")
@@ -127,56 +223,28 @@ def main(argv: list[str] | None = None) -> int:
         methods = args.methods or list(CLOAK_METHODS if kind == "cloak" else POISON_METHODS)
         if args.quick and args.methods is None:
             methods = ["sfumato-default", "glaze"] if kind == "cloak" else ["sfumato-poison", "nightshade"]
-        agg: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-        attack_names: list[str] = []
         for f in files:
-            rgb = sio.load_image(f).rgb
+            rgb = load_downscaled(f, args.side) if args.side else sio.load_image(f).rgb
             for m in methods:
-                img, secs, _ = run_method(m, rgb, kind=kind, anchors=anchors, resolution=args.resolution,
-                                          steps_scale=args.steps_scale, seed=args.seed)
-                rep = check(img, original=rgb, attacks=attacks, style_judge=style_judge,
-                            concept_judge=concept_judge, seed=args.seed)
-                d = rep.to_dict()
-                a = agg[m]
-                a["seconds"].append(secs)
-                a["lpips"].append(d["quality"]["lpips_alex"])
-                a["psnr"].append(d["quality"]["psnr"])
-                a["ssim"].append(d["quality"]["ssim"])
-                lat = next(iter(d["latent"].values()))
-                a["shift"].append(lat.get("shift_away_relative"))
-                if kind == "cloak":
-                    a["ai_still_artist"].append(bool(d["judges"]["style"]["ai_view_protected"]["still_attributed"]))
-                else:
-                    av = ai_view(img, taef2, resolution=args.resolution)
-                    a["ai_cat"].append(bool(concept_judge.top_k_hits([av], "cat", k=5)[0]))
-                for atk in d["attacks"]:
-                    if atk["name"] not in attack_names:
-                        attack_names.append(atk["name"])
-                    a[f"verdict:{atk['name']}"].append(atk["verdict"])
-                a["best"].append((d.get("best_of_n") or {}).get("verdict", "n/a"))
-                print(f"  {set_name} {f.name} {m}: lpips={a['lpips'][-1]:.4f} {secs:.0f}s "
-                      f"summary={d['summary'][:100]}", file=sys.stderr, flush=True)
-        out()
-        out(f"### {set_name}: {len(files)} images ({kind})")
-        out()
-        judge_col = ("AI view still attributed to the original's artist (style judge)" if kind == "cloak"
-                     else "AI view shows cat, top-5 (concept judge)")
-        out(f"| method | LPIPS-alex | PSNR | SSIM | latent shift | {judge_col} | " +
-            " | ".join(f"{n} survives" for n in attack_names) + " | best-of-N survives | s/img |")
-        out("|---" * (7 + len(attack_names) + 1) + "|")
-        for m in methods:
-            a = agg[m]
-            jv = a["ai_still_artist"] if kind == "cloak" else a["ai_cat"]
-            cells = [f"{np.mean(a['lpips']):.4f}", f"{np.mean(a['psnr']):.1f}", f"{np.mean(a['ssim']):.3f}",
-                     f"{np.mean([s for s in a['shift'] if s is not None]):.3f}" if any(
-                         s is not None for s in a["shift"]) else "n/a",
-                     f"{sum(jv)}/{len(jv)}"]
-            for n in attack_names:
-                v = a[f"verdict:{n}"]
-                cells.append(f"{sum(x == 'survives' for x in v)}/{len(v)}")
-            cells.append(f"{sum(x == 'survives' for x in a['best'])}/{len(a['best'])}")
-            cells.append(f"{np.mean(a['seconds']):.0f}")
-            out(f"| {m} | " + " | ".join(cells) + " |")
+                key = (set_name, f.name, m)
+                if key in done:
+                    if done[key].get("settings") != settings:
+                        raise SystemExit(f"{rows_path} holds {key} measured with {done[key].get('settings')}, "
+                                         f"not {settings}: use another --rows file")
+                    continue
+                row = measure(m, f.name, rgb, set_name=set_name, kind=kind, anchors=anchors, args=args,
+                              attacks=attacks, style_judge=style_judge, concept_judge=concept_judge, taef2=taef2)
+                row["settings"] = settings
+                done[key] = row
+                if rows_path is not None:
+                    rows_path.parent.mkdir(parents=True, exist_ok=True)
+                    with rows_path.open("a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(row) + "\n")
+                print(f"  {set_name} {f.name} {m}: lpips={row['lpips']:.4f} {row['seconds']:.0f}s "
+                      f"summary={row['summary'][:100]}", file=sys.stderr, flush=True)
+        rows = [done[(set_name, f.name, m)] for f in files for m in methods]
+        for line in table(set_name, kind, len(files), methods, rows):
+            out(line)
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return 0
