@@ -3,7 +3,7 @@
 #   * exiv2 (Debian package) -- independent reader of the embedded XMP;
 #   * c2pa-python + cryptography -- Content Credentials signing (normally already pulled in by the
 #     project's [c2pa] extra; installed here only if missing).
-# nginx is optional: test_site_kit runs `nginx -t` on the snippet only when nginx is on PATH.
+#   * nginx (Debian nginx-light) -- test_site_kit runs `nginx -t` on the generated snippet.
 # Usage: bash .ci/install-optout.sh   (PYTHON=path/to/python to pick the interpreter; default: python)
 set -euo pipefail
 
@@ -18,6 +18,12 @@ if ! command -v exiv2 >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends exiv2
 fi
 exiv2 --version | sed -n 1p
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  echo "install-optout: installing nginx-light"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nginx-light
+fi
 
 PY="${PYTHON:-python}"
 if ! "$PY" -c "import c2pa, cryptography; c2pa.Context; c2pa.Builder" >/dev/null 2>&1; then
