@@ -19,3 +19,15 @@ def load_downscaled(path: Path, side: int) -> np.ndarray:
         if s < 1:
             im = im.resize((max(1, round(im.size[0] * s)), max(1, round(im.size[1] * s))), Image.LANCZOS)
         return np.asarray(im, dtype=np.float32) / 255
+
+
+def judge_without(art: Path, held_out: list[Path] | set[Path]):  # noqa: ANN201
+    """The independent style judge (:class:`sfumato.judges.StyleJudge`) trained on every painting of
+    ``art/<artist>/`` except ``held_out`` (the images a benchmark measures)."""
+    from sfumato.judges.style import StyleJudge
+
+    skip = {Path(p).resolve() for p in held_out}
+    refs = {d.name: sorted(x for x in d.iterdir()
+                           if x.suffix.lower() in {".png", ".jpg", ".jpeg"} and x.resolve() not in skip)
+            for d in sorted(art.iterdir()) if d.is_dir()}
+    return StyleJudge.train(refs)

@@ -95,13 +95,13 @@ def measure(m: str, name: str, rgb: np.ndarray, *, set_name: str, kind: str, anc
     row: dict = {"set": set_name, "file": name, "method": m, "size": [int(rgb.shape[1]), int(rgb.shape[0])],
                  "seconds": float(secs), "steps_run": int(steps_run),
                  "lpips": float(d["quality"]["lpips_alex"]), "psnr": float(d["quality"]["psnr"]),
-                 "ssim": float(d["quality"]["ssim"]), "linf": float(d["quality"].get("linf", float("nan"))),
+                 "ssim": float(d["quality"]["ssim"]), "linf": float(d["quality"]["linf"]),
                  "shift": None if lat.get("shift_away_relative") is None else float(lat["shift_away_relative"]),
                  "summary": str(d["summary"])}
     if kind == "cloak":
         st = d["judges"]["style"]["ai_view_protected"]
         row["ai_still_artist"] = bool(st["still_attributed"])
-        row["ai_p_artist"] = float(st.get("p_artist", float("nan"))) if st.get("p_artist") is not None else None
+        row["ai_p_artist"] = float(st["p_artist"])
     else:
         av = ai_view(img, taef2, resolution=args.resolution)
         row["ai_cat"] = bool(concept_judge.top_k_hits([av], "cat", k=5)[0])

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import judge_without
 from _common import load_downscaled as load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,14 +67,7 @@ def part_eot(args: argparse.Namespace) -> list[str]:
     variants = {("no EOT" if v == "none" else f"EOT {v}"): v for v in args.eot_variants}
     measures = ["shift", "target"] if args.measure == "both" else [args.measure]
     paths = images(SHARED / "corpus/art/vincent_van_gogh", args.limit)
-    judge = None
-    if args.judge:
-        from sfumato.judges.style import StyleJudge
-
-        refs = {d.name: sorted(x for x in d.iterdir() if x.suffix.lower() in {".png", ".jpg", ".jpeg"})
-                for d in sorted((SHARED / "corpus/art").iterdir()) if d.is_dir()}
-        refs["vincent_van_gogh"] = [x for x in refs["vincent_van_gogh"] if x not in set(paths)]
-        judge = StyleJudge.train(refs)
+    judge = judge_without(SHARED / "corpus/art", paths) if args.judge else None
     retained: dict[tuple[str, str], dict[str, list[float]]] = {(v, m): {} for v in variants for m in measures}
     best: dict[tuple[str, str], list[float]] = {(v, m): [] for v in variants for m in measures}
     p_true: dict[str, dict[str, list[float]]] = {v: {} for v in ["clean", *variants]}
@@ -189,6 +183,7 @@ def remover_test(clean_tr: list[np.ndarray], prot_tr: list[np.ndarray], clean_te
     import torch
 
     from sfumato.encoders import load_encoder
+    from sfumato.metrics.quality import psnr
     from sfumato.perturb import to_nchw
 
     g = torch.Generator().manual_seed(seed)
@@ -222,8 +217,8 @@ def remover_test(clean_tr: list[np.ndarray], prot_tr: list[np.ndarray], clean_te
             zc, zp, zr = taef2.encode(xc), taef2.encode(xp), taef2.encode(xr)
             d = (zp - zc).flatten()
             kept.append(float((zr - zc).flatten() @ d / (d @ d).clamp_min(1e-12)))
-            pb.append(float(-10 * torch.log10(((xp - xc) ** 2).mean())))
-            pa.append(float(-10 * torch.log10(((xr - xc) ** 2).mean())))
+            pb.append(float(psnr(xp, xc)[0]))
+            pa.append(float(psnr(xr, xc)[0]))
     return float(np.mean(kept)), float(np.mean(pb)), float(np.mean(pa))
 
 

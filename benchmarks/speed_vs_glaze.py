@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import judge_without  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared"))
 DEFAULT_IMAGE = "vincent-van-gogh_orchard-in-blossom-bordered-by-cypresses-1888-1.jpg"
@@ -60,17 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     from sfumato.baselines import get_baseline
     from sfumato.config import Budget, CloakConfig
     from sfumato.encoders import load_encoder
-    from sfumato.judges.style import StyleJudge
     from sfumato.perturb import protected_quality, resize, to_nchw, work_size
     from sfumato.style_cloak import ai_view, cloak_array
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     src = Path(args.image) if args.image else SHARED / "corpus/art/vincent_van_gogh" / DEFAULT_IMAGE
     rgb = square(src, args.size)
-    art = SHARED / "corpus/art"
-    refs = {d.name: sorted(x for x in d.iterdir() if x.suffix.lower() in {".png", ".jpg", ".jpeg"} and x != src)
-            for d in sorted(art.iterdir()) if d.is_dir()}
-    judge = StyleJudge.train(refs)
+    judge = judge_without(SHARED / "corpus/art", [src])
     taef2 = load_encoder("taef2")
     budget = Budget(lpips=0.05, linf=24 / 255)
 
@@ -99,14 +98,12 @@ def main(argv: list[str] | None = None) -> int:
             cfg = CloakConfig.preset(quality=m.split("-", 1)[1])  # intensity "default": the same budget
             assert cfg.budget == budget, cfg.budget
             r = cloak_array(rgb, cfg)
-            steps = r.steps_run
         else:
             r = get_baseline("glaze")(rgb, steps=args.glaze_steps, resolution=512, matched_budget=budget)
-            steps = r.steps_run
         secs = time.perf_counter() - t
         q = protected_quality(r.image, rgb)
         pa, pred = p_artist(r.image)
-        rows.append((m, steps, secs, q, r.latent[0]["relative_reduction"], shift(r.image), pa, pred))
+        rows.append((m, r.steps_run, secs, q, r.latent[0]["relative_reduction"], shift(r.image), pa, pred))
         print(f"{m}: {secs:.1f}s", file=sys.stderr, flush=True)
     pc, predc = p_artist(rgb)
     ref = rows[0][2]
