@@ -64,7 +64,12 @@ def part_eot(args: argparse.Namespace) -> list[str]:
     from sfumato.style_cloak import cloak_array
     from sfumato.verify import check
 
-    variants = {("no EOT" if v == "none" else f"EOT {v}"): v for v in args.eot_variants}
+    def label(v: str) -> str:
+        eot, _, scale = v.partition("@")
+        name = "no EOT" if eot == "none" else f"EOT {eot}"
+        return f"{name}, δ grid ×{scale}" if scale else name
+
+    variants = {label(v): v for v in args.eot_variants}
     measures = ["shift", "target"] if args.measure == "both" else [args.measure]
     paths = images(SHARED / "corpus/art/vincent_van_gogh", args.limit)
     judge = judge_without(SHARED / "corpus/art", paths) if args.judge else None
@@ -87,8 +92,10 @@ def part_eot(args: argparse.Namespace) -> list[str]:
         if judge is not None:
             rep = check(rgb, original=rgb, attacks=args.attacks, style_judge=judge, seed=args.seed)
             judge_rows(rep, "clean")
-        for name, eot in variants.items():
-            cfg = CloakConfig.preset(quality=args.quality, seed=args.seed, robustness=Robustness(eot=eot))
+        for name, v in variants.items():
+            eot, _, scale = v.partition("@")
+            cfg = CloakConfig.preset(quality=args.quality, seed=args.seed,
+                                     robustness=Robustness(eot=eot, perturbation_scale=float(scale or 1)))
             t = time.perf_counter()
             r = cloak_array(rgb, cfg)
             secs = time.perf_counter() - t
@@ -297,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="'all-but-impress' (default; IMPRESS costs minutes per image), 'all', 'default' or names")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eot-variants", nargs="+", default=["none", "default"],
-                    help="eot: EOT presets to compare; the first is the reference of the ratios")
+                    help="eot: EOT presets to compare, each optionally '@S' for a perturbation grid S times the "
+                         "work resolution (e.g. default@0.5); the first is the reference of the ratios")
     ap.add_argument("--measure", default="both", choices=["shift", "target", "both"],
                     help="eot: retention measure(s) (see part_eot)")
     ap.add_argument("--judge", action="store_true",

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         p = judge.predict_proba([ai_view(img, taef2, resolution=512)])[0]
         return float(p[judge.artists.index("vincent_van_gogh")]), judge.artists[int(np.argmax(p))]
 
-    rows = []
+    rows, parts = [], []
     for m in args.methods:
         t = time.perf_counter()
         if m.startswith("sfumato-"):
@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         q = protected_quality(r.image, rgb)
         pa, pred = p_artist(r.image)
         rows.append((m, r.steps_run, secs, q, r.latent[0]["relative_reduction"], shift(r.image), pa, pred))
+        if hasattr(r, "timing_s"):
+            parts.append(f"{m}: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.timing_s.items() if k != "load"))
         print(f"{m}: {secs:.1f}s", file=sys.stderr, flush=True)
     pc, predc = p_artist(rgb)
     ref = rows[0][2]
@@ -118,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     for m, steps, secs, q, rr, sh, pa, pred in rows:
         lines.append(f"| {m} | {steps} | {secs:.1f} | {secs / ref:.2f} | {q['lpips_alex']:.4f} | {q['linf'] * 255:.1f} | "
                      f"{rr:.1%} | {sh:.3f} | {pa:.2f} | {pred} |")
+    if parts:
+        lines += ["", "Where Sfumato's time goes: " + "; ".join(parts) + "."]
     text = "\n".join(lines)
     print(text)
     if args.out:

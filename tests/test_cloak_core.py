@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sfumato import style_transfer, styles
 from sfumato.budgets import LinfBudget, LpipsBudget
-from sfumato.config import Budget, CloakConfig, Effort
+from sfumato.config import Budget, CloakConfig, Effort, Robustness
 from sfumato.encoders.tae import tiny_random_tae
 from sfumato.optimize import optimise
 from sfumato.style_cloak import (
@@ -37,6 +37,8 @@ def test_config_json_round_trip() -> None:
                              encoders=(("taef2", 1.0), ("taesana", 0.5)))
     again = CloakConfig.from_json(cfg.to_json())
     assert again == cfg
+    low = CloakConfig.preset(robustness=Robustness(eot="default", perturbation_scale=0.5))
+    assert CloakConfig.from_json(low.to_json()) == low
     assert json.loads(cfg.to_json())["budget"]["lpips"] == pytest.approx(0.07)
 
 
@@ -47,6 +49,8 @@ def test_config_json_round_trip() -> None:
     lambda: CloakConfig(style_strength=0.0),
     lambda: CloakConfig(encoders=()),
     lambda: CloakConfig(seed=-1),
+    lambda: Robustness(perturbation_scale=0.05),
+    lambda: Robustness(perturbation_scale=1.5),
 ])
 def test_config_rejects_bad_values_with_a_message(make) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match=r"must|needed"):
@@ -149,6 +153,30 @@ def test_optimise_sign_update_and_early_stop() -> None:
     assert res.stopped_early and res.steps_run < 200
 
 
+def test_optimise_on_a_coarse_grid_is_low_frequency_and_keeps_the_box() -> None:
+    enc = tiny_random_tae(seed=3)
+    x0 = to_nchw(_image(48, 64))
+    obj = LatentTargetObjective(x0, to_nchw(_image(48, 64, seed=9)[::-1].copy()), [(enc, 1.0)])
+    eps = 12 / 255
+    res = optimise(x0, obj, [LinfBudget(eps=eps)], steps=12, lr=0.02, generator=torch.Generator().manual_seed(0),
+                   param_size=(24, 32), init_noise=eps / 2)
+    d = res.delta
+    assert d.shape == x0.shape  # returned at the image's size
+    assert float(d.abs().max()) <= eps + 1e-6
+    assert obj.distances(x0 + d)[0]["relative_reduction"] > 0.02
+    # no energy in the top octave: a 2x box-downsample/bilinear-upsample round trip changes it little,
+    # while a free (full-grid) perturbation loses much more
+    free = optimise(x0, obj, [LinfBudget(eps=eps)], steps=12, lr=0.02, generator=torch.Generator().manual_seed(0),
+                    init_noise=eps / 2).delta
+
+    def top_octave(v: torch.Tensor) -> float:
+        lo = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(v, 2), size=v.shape[-2:],
+                                             mode="bilinear", align_corners=False)
+        return float((v - lo).norm() / v.norm())
+
+    assert top_octave(d) < 0.6 * top_octave(free)
+
+
 def test_cloak_array_mechanics_with_tiny_encoder_and_real_lpips(models_dir) -> None:  # noqa: ANN001
     enc = tiny_random_tae(seed=1)
     rgb = _image(40, 56)
@@ -163,6 +191,22 @@ def test_cloak_array_mechanics_with_tiny_encoder_and_real_lpips(models_dir) -> N
     assert r1.achieved["linf"] <= 8 / 255 + 1e-6
     assert r1.target["style"] == "mosaic"
     assert r1.latent[0]["encoder"] == "tae-random"
+
+
+def test_cloak_with_a_low_frequency_perturbation_meets_the_budget_on_the_saved_file(models_dir) -> None:  # noqa: ANN001
+    enc = tiny_random_tae(seed=1)
+    rgb = _image(40, 56)
+    cfg = CloakConfig(effort=Effort(steps=6, resolution=64, lr=0.02), target_style="mosaic",
+                      budget=Budget(lpips=0.05, linf=8 / 255), seed=3,
+                      robustness=Robustness(perturbation_scale=0.5))
+    r1 = cloak_array(rgb, cfg, encoders=[(enc, 1.0)], models_dir=models_dir)
+    r2 = cloak_array(rgb, cfg, encoders=[(enc, 1.0)], models_dir=models_dir)
+    np.testing.assert_array_equal(r1.image, r2.image)
+    np.testing.assert_array_equal(r1.image, round_to_bits(r1.image, 8))
+    assert r1.achieved["lpips_alex"] <= 0.05 + 1e-6
+    assert r1.achieved["linf"] <= 8 / 255 + 1e-6
+    assert float(np.abs(r1.image - rgb).max()) > 0  # it did perturb
+    assert r1.config.robustness.perturbation_scale == 0.5
 
 
 def test_cloak_needs_a_decoder_for_the_target() -> None:

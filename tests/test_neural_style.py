@@ -59,6 +59,21 @@ def test_gatys_transfer_moves_the_style_toward_the_exemplar_deterministically(mo
     assert after < 0.8 * before
 
 
+def test_gatys_coarse_to_fine_keeps_size_range_and_determinism_and_still_moves_the_style(models_dir) -> None:  # noqa: ANN001
+    x = torch.linspace(0, 1, 72).view(1, 1, 1, 72).expand(1, 3, 64, 72).contiguous()
+    ex = [torch.from_numpy(styles.builtin_style("pointillism").exemplars[0][:96, :96]).permute(2, 0, 1)[None]]
+    y1 = neural_style.gatys_transfer(x, ex, steps=30, coarse_steps=20, models_dir=models_dir)
+    y2 = neural_style.gatys_transfer(x, ex, steps=30, coarse_steps=20, models_dir=models_dir)
+    assert y1.shape == x.shape and float(y1.min()) >= 0 and float(y1.max()) <= 1
+    torch.testing.assert_close(y1, y2)
+    full = neural_style.gatys_transfer(x, ex, steps=30, models_dir=models_dir)
+    assert not torch.equal(full, y1)  # the coarse pass really ran
+    s = neural_style.gram_signature(ex, models_dir=models_dir)
+    before = neural_style.gram_distance(neural_style.gram_signature([x], models_dir=models_dir), s)
+    after = neural_style.gram_distance(neural_style.gram_signature([y1], models_dir=models_dir), s)
+    assert after < 0.8 * before
+
+
 def test_ranked_styles_tries_every_candidate_once_band_first(models_dir) -> None:  # noqa: ANN001
     cands = styles.builtin_styles()
     x = _img(3)

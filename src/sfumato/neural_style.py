@@ -60,32 +60,52 @@ def gram_distance(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float
 
 
 def gatys_transfer(x: torch.Tensor, exemplars: Sequence[torch.Tensor], *, steps: int = 150, lr: float = 0.02,
-                   style_weight: float = 1.0, content_weight: float = 1.0, models_dir=None,  # noqa: ANN001
+                   style_weight: float = 1.0, content_weight: float = 1.0, coarse_steps: int = 0,
+                   models_dir=None,  # noqa: ANN001
                    ) -> torch.Tensor:
     """Render ``x`` (1x3xHxW in [0, 1]) in the style of ``exemplars``: Adam on the pixels, started from
     ``x`` with the exemplars' per-channel colour statistics (a colour transfer), for ``steps`` steps.
-    Deterministic for given inputs and thread settings. Returns a detached image in [0, 1]."""
+    ``coarse_steps`` of them run first at half resolution (coarse-to-fine, as in multi-scale style
+    transfer: the coarse pass lays out the large strokes for a quarter of the cost per step, the fine
+    pass adds the texture). Deterministic for given inputs and thread settings. Returns a detached image
+    in [0, 1]."""
+    import torch.nn.functional as F
+
     net = _net(models_dir)
     x = x.detach().to(next(net.parameters()).dtype)
     target_grams = gram_signature(exemplars, models_dir=models_dir)
+    gram_norms = [(g**2).sum() for g in target_grams]
     with torch.no_grad():
-        content = net.activations(x)[CONTENT_TAP]
         pixels = torch.cat([e.flatten(2) for e in exemplars], dim=2).to(x)
         m, sd = pixels.mean(2)[..., None, None], pixels.std(2)[..., None, None]
-        y0 = ((x - x.mean((2, 3), keepdim=True)) / (x.std((2, 3), keepdim=True) + 1e-5) * sd + m).clamp(0, 1)
-        gram_norms = [(g**2).sum() for g in target_grams]
-        content_norm = (content**2).mean()
-    y = y0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([y], lr=lr)
-    for _ in range(steps):
-        acts = net.activations(y)
-        style = sum(((gram(acts[i]) - g) ** 2).sum() / n
-                    for i, g, n in zip(STYLE_TAPS, target_grams, gram_norms, strict=True))
-        cont = ((acts[CONTENT_TAP] - content) ** 2).mean() / content_norm
-        loss = style_weight * style + content_weight * cont
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        y = ((x - x.mean((2, 3), keepdim=True)) / (x.std((2, 3), keepdim=True) + 1e-5) * sd + m).clamp(0, 1)
+
+    def run(y0: torch.Tensor, xc: torch.Tensor, n: int) -> torch.Tensor:
         with torch.no_grad():
-            y.clamp_(0, 1)
-    return y.detach()
+            content = net.activations(xc)[CONTENT_TAP]
+            content_norm = (content**2).mean()
+        y = y0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([y], lr=lr)
+        for _ in range(n):
+            acts = net.activations(y)
+            style = sum(((gram(acts[i]) - g) ** 2).sum() / k
+                        for i, g, k in zip(STYLE_TAPS, target_grams, gram_norms, strict=True))
+            cont = ((acts[CONTENT_TAP] - content) ** 2).mean() / content_norm
+            loss = style_weight * style + content_weight * cont
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                y.clamp_(0, 1)
+        return y.detach()
+
+    coarse_steps = min(max(0, coarse_steps), steps)
+    if coarse_steps and min(x.shape[-2:]) >= 64:
+        half = (x.shape[-2] // 2, x.shape[-1] // 2)
+        small = run(F.interpolate(y, size=half, mode="bilinear", align_corners=False, antialias=True),
+                    F.interpolate(x, size=half, mode="bilinear", align_corners=False, antialias=True), coarse_steps)
+        # carry the coarse pass's change over to full resolution (the colour-transferred start keeps its detail)
+        y0_half = F.interpolate(y, size=half, mode="bilinear", align_corners=False, antialias=True)
+        y = (y + F.interpolate(small - y0_half, size=x.shape[-2:], mode="bilinear", align_corners=False)).clamp(0, 1)
+        steps -= coarse_steps
+    return run(y, x, steps)

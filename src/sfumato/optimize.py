@@ -14,6 +14,11 @@ An optional ``transform(x, gen)`` is applied to ``x0 + δ`` before the objective
 (expectation over transformation, Athalye et al., ICML 2018). An optional multi-scale schedule runs the
 first ``coarse_fraction`` of the steps with ``coarse=True`` so the objective can look at a downscaled
 view (cheaper encoder passes). Early stopping ends the loop once the objective reports enough progress.
+
+An optional ``param_size`` parameterises δ on a coarser grid that is upsampled bilinearly to the image
+(a low-frequency perturbation: with no energy in the top octave, it is not removed by the low-pass
+filtering of a ×0.5 resize or by JPEG's coarse quantisation of high frequencies and chroma subsampling).
+Bilinear upsampling is a convex combination, so the L∞ box on the coarse δ bounds the upsampled one.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 from .budgets import BudgetTerm
 
@@ -69,25 +75,38 @@ def optimise(
     init_noise: float = 0.0,
     delta0: torch.Tensor | None = None,
     callback: Callable[[int, int], None] | None = None,
+    param_size: tuple[int, int] | None = None,
 ) -> LoopResult:
     """Optimise a perturbation δ for the clean image ``x0`` (1x3xHxW in [0, 1]); returns the best δ.
 
     The δ with the lowest objective seen (after projection) is returned, so a noisy final step never
-    loses progress. ``callback(step, steps)`` reports progress.
+    loses progress. ``callback(step, steps)`` reports progress. With ``param_size`` (``(h, w)`` smaller than
+    ``x0``'s), δ lives on that grid and ``x0 + up(δ)`` is what the objective and budgets see; the returned
+    δ is already upsampled to ``x0``'s size.
     """
     t0 = time.perf_counter()
     x0 = x0.detach()
     for b in budgets:
         b.prepare(x0)
+    size = tuple(x0.shape[-2:])
+    coarse_grid = param_size is not None and tuple(param_size) != size
+    x0_p = F.interpolate(x0, size=param_size, mode="bilinear", align_corners=False, antialias=True) \
+        if coarse_grid else x0
+
+    def lift(d: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(d, size=size, mode="bilinear", align_corners=False) if coarse_grid else d
+
     if delta0 is not None:
         delta = delta0.detach().clone().to(x0)
+        if coarse_grid and tuple(delta.shape[-2:]) != tuple(param_size):  # type: ignore[arg-type]
+            delta = F.interpolate(delta, size=param_size, mode="bilinear", align_corners=False, antialias=True)
     else:
-        delta = torch.zeros_like(x0)
+        delta = torch.zeros_like(x0_p)
     if init_noise > 0:
-        noise = torch.rand(x0.shape, generator=generator, dtype=x0.dtype, device="cpu").to(x0.device)
+        noise = torch.rand(delta.shape, generator=generator, dtype=x0.dtype, device="cpu").to(x0.device)
         delta = delta + (noise * 2 - 1) * init_noise
     for b in budgets:
-        delta = b.project(delta, x0)
+        delta = b.project(delta, x0_p)
     delta.requires_grad_(True)
     opt = torch.optim.Adam([delta], lr=lr) if update == "adam" else None
     n_coarse = int(round(steps * coarse_fraction))
@@ -97,7 +116,7 @@ def optimise(
     step = 0
     for step in range(1, steps + 1):
         coarse = step <= n_coarse
-        x_adv = x0 + delta
+        x_adv = x0 + lift(delta)
         for b in budgets:
             b.observe(x_adv.detach(), step)
         x_in = transform(x_adv, generator) if transform is not None else x_adv
@@ -115,15 +134,15 @@ def optimise(
         if not coarse and transform is None and lv < best_loss:
             best_loss, best_delta = lv, delta.detach().clone()
         with torch.no_grad():
-            size = step_size(lr, step, steps, decay)
+            lr_now = step_size(lr, step, steps, decay)
             if opt is not None:
-                opt.param_groups[0]["lr"] = size
+                opt.param_groups[0]["lr"] = lr_now
                 opt.step()
             else:
-                delta -= size * delta.grad.sign()
+                delta -= lr_now * delta.grad.sign()
             projected = delta
             for b in budgets:
-                projected = b.project(projected, x0)
+                projected = b.project(projected, x0_p)
             delta.copy_(projected)
         history.append({"step": step, "loss": lv, "objective": float(obj.detach()), "penalty": float(pen.detach()),
                         "progress": progress, "coarse": coarse})
@@ -134,4 +153,4 @@ def optimise(
             break
     # Without a comparable loss history (EOT or all-coarse), the last iterate is the answer.
     final = best_delta if best_loss < float("inf") and not stopped else delta.detach().clone()
-    return LoopResult(final, step, time.perf_counter() - t0, history, stopped)
+    return LoopResult(lift(final), step, time.perf_counter() - t0, history, stopped)

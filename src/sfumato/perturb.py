@@ -333,13 +333,15 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
                    alpha: float, seed: int, quantise: Quantiser | None = None, models_dir=None,  # noqa: ANN001
                    transform: Transform | None = None, progress: Callable[[int, int], None] | None = None,
                    update: str = "adam", eps_map: torch.Tensor | None = None,
-                   init_noise: float = 0.0, radial_lpips: bool = False) -> PerturbOutcome:
+                   init_noise: float = 0.0, radial_lpips: bool = False,
+                   perturbation_scale: float = 1.0) -> PerturbOutcome:
     """Optimise δ at the work resolution of ``x0`` against ``objective`` under ``budget``, upsample it to
     the full image ``rgb``, calibrate it on the quantised result, and measure what was achieved.
     ``eps_map`` scales the L∞ cap per pixel (adaptive masking); ``init_noise`` starts δ from seeded
     uniform noise of that amplitude (anti-fingerprint); ``radial_lpips`` shrinks δ where a step went above
     the LPIPS ceiling (:class:`~sfumato.budgets.LpipsBudget`; used by poison and protect, whose photos
-    overshoot)."""
+    overshoot); ``perturbation_scale`` < 1 optimises δ on a coarser grid (a low-frequency perturbation,
+    see :func:`~sfumato.optimize.optimise`)."""
     from .metrics.lpips import load_lpips
 
     quantise = quantise or round_to_bits
@@ -347,6 +349,9 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
     timing: dict[str, float] = {}
     t = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
+    param_size = None
+    if perturbation_scale < 1:
+        param_size = (max(8, round(x0.shape[-2] * perturbation_scale)), max(8, round(x0.shape[-1] * perturbation_scale)))
     budgets = [LpipsBudget(p=budget.lpips, alpha=alpha, net=budget.lpips_net, models_dir=models_dir,
                            view=seen_view(rgb, x0), crops=lpips_regions(h, w),
                            check=saved_file_lpips(rgb, x0, budget.lpips_net, models_dir), radial=radial_lpips),
@@ -354,7 +359,8 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
     loop = optimise(x0, full_resolution_view(objective, x0, (h, w)), budgets, steps=effort.steps, lr=effort.lr,
                     generator=gen, update=update, coarse_fraction=effort.coarse_fraction,  # type: ignore[arg-type]
                     decay="cosine" if effort.lr_schedule == "cosine" else "none",
-                    early_stop=effort.early_stop, transform=transform, callback=progress, init_noise=init_noise)
+                    early_stop=effort.early_stop, transform=transform, callback=progress, init_noise=init_noise,
+                    param_size=param_size)
     timing["optimise"] = time.perf_counter() - t
     t = time.perf_counter()
     delta_full = to_hwc(resize(loop.delta, (h, w)))

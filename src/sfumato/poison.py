@@ -37,6 +37,14 @@ from .perturb import (
 
 POISON_BUDGET = Budget(lpips=0.07, linf=24 / 255)
 
+#: Search effort of ``sfumato poison`` / ``protect`` per ``--quality`` (the figures in docs/benchmarks.md
+#: were measured with these; the cloak's own presets are :data:`sfumato.config.QUALITY_PRESETS`).
+POISON_QUALITY: dict[str, Effort] = {
+    "fast": Effort(steps=30, resolution=512, lr=0.01),
+    "default": Effort(steps=80, resolution=512, lr=0.008),
+    "slow": Effort(steps=150, resolution=768, lr=0.008),
+}
+
 
 @dataclass(frozen=True, kw_only=True)
 class PoisonConfig(_JSONMixin):

@@ -97,6 +97,12 @@ def ranked_styles(x_work: torch.Tensor, candidates: Sequence[Any], *, seed: int,
     return band + rest
 
 
+#: Gatys rendering of the target: 150 Adam steps, the first 100 at half resolution. Measured on a
+#: 496² Van Gogh toward three built-in styles (2 cores): 12 s instead of 25 s for 150 full-resolution
+#: steps, with a Gram distance to the style 4–9 % higher (0.252 vs 0.243, 0.304 vs 0.279, 0.404 vs 0.382).
+GATYS_STEPS, GATYS_COARSE_STEPS = 150, 100
+
+
 def render_target(x0: torch.Tensor, renderer: Encoder, candidates: Sequence[Any], config: CloakConfig, *,
                   seed: int, models_dir=None) -> tuple[torch.Tensor, Any, dict[str, Any]]:  # noqa: ANN001
     """Ω(x, T): render the work-resolution artwork ``x0`` in a target style and vet it.
@@ -122,7 +128,8 @@ def render_target(x0: torch.Tensor, renderer: Encoder, candidates: Sequence[Any]
         exemplars = [to_nchw(e).to(x0) for e in style.exemplars]
         if config.target_renderer in ("gatys", "img2img"):
             if config.target_renderer == "gatys":
-                img = gatys_transfer(x0, exemplars, models_dir=models_dir)
+                img = gatys_transfer(x0, exemplars, steps=GATYS_STEPS, coarse_steps=GATYS_COARSE_STEPS,
+                                     models_dir=models_dir)
             else:
                 from .img2img_style import img2img_transfer
 
@@ -207,6 +214,8 @@ def cloak_array(
     res_px = config.effort.resolution
     if config.robustness.anti_fingerprint:  # jitter the perturbation grid per image (its spatial structure)
         res_px = int(round(res_px * (0.875 + 0.125 * (seed_used % 1000) / 999)))
+        if res_px >= 128:  # on multiples of 16 (the encoder's grid: an odd size costs ~10 % more per step)
+            res_px = res_px // 16 * 16
     x0 = resize(x_full, work_size(h, w, res_px)).contiguous(memory_format=torch.channels_last)
     timing["load"] = time.perf_counter() - t_start
 
@@ -222,7 +231,8 @@ def cloak_array(
     res = perturb_toward(rgb, x0, objective, budget=config.budget, effort=config.effort, alpha=config.alpha,
                          seed=seed_used, quantise=quantise, models_dir=models_dir,
                          transform=transform or eot, progress=progress, eps_map=eps_map,
-                         init_noise=config.budget.linf / 4 if rob.anti_fingerprint else 0.0)
+                         init_noise=config.budget.linf / 4 if rob.anti_fingerprint else 0.0,
+                         perturbation_scale=rob.perturbation_scale)
     timing.update(res.timing)
     timing["total"] = time.perf_counter() - t_start
     target = {"style": style.name, "kind": "builtin" if config.target_style in ("auto", style.name) else "folder",

@@ -59,6 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="robustness: sample differentiable JPEG/resize/crop/noise/blur(/TAE) during optimisation")
     p.add_argument("--masking", action="store_true",
                    help="adaptive masking: less perturbation on flat colour and smooth gradients")
+    p.add_argument("--perturbation-scale", type=float, default=1.0, metavar="S",
+                   help="robustness: optimise the perturbation on a grid S times the work resolution, (0.125-1] "
+                        "(0.5 = low-frequency, survives resizing and JPEG better; default 1)")
     p.add_argument("--no-anti-fingerprint", action="store_true",
                    help="use the same seed structure for every image (deterministic variant; easier to detect)")
     p.add_argument("--style-strength", type=float, default=1.0,
@@ -92,7 +95,8 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
                              target_renderer=args.target_renderer, target_model=args.target_model,
                              **({} if args.target_overshoot is None else {"target_overshoot": args.target_overshoot}),
                              robustness=Robustness(eot=args.eot, masking=args.masking,
-                                                   anti_fingerprint=not args.no_anti_fingerprint))
+                                                   anti_fingerprint=not args.no_anti_fingerprint,
+                                                   perturbation_scale=args.perturbation_scale))
     if args.lpips is not None or args.linf is not None:
         b = cfg.budget
         b = dataclasses.replace(b, lpips=args.lpips if args.lpips is not None else b.lpips,

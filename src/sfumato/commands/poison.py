@@ -41,13 +41,12 @@ POISON_INTENSITY = {"low": 0.05, "default": 0.07, "high": 0.10}
 def poison_config(args: argparse.Namespace, concept: str, target: str):  # noqa: ANN201
     import dataclasses
 
-    from ..config import QUALITY_PRESETS, Budget
-    from ..poison import PoisonConfig
+    from ..config import Budget
+    from ..poison import POISON_QUALITY, PoisonConfig
     from .cloak import parse_encoders
 
-    eff = QUALITY_PRESETS[args.quality]
-    eff = dataclasses.replace(eff, lr=max(eff.lr, 0.008),
-                              steps=args.steps if args.steps is not None else eff.steps,
+    eff = POISON_QUALITY[args.quality]
+    eff = dataclasses.replace(eff, steps=args.steps if args.steps is not None else eff.steps,
                               resolution=args.resolution if args.resolution is not None else eff.resolution)
     budget = Budget(lpips=args.lpips if args.lpips is not None else POISON_INTENSITY[args.intensity],
                     linf=(args.linf if args.linf is not None else 24) / 255)
