@@ -64,12 +64,12 @@ def part_eot(args: argparse.Namespace) -> list[str]:
     from sfumato.style_cloak import cloak_array
     from sfumato.verify import check
 
-    def label(v: str) -> str:
+    def parse(v: str) -> tuple[str, tuple[str, float]]:  # "default@0.5" -> (label, (eot preset, grid scale))
         eot, _, scale = v.partition("@")
         name = "no EOT" if eot == "none" else f"EOT {eot}"
-        return f"{name}, δ grid ×{scale}" if scale else name
+        return (f"{name}, δ grid ×{scale}" if scale else name), (eot, float(scale or 1))
 
-    variants = {label(v): v for v in args.eot_variants}
+    variants = dict(parse(v) for v in args.eot_variants)
     measures = ["shift", "target"] if args.measure == "both" else [args.measure]
     paths = images(SHARED / "corpus/art/vincent_van_gogh", args.limit)
     judge = judge_without(SHARED / "corpus/art", paths) if args.judge else None
@@ -92,10 +92,9 @@ def part_eot(args: argparse.Namespace) -> list[str]:
         if judge is not None:
             rep = check(rgb, original=rgb, attacks=args.attacks, style_judge=judge, seed=args.seed)
             judge_rows(rep, "clean")
-        for name, v in variants.items():
-            eot, _, scale = v.partition("@")
+        for name, (eot, scale) in variants.items():
             cfg = CloakConfig.preset(quality=args.quality, seed=args.seed,
-                                     robustness=Robustness(eot=eot, perturbation_scale=float(scale or 1)))
+                                     robustness=Robustness(eot=eot, perturbation_scale=scale))
             t = time.perf_counter()
             r = cloak_array(rgb, cfg)
             secs = time.perf_counter() - t

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 __all__ = ["STYLE_TAPS", "CONTENT_TAP", "gram", "gram_signature", "gram_distance", "gatys_transfer"]
 
@@ -69,8 +70,6 @@ def gatys_transfer(x: torch.Tensor, exemplars: Sequence[torch.Tensor], *, steps:
     transfer: the coarse pass lays out the large strokes for a quarter of the cost per step, the fine
     pass adds the texture). Deterministic for given inputs and thread settings. Returns a detached image
     in [0, 1]."""
-    import torch.nn.functional as F
-
     net = _net(models_dir)
     x = x.detach().to(next(net.parameters()).dtype)
     target_grams = gram_signature(exemplars, models_dir=models_dir)
@@ -102,10 +101,10 @@ def gatys_transfer(x: torch.Tensor, exemplars: Sequence[torch.Tensor], *, steps:
     coarse_steps = min(max(0, coarse_steps), steps)
     if coarse_steps and min(x.shape[-2:]) >= 64:
         half = (x.shape[-2] // 2, x.shape[-1] // 2)
-        small = run(F.interpolate(y, size=half, mode="bilinear", align_corners=False, antialias=True),
-                    F.interpolate(x, size=half, mode="bilinear", align_corners=False, antialias=True), coarse_steps)
+        y_half = F.interpolate(y, size=half, mode="bilinear", align_corners=False, antialias=True)
+        small = run(y_half, F.interpolate(x, size=half, mode="bilinear", align_corners=False, antialias=True),
+                    coarse_steps)
         # carry the coarse pass's change over to full resolution (the colour-transferred start keeps its detail)
-        y0_half = F.interpolate(y, size=half, mode="bilinear", align_corners=False, antialias=True)
-        y = (y + F.interpolate(small - y0_half, size=x.shape[-2:], mode="bilinear", align_corners=False)).clamp(0, 1)
+        y = (y + F.interpolate(small - y_half, size=x.shape[-2:], mode="bilinear", align_corners=False)).clamp(0, 1)
         steps -= coarse_steps
     return run(y, x, steps)

@@ -96,10 +96,8 @@ def optimise(
     def lift(d: torch.Tensor) -> torch.Tensor:
         return F.interpolate(d, size=size, mode="bilinear", align_corners=False) if coarse_grid else d
 
-    if delta0 is not None:
+    if delta0 is not None:  # on δ's own grid (``param_size`` when given)
         delta = delta0.detach().clone().to(x0)
-        if coarse_grid and tuple(delta.shape[-2:]) != tuple(param_size):  # type: ignore[arg-type]
-            delta = F.interpolate(delta, size=param_size, mode="bilinear", align_corners=False, antialias=True)
     else:
         delta = torch.zeros_like(x0_p)
     if init_noise > 0:
