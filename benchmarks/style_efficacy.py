@@ -13,11 +13,19 @@ unattacked file and after every attack of ``--attacks`` (real Pillow/numpy opera
 the AI view (TAEF2 encode→decode at ≤ 512 px, as ``sfumato check`` does) is judged. Reported per method and
 per artist: the share whose AI view the judge assigns to the true artist and the mean probability of the
 true artist, plus best-of-N (per painting, the usable attack that gives the true artist the highest
-probability back; usable = PSNR ≥ 25 dB against the protected file).
+probability back; usable = PSNR ≥ 25 dB against the protected file). For the Sfumato presets the target
+image the cloak aimed at is judged too (its own TAEF2 AI view, nothing optimised): a cloak moves the latent
+only part of the way to its target, so a target still judged the true artist caps what the cloak can show.
 
     python benchmarks/style_efficacy.py --per-artist 2 -o docs/benchmarks-style.md
     python benchmarks/style_efficacy.py --per-artist 1 --methods clean sfumato-default --attacks none
     python benchmarks/style_efficacy.py --speed-only --speed-sides 512 1024
+    python benchmarks/style_efficacy.py --targets-only --per-artist 1 --side 384
+
+``--targets-only``: no cloak; for every held-out painting, the Gatys target (as the cloak renders it, at the
+``slow`` preset's work size) toward *each* other artist's style, judged through TAEF2. A cloak moves the
+latent only part of the way to its target, so an artist whose every target is still judged that artist
+cannot be protected (against this judge) by any cloak toward these targets.
 
 Methods: ``clean`` (no cloak), ``glaze-naive`` (Glaze's objective, Adam 100 steps, α 30, p 0.05, latent-WCT
 target; :mod:`sfumato.baselines.glaze`), ``sfumato-fast`` / ``sfumato-default`` / ``sfumato-slow`` (presets;
@@ -79,26 +87,67 @@ def style_folders(train: dict[str, list[str]], exclude: str, n: int, root: Path)
     return d
 
 
-def protect(method: str, rgb: np.ndarray, styles: Path, seed: int) -> tuple[np.ndarray, float]:
+def protect(method: str, rgb: np.ndarray, styles: Path, seed: int) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """(saved image, seconds, the target image the cloak aimed at, or None for methods without one)."""
     from sfumato.config import Budget, CloakConfig
 
     budget = Budget(lpips=0.05, linf=24 / 255)
     t = time.perf_counter()
     if method == "clean":
-        return rgb, 0.0
+        return rgb, 0.0, None
     if method == "glaze-naive":
         from sfumato.baselines.glaze import glaze_style_cloak
 
         r = glaze_style_cloak(rgb, target=str(styles), steps=100, matched_budget=budget, seed=seed)
-        return r.image, time.perf_counter() - t
+        return r.image, time.perf_counter() - t, None
     if method.startswith("sfumato-"):
         from sfumato.style_cloak import cloak_array
 
         quality = method.split("-")[1]
         extra = {"target_renderer": "latent-wct", "style_strength": 0.35} if method.endswith("-wct") else {}
         cfg = CloakConfig.preset(quality=quality, target_style=str(styles), seed=seed, **extra)
-        return cloak_array(rgb, cfg).image, time.perf_counter() - t
+        r = cloak_array(rgb, cfg, keep_target_image=True)
+        return r.image, time.perf_counter() - t, r.target_image
     raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+
+
+def targets_table(judge, tae, train, test, artists, args, tmp: Path) -> list[str]:  # noqa: ANN001
+    """``--targets-only``: the judge's verdict on each candidate target's own AI view (no cloak)."""
+    from sfumato.config import QUALITY_PRESETS
+    from sfumato.neural_style import gatys_transfer
+    from sfumato.perturb import resize, to_hwc, to_nchw, work_size
+    from sfumato.style_cloak import GATYS_COARSE_STEPS, GATYS_STEPS, ai_view
+    from sfumato.styles import resolve_style_option
+
+    res_px = QUALITY_PRESETS["slow"].resolution
+    others = sorted(train)
+    lines = ["Each cell: P(true artist) of the target's AI view, and the judge's verdict (✓ = still the true artist).",
+             "", "| artist | painting | " + " | ".join(f"target {o}" for o in others) + " | targets judged true |",
+             "|---|---|" + "---|" * (len(others) + 1)]
+    total = {a: [0, 0] for a in artists}
+    for artist in artists:
+        cands = {c.name: c for c in resolve_style_option(str(style_folders(train, artist, args.exemplars, tmp)))}
+        for path in sorted(test[artist])[: args.per_artist]:
+            rgb = load(Path(path), args.side)
+            x0 = resize(to_nchw(rgb), work_size(*rgb.shape[:2], res_px))
+            cells, hits = [], 0
+            for o in others:
+                if o not in cands:
+                    cells.append("–")
+                    continue
+                img = gatys_transfer(x0, [to_nchw(e) for e in cands[o].exemplars], steps=GATYS_STEPS,
+                                     coarse_steps=GATYS_COARSE_STEPS)
+                p = judge.predict_proba([ai_view(to_hwc(img), tae)])[0]
+                true = judge.artists[int(p.argmax())] == artist
+                hits += true
+                cells.append(f"{p[judge.artists.index(artist)]:.2f} {'✓' if true else '✗'}")
+            total[artist][0] += hits
+            total[artist][1] += len(cands)
+            lines.append(f"| {artist} | {Path(path).name[:40]} | " + " | ".join(cells) + f" | {hits}/{len(cands)} |")
+            print(lines[-1], flush=True)
+    lines += ["", "| artist | targets still judged the true artist |", "|---|---|"]
+    lines += [f"| {a} | {h}/{n} |" for a, (h, n) in total.items()]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed-sides", type=int, nargs="*", default=[],
                     help="also time sfumato-default on one Van Gogh painting at these long sides")
     ap.add_argument("--speed-only", action="store_true")
+    ap.add_argument("--targets-only", action="store_true", help="judge every candidate target, no cloak (see above)")
     ap.add_argument("--json", default=None, help="write per-painting rows here")
     ap.add_argument("-o", "--out", default=None, help="write the markdown report here too")
     args = ap.parse_args(argv)
@@ -164,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
 
     judge = StyleJudge.train({a: train[a] for a in sorted(train)})
     tae = load_encoder("taef2")
+    if args.targets_only:
+        text = "\n".join(lines + targets_table(judge, tae, train, test, artists, args, tmp))
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        return 0
     if args.attacks == "all-but-impress":
         from sfumato.attacks import SUITES
 
@@ -176,7 +232,12 @@ def main(argv: list[str] | None = None) -> int:
         for path in sorted(test[artist])[: args.per_artist]:
             rgb = load(Path(path), args.side)
             for method in args.methods:
-                img, secs = protect(method, rgb, styles, args.seed)
+                img, secs, target_img = protect(method, rgb, styles, args.seed)
+                target_judged = None
+                if target_img is not None:  # the target itself, seen through TAEF2: the most a cloak toward it can show
+                    pt = judge.predict_proba([ai_view(target_img, tae)])[0]
+                    target_judged = {"p_true": float(pt[judge.artists.index(artist)]),
+                                     "pred": judge.artists[int(pt.argmax())]}
                 from sfumato.perturb import protected_quality
 
                 q = protected_quality(img, rgb) if method != "clean" else {"lpips_alex": 0.0, "linf": 0.0}
@@ -195,11 +256,13 @@ def main(argv: list[str] | None = None) -> int:
                            key=lambda c: probs[c]["p_true"], default=None)
                 row = {"artist": artist, "painting": Path(path).name, "method": method, "seconds": round(secs, 1),
                        "lpips_alex": round(float(q["lpips_alex"]), 4), "linf_255": round(float(q["linf"]) * 255, 1),
-                       "judged": probs, "usable": usable, "best_of_n": best}
+                       "judged": probs, "usable": usable, "best_of_n": best, "target_judged": target_judged}
                 rows.append(row)
                 print(f"{artist:17s} {Path(path).name[:40]:40s} {method:16s} P(true) {probs['none']['p_true']:.2f} "
                       f"pred {probs['none']['pred']:12s} LPIPS {row['lpips_alex']:.4f} {secs:6.1f}s"
-                      + (f" best-of-N {best} {probs[best]['p_true']:.2f}" if best else ""), flush=True)
+                      + (f" best-of-N {best} {probs[best]['p_true']:.2f}" if best else "")
+                      + (f" target P(true) {target_judged['p_true']:.2f} pred {target_judged['pred']}"
+                         if target_judged else ""), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1, default=float))
 
@@ -220,12 +283,16 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.split_seed}, test size {args.test_size}); judge trained on the train split only "
               f"({sum(len(v) for v in train.values())} paintings). Published size ≤ {args.side} px.", "",
               "### Unattacked saved files", "",
-              "| method | AI view judged true artist | mean P(true artist) | max LPIPS-alex | mean s/image |",
-              "|---|---|---|---|---|"]
+              "| method | AI view judged true artist | mean P(true artist) | target's own AI view judged true artist "
+              "| its mean P(true) | max LPIPS-alex | mean s/image |",
+              "|---|---|---|---|---|---|---|"]
     for m in args.methods:
         sel = [r for r in rows if r["method"] == m]
         share, mean = agg(sel, "none")
-        lines.append(f"| {m} | {share} | {mean} | {max(r['lpips_alex'] for r in sel):.4f} | "
+        tj = [(r["target_judged"], r["artist"]) for r in sel if r.get("target_judged")]
+        tshare = f"{sum(t['pred'] == a for t, a in tj)}/{len(tj)}" if tj else "–"
+        tmean = f"{np.mean([t['p_true'] for t, _ in tj]):.2f}" if tj else "–"
+        lines.append(f"| {m} | {share} | {mean} | {tshare} | {tmean} | {max(r['lpips_alex'] for r in sel):.4f} | "
                      f"{np.mean([r['seconds'] for r in sel]):.1f} |")
     lines += ["", "### Per artist (unattacked): share judged true artist / mean P(true)", "",
               "| method | " + " | ".join(artists) + " |", "|---|" + "---|" * len(artists)]
@@ -235,6 +302,13 @@ def main(argv: list[str] | None = None) -> int:
             share, mean = agg([r for r in rows if r["method"] == m and r["artist"] == a], "none")
             cells.append(f"{share} / {mean}")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        if any(r.get("target_judged") for r in rows if r["method"] == m):
+            cells = []
+            for a in artists:
+                tj = [r["target_judged"] for r in rows if r["method"] == m and r["artist"] == a and r.get("target_judged")]
+                cells.append(f"{sum(t['pred'] == a for t in tj)}/{len(tj)} / {np.mean([t['p_true'] for t in tj]):.2f}"
+                             if tj else "–")
+            lines.append(f"| {m}: its target itself | " + " | ".join(cells) + " |")
     if attacks:
         lines += ["", "### After each attack: share judged true artist / mean P(true)", "",
                   "| attack | " + " | ".join(args.methods) + " |", "|---|" + "---|" * len(args.methods)]

@@ -122,6 +122,31 @@ def test_check_end_to_end_json_and_html(cloaked: Path, painting: Path, small_cor
     assert (tmp_path / "report.html").stat().st_size < 400_000
 
 
+def test_check_measures_at_the_cloaks_own_work_size(painting: Path, tmp_path: Path) -> None:
+    """The anti-fingerprint jitter moves the cloak's working size off ``effort.resolution``; check() must
+    re-render the target and measure there, or it aims at a differently drawn target (a Gatys rendering at
+    another size is another image) and under-reports the cloak."""
+    from sfumato.api import cloak_file
+    from sfumato.config import CloakConfig, Effort
+
+    big = tmp_path / "painting96.png"
+    Image.open(painting).resize((96, 96), Image.Resampling.LANCZOS).save(big)
+    cfg = CloakConfig(effort=Effort(steps=4, resolution=80, lr=0.01), target_style="pointillism")
+    out = cloak_file(big, tmp_path / "out", cfg).output
+    manifest = json.loads(out.with_name(f"{out.stem}.sfumato.json").read_text())
+    assert manifest["target"]["work_size"] != [80, 80]  # the jitter did move it (deterministic per image)
+    rep = check(out, original=big, attacks=["jpeg-q95-444"], judges=False, seed=0)
+    assert rep.settings["work_size"] == manifest["target"]["work_size"][::-1]
+    assert rep.latent["taef2"]["relative_reduction"] == pytest.approx(
+        manifest["latent"]["taef2"]["relative_reduction"], abs=1e-3)
+
+    # a working size that cannot belong to this image is refused with a note, not used
+    bad = {**manifest, "target": {**manifest["target"], "work_size": [40, 80]}}
+    rep2 = check(out, original=big, manifest=bad, attacks=["jpeg-q95-444"], judges=False, seed=0)
+    assert rep2.settings["work_size"] == [80, 80]
+    assert any("does not fit" in n for n in rep2.notes)
+
+
 def test_check_without_target_uses_the_residual_latent_shift(painting: Path) -> None:
     from sfumato.io import load_image
 

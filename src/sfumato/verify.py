@@ -1,8 +1,9 @@
 """Verification of a protected image: how much protection it carries and how much survives real attacks
 (``sfumato check``).
 
-What :func:`check` measures, at the encoder's working size (long side ``config.effort.resolution`` from
-the manifest, else 512 px — the size the protection was optimised for and a trainer resizes to):
+What :func:`check` measures, at the encoder's working size (a cloak manifest's ``target.work_size``, else
+long side ``config.effort.resolution`` from the manifest, else 512 px — the size the protection was
+optimised for and a trainer resizes to):
 
 * **quality** of the protected image against the original: LPIPS (AlexNet), PSNR, SSIM, L∞;
 * **latent protection**, per encoder E. With a known target style (the manifest's), the target is
@@ -410,6 +411,16 @@ def check(
                      "measured as the shift away from the original's latent.")
     h, w = x_p.shape[:2]
     size = work_size(h, w, resolution)
+    recorded = target_entry.get("work_size") if isinstance(target_entry, dict) else None
+    if mode == "cloak" and isinstance(recorded, list | tuple) and len(recorded) == 2:
+        # the cloak's own working size (its anti-fingerprint jitter moves it off `resolution`); the target is
+        # re-rendered and every latent measured there, or the measure aims at a differently drawn target
+        rh, rw = int(recorded[0]), int(recorded[1])
+        if rh >= 8 and rw >= 8 and abs(rh / rw - h / w) <= 0.02 * (h / w) and max(rh, rw) <= max(h, w):
+            size = (rh, rw)
+        else:
+            notes.append(f"The manifest's working size {rw}x{rh} does not fit this {w}x{h} image; measuring at "
+                         f"{size[1]}x{size[0]} instead, where the re-rendered target may differ from the cloak's.")
 
     # ---- models
     encs = [_encoder(s, models_dir) for s in encoders]

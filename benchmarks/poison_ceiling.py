@@ -1,0 +1,134 @@
+"""How far must a poison move TAEF2's latent before its AI view shows the target concept, and how far can it?
+
+Issue #3 asks that MobileNetV2 put the AI view (TAEF2 encode→decode) of a poisoned dog photo in a cat class
+(top-5). This script measures what that needs, without any optimisation first:
+
+* **latent line**: per photo, the product's anchor choice (the cat photo with the nearest latent, as
+  :func:`sfumato.poison.choose_anchor` picks it), then the latents ``(1 − t)·z_dog + t·z_cat`` decoded and
+  judged. A point at ``t`` on that line has relative latent reduction exactly ``t``, so the first ``t`` whose
+  AI view is a cat is the reduction a poison must reach *in the right direction*.
+* **pixel blend**: ``(1 − t)·dog + t·cat`` judged directly: what a visible, natural change needs.
+
+Then, with ``--optimise N``, the product's poison (:func:`sfumato.poison.poison_array`, default effort) is
+run on the first N photos at each LPIPS cap of ``--lpips-caps`` (L∞ 24/255 always): the latent reduction it
+reaches and whether its AI view is a cat. A cap of 0.99 lifts the perceptual budget altogether, so the row
+is an upper bound for this optimiser at that L∞ cap.
+
+    python benchmarks/poison_ceiling.py
+    python benchmarks/poison_ceiling.py --optimise 2 --lpips-caps 0.07 0.99
+
+Judge: MobileNetV2 ImageNet int8 TFLite (:class:`sfumato.judges.ConceptJudge`); it never enters a loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import load_downscaled as load
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", default=str(SHARED / "corpus/photos/dog"))
+    ap.add_argument("--anchors", default=str(SHARED / "corpus/photos/cat"))
+    ap.add_argument("--concept", default="dog")
+    ap.add_argument("--target", default="cat")
+    ap.add_argument("--side", type=int, default=512, help="long side of the published photo (downscale)")
+    ap.add_argument("--ts", type=float, nargs="+", default=[0.2, 0.35, 0.5, 0.65, 0.8, 1.0])
+    ap.add_argument("--optimise", type=int, default=0, help="run the poison on the first N photos")
+    ap.add_argument("--lpips-caps", type=float, nargs="+", default=[0.07, 0.99])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-o", "--out", default=None)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("SFUMATO_MODELS_DIR", str(SHARED / "models"))
+    import torch
+
+    from sfumato.config import Budget
+    from sfumato.encoders import load_encoder
+    from sfumato.judges import ConceptJudge
+    from sfumato.perturb import resize, to_hwc, to_nchw, work_size
+    from sfumato.poison import PoisonConfig, choose_anchor, fit_to, poison_array
+    from sfumato.style_cloak import ai_view
+
+    exts = {".png", ".jpg", ".jpeg", ".webp"}
+    photos = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in exts)
+    anchor_paths = sorted(p for p in Path(args.anchors).iterdir() if p.suffix.lower() in exts)
+    anchors = [load(p, args.side) for p in anchor_paths]
+    judge = ConceptJudge()
+    tae = load_encoder("taef2")
+    lines = [f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads "
+             f"{torch.get_num_threads()}. Command: `python benchmarks/poison_ceiling.py "
+             f"{' '.join(argv if argv is not None else sys.argv[1:])}`", "",
+             f"Photos: `{args.photos}` ({len(photos)}), anchors: `{args.anchors}` ({len(anchors)}), ≤ {args.side} px; "
+             f"encoder TAEF2; judge: MobileNetV2 top-5 in a {args.target} class.", "",
+             "| photo | anchor | AI view of t = 0 | latent line t = " + ", ".join(f"{t:g}" for t in args.ts)
+             + " | pixel blend t = " + ", ".join(f"{t:g}" for t in args.ts) + " |", "|---|---|---|---|---|"]
+    line_hits = np.zeros(len(args.ts), int)
+    blend_hits = np.zeros(len(args.ts), int)
+    first_t = []
+    for p in photos:
+        rgb = load(p, args.side)
+        x0 = resize(to_nchw(rgb), work_size(*rgb.shape[:2], 512))
+        idx, _ = choose_anchor(x0, anchors, [(tae, 1.0)])
+        a = fit_to(anchors[idx], tuple(x0.shape[-2:]))
+        with torch.no_grad():
+            z0, z1 = tae.encode(x0), tae.encode(a)
+            h, w = x0.shape[-2:]
+            views = [to_hwc(tae.decode(z0)[..., :h, :w].clamp(0, 1))]
+            views += [to_hwc(tae.decode((1 - t) * z0 + t * z1)[..., :h, :w].clamp(0, 1)) for t in args.ts]
+            blends = [to_hwc(((1 - t) * x0 + t * a).clamp(0, 1)) for t in args.ts]
+        hv = judge.top_k_hits(views, args.target)
+        hb = judge.top_k_hits(blends, args.target)
+        line_hits += hv[1:]
+        blend_hits += hb
+        first_t.append(next((t for t, v in zip(args.ts, hv[1:], strict=True) if v), float("nan")))
+        lines.append(f"| {p.name} | {anchor_paths[idx].name} | {'cat' if hv[0] else '–'} | "
+                     + " ".join("✓" if v else "·" for v in hv[1:]) + " | " + " ".join("✓" if v else "·" for v in hb)
+                     + " |")
+        print(lines[-1], flush=True)
+    n = len(photos)
+    lines += ["", "| t (= latent reduction along the line) | " + " | ".join(f"{t:g}" for t in args.ts) + " |",
+              "|---" * (len(args.ts) + 1) + "|",
+              f"| AI view of the latent-line point is a {args.target} (top-5) | "
+              + " | ".join(f"{k}/{n}" for k in line_hits) + " |",
+              f"| pixel blend is a {args.target} (top-5) | " + " | ".join(f"{k}/{n}" for k in blend_hits) + " |", "",
+              f"Median first t on the latent line whose AI view is a {args.target}: {np.nanmedian(first_t):g}."]
+
+    if args.optimise:
+        lines += ["", f"Poison (default effort) on the first {args.optimise} photos, L∞ 24/255:", "",
+                  "| photo | LPIPS cap | LPIPS-alex (saved file) | latent reduction | AI view "
+                  f"{args.target} (top-5) | P({args.target}) on AI view | pixels still {args.concept} (top-5) | s |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for p in photos[: args.optimise]:
+            rgb = load(p, args.side)
+            for cap in args.lpips_caps:
+                cfg = PoisonConfig(concept=args.concept, target=args.target, seed=args.seed,
+                                   budget=Budget(lpips=cap, linf=24 / 255))
+                t = time.perf_counter()
+                r = poison_array(rgb, cfg, anchors, anchor_names=[q.name for q in anchor_paths])
+                secs = time.perf_counter() - t
+                v = ai_view(r.image, tae)
+                lines.append(f"| {p.name} | {cap:g} | {r.achieved['lpips_alex']:.4f} | "
+                             f"{r.latent[0]['relative_reduction'] * 100:.1f} % | "
+                             f"{'yes' if judge.top_k_hits([v], args.target)[0] else 'no'} | "
+                             f"{float(judge.score([v], args.target)[0]):.3f} | "
+                             f"{'yes' if judge.top_k_hits([r.image], args.concept)[0] else 'no'} | {secs:.0f} |")
+                print(lines[-1], flush=True)
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
