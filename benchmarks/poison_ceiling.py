@@ -16,6 +16,12 @@ is an upper bound for this optimiser at that L∞ cap.
 
     python benchmarks/poison_ceiling.py
     python benchmarks/poison_ceiling.py --optimise 2 --lpips-caps 0.07 0.99
+    python benchmarks/poison_ceiling.py --decoded 1 --decoded-ts 1.0 0.7
+
+``--decoded N``: an objective tried and not adopted, on the first N photos. Instead of the latent, the
+*decoded* AI view D(E(x + δ)) is pulled toward the decoded latent-line point ``D(z_t)`` (``--decoded-ts``;
+through TAEF2's decoder, a generative-model component; LPIPS ≤ 0.07, L∞ 24/255, ``--decoded-steps`` Adam
+steps at ``--decoded-resolution``), beside the plain latent objective at the same settings.
 
 Judge: MobileNetV2 ImageNet int8 TFLite (:class:`sfumato.judges.ConceptJudge`); it never enters a loss.
 """
@@ -36,6 +42,33 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared"))
 
 
+class DecodedViewObjective:
+    """‖D(E(x)) − D(z_t)‖² / ‖D(E(x0)) − D(z_t)‖² with ``z_t = (1 − t)·E(x0) + t·E(anchor)`` (one encoder
+    with a decoder): the AI view itself pulled toward the decoded latent-line point."""
+
+    def __init__(self, x0, anchor, enc, t: float) -> None:  # noqa: ANN001
+        import torch
+
+        self.size = tuple(x0.shape[-2:])
+        self.enc = enc
+        with torch.no_grad():
+            z0, z1 = enc.encode(x0), enc.encode(anchor)
+            self.view_t = enc.decode(z0 + t * (z1 - z0))[..., : self.size[0], : self.size[1]]
+            self.d0 = max(float((enc.decode(z0)[..., : self.size[0], : self.size[1]] - self.view_t).norm()), 1e-8)
+
+    def __call__(self, x, coarse: bool):  # noqa: ANN001, ANN204
+        import torch
+
+        from sfumato.perturb import resize
+
+        v = resize(x, self.size).contiguous(memory_format=torch.channels_last)
+        d = (self.enc.decode(self.enc.encode(v))[..., : self.size[0], : self.size[1]] - self.view_t).flatten().norm()
+        return (d / self.d0) ** 2, 1 - float(d.detach()) / self.d0
+
+    def distances(self, x) -> list[dict[str, float]]:  # noqa: ANN001
+        return []
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", default=str(SHARED / "corpus/photos/dog"))
@@ -46,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ts", type=float, nargs="+", default=[0.2, 0.35, 0.5, 0.65, 0.8, 1.0])
     ap.add_argument("--optimise", type=int, default=0, help="run the poison on the first N photos")
     ap.add_argument("--lpips-caps", type=float, nargs="+", default=[0.07, 0.99])
+    ap.add_argument("--decoded", type=int, default=0, help="try the decoded-view objective on the first N photos")
+    ap.add_argument("--decoded-ts", type=float, nargs="+", default=[1.0, 0.7])
+    ap.add_argument("--decoded-steps", type=int, default=60)
+    ap.add_argument("--decoded-resolution", type=int, default=384)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-o", "--out", default=None)
     args = ap.parse_args(argv)
@@ -122,6 +159,34 @@ def main(argv: list[str] | None = None) -> int:
                              f"{'yes' if judge.top_k_hits([v], args.target)[0] else 'no'} | "
                              f"{float(judge.score([v], args.target)[0]):.3f} | "
                              f"{'yes' if judge.top_k_hits([r.image], args.concept)[0] else 'no'} | {secs:.0f} |")
+                print(lines[-1], flush=True)
+    if args.decoded:
+        lines += ["", f"Decoded-view objective vs the latent objective (first {args.decoded} photos, "
+                  f"{args.decoded_resolution} px, {args.decoded_steps} Adam steps at lr 0.008, LPIPS ≤ 0.07, L∞ 24/255):", "",
+                  "| photo | objective | LPIPS-alex | latent reduction toward the anchor | AI view "
+                  f"{args.target} (top-5) | P({args.target}) | s |", "|---|---|---|---|---|---|---|"]
+        from sfumato.config import Effort
+        from sfumato.perturb import LatentTargetObjective, perturb_toward
+
+        eff = Effort(steps=args.decoded_steps, resolution=args.decoded_resolution, lr=0.008)
+        for p in photos[: args.decoded]:
+            rgb = load(p, args.side)
+            x0 = resize(to_nchw(rgb), work_size(*rgb.shape[:2], args.decoded_resolution)).contiguous(
+                memory_format=torch.channels_last)
+            idx, _ = choose_anchor(x0, anchors, [(tae, 1.0)])
+            a = fit_to(anchors[idx], tuple(x0.shape[-2:]))
+            latent_obj = LatentTargetObjective(x0, a, [(tae, 1.0)])
+            objs = [("latent (the product's)", latent_obj)]
+            objs += [(f"decoded view → D(z_t), t = {t:g}", DecodedViewObjective(x0, a, tae, t)) for t in args.decoded_ts]
+            for name, obj in objs:
+                t0 = time.perf_counter()
+                r = perturb_toward(rgb, x0, obj, budget=Budget(lpips=0.07, linf=24 / 255), effort=eff, alpha=30.0,
+                                   seed=args.seed, radial_lpips=True)
+                red = latent_obj.distances(resize(to_nchw(r.image), tuple(x0.shape[-2:])))[0]["relative_reduction"]
+                v = ai_view(r.image, tae)
+                lines.append(f"| {p.name} | {name} | {r.achieved['lpips_alex']:.4f} | {red * 100:.1f} % | "
+                             f"{'yes' if judge.top_k_hits([v], args.target)[0] else 'no'} | "
+                             f"{float(judge.score([v], args.target)[0]):.3f} | {time.perf_counter() - t0:.0f} |")
                 print(lines[-1], flush=True)
     text = "\n".join(lines)
     print(text)
