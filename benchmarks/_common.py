@@ -31,3 +31,12 @@ def judge_without(art: Path, held_out: list[Path] | set[Path]):  # noqa: ANN201
                            if x.suffix.lower() in {".png", ".jpg", ".jpeg"} and x.resolve() not in skip)
             for d in sorted(art.iterdir()) if d.is_dir()}
     return StyleJudge.train(refs)
+
+
+def emit(lines: list[str], out: str | None) -> int:
+    """Print a benchmark's markdown report and, with ``-o``, write it there too; the exit status (0)."""
+    text = "\n".join(lines)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
+    return 0

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import emit
 from _common import load_downscaled as load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,11 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{'yes' if judge.top_k_hits([v], args.target)[0] else 'no'} | "
                              f"{float(judge.score([v], args.target)[0]):.3f} | {time.perf_counter() - t0:.0f} |")
                 print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    return 0
+    return emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import judge_without
+from _common import emit, judge_without
 from _common import load_downscaled as load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -383,11 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{' '.join(argv if argv is not None else sys.argv[1:])}`", ""]
     body = {"eot": part_eot, "fingerprint": part_fingerprint, "masking": part_masking,
             "ceiling": part_ceiling}[args.part](args)
-    text = "\n".join(head + body)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    return 0
+    return emit(head + body, args.out)
 
 
 if __name__ == "__main__":

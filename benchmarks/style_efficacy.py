@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import emit
 from _common import load_downscaled as load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,20 +207,12 @@ def main(argv: list[str] | None = None) -> int:
             print(lines[-1], flush=True)
         lines.append(f"\nImage: `{Path(vg).name}` (held-out Van Gogh), TAEF2, target styles = the other artists.")
         if args.speed_only:
-            text = "\n".join(lines)
-            print(text)
-            if args.out:
-                Path(args.out).write_text(text + "\n")
-            return 0
+            return emit(lines, args.out)
 
     judge = StyleJudge.train({a: train[a] for a in sorted(train)})
     tae = load_encoder("taef2")
     if args.targets_only:
-        text = "\n".join(lines + targets_table(judge, tae, train, test, artists, args, tmp))
-        print(text)
-        if args.out:
-            Path(args.out).write_text(text + "\n")
-        return 0
+        return emit(lines + targets_table(judge, tae, train, test, artists, args, tmp), args.out)
     if args.attacks == "all-but-impress":
         from sfumato.attacks import SUITES
 
@@ -318,11 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                 share, mean = agg([r for r in rows if r["method"] == m], cond)
                 cells.append(f"{share} / {mean}")
             lines.append(f"| {'best-of-N' if cond == 'best' else cond} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    return 0
+    return emit(lines, args.out)
 
 
 if __name__ == "__main__":
