@@ -7,6 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp"}
+
+
+def image_paths(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS)
+
 
 def load_downscaled(path: Path, side: int) -> np.ndarray:
     """An image file as float32 RGB HxWx3 in [0, 1], Lanczos-downscaled so its long side is ≤ ``side``

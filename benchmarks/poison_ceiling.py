@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import emit
+from _common import emit, image_paths
 from _common import load_downscaled as load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,12 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     from sfumato.poison import PoisonConfig, choose_anchor, fit_to, poison_array
     from sfumato.style_cloak import ai_view
 
-    exts = {".png", ".jpg", ".jpeg", ".webp"}
-    photos = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in exts)
-    anchor_paths = sorted(p for p in Path(args.anchors).iterdir() if p.suffix.lower() in exts)
+    photos = image_paths(Path(args.photos))
+    anchor_paths = image_paths(Path(args.anchors))
     anchors = [load(p, args.side) for p in anchor_paths]
     judge = ConceptJudge()
     tae = load_encoder("taef2")
+    res_px = PoisonConfig(concept=args.concept, target=args.target).effort.resolution  # the poison's work size
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads "
              f"{torch.get_num_threads()}. Command: `python benchmarks/poison_ceiling.py "
              f"{' '.join(argv if argv is not None else sys.argv[1:])}`", "",
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     first_t = []
     for p in photos:
         rgb = load(p, args.side)
-        x0 = resize(to_nchw(rgb), work_size(*rgb.shape[:2], 512))
+        x0 = resize(to_nchw(rgb), work_size(*rgb.shape[:2], res_px))
         idx, _ = choose_anchor(x0, anchors, [(tae, 1.0)])
         a = fit_to(anchors[idx], tuple(x0.shape[-2:]))
         with torch.no_grad():

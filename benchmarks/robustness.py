@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import emit, judge_without
+from _common import emit, image_paths, judge_without
 from _common import load_downscaled as load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +53,13 @@ SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared"))
 
 
 def images(folder: Path, limit: int) -> list[Path]:
-    exts = {".png", ".jpg", ".jpeg", ".webp"}
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in exts)[:limit]
+    return image_paths(folder)[:limit]
+
+
+def cloak_manifest(r) -> dict:  # noqa: ANN001
+    """The fields check() reads from a cloak manifest (as api.py writes it), from a CloakResult."""
+    return {"mode": "cloak", "target": r.target, "config": r.config.to_dict(),
+            "latent": {d["encoder"]: {k: v for k, v in d.items() if k != "encoder"} for d in r.latent}}
 
 
 def part_eot(args: argparse.Namespace) -> list[str]:
@@ -108,10 +113,8 @@ def part_eot(args: argparse.Namespace) -> list[str]:
             secs = time.perf_counter() - t
             for m in measures:
                 man = None
-                if m == "target":  # the fields check() reads from a cloak manifest (as api.py writes it)
-                    man = {"mode": "cloak", "target": r.target, "config": r.config.to_dict(),
-                           "latent": {d["encoder"]: {k: v for k, v in d.items() if k != "encoder"}
-                                      for d in r.latent}}
+                if m == "target":
+                    man = cloak_manifest(r)
                 jd = judge if (judge is not None and m == measures[-1]) else None
                 rep = check(r.image, original=rgb, manifest=man, attacks=args.attacks, judges=jd is not None,
                             style_judge=jd, seed=args.seed)
@@ -176,8 +179,7 @@ def part_ceiling(args: argparse.Namespace) -> list[str]:
         cfg = CloakConfig.preset(quality=args.quality, seed=args.seed, target_renderer=args.renderer,
                                  robustness=Robustness(eot="none"))
         r = cloak_array(rgb, cfg, keep_target_image=True)
-        man = {"mode": "cloak", "target": r.target, "config": r.config.to_dict(),
-               "latent": {d["encoder"]: {k: v for k, v in d.items() if k != "encoder"} for d in r.latent}}
+        man = cloak_manifest(r)
         assert r.target_image is not None
         with torch.no_grad():
             t_full = to_hwc(resize(to_nchw(r.target_image), rgb.shape[:2]))

@@ -114,13 +114,13 @@ def protect(method: str, rgb: np.ndarray, styles: Path, seed: int) -> tuple[np.n
 
 def targets_table(judge, tae, train, test, artists, args, tmp: Path) -> list[str]:  # noqa: ANN001
     """``--targets-only``: the judge's verdict on each candidate target's own AI view (no cloak)."""
-    from sfumato.config import QUALITY_PRESETS
-    from sfumato.neural_style import gatys_transfer
+    from sfumato.config import CloakConfig
     from sfumato.perturb import resize, to_hwc, to_nchw, work_size
-    from sfumato.style_cloak import GATYS_COARSE_STEPS, GATYS_STEPS, ai_view
+    from sfumato.style_cloak import ai_view, render_target
     from sfumato.styles import resolve_style_option
 
-    res_px = QUALITY_PRESETS["slow"].resolution
+    cfg = CloakConfig.preset(quality="slow", seed=args.seed)
+    res_px = cfg.effort.resolution
     others = sorted(train)
     lines = ["Each cell: P(true artist) of the target's AI view, and the judge's verdict (✓ = still the true artist).",
              "", "| artist | painting | " + " | ".join(f"target {o}" for o in others) + " | targets judged true |",
@@ -136,8 +136,7 @@ def targets_table(judge, tae, train, test, artists, args, tmp: Path) -> list[str
                 if o not in cands:
                     cells.append("–")
                     continue
-                img = gatys_transfer(x0, [to_nchw(e) for e in cands[o].exemplars], steps=GATYS_STEPS,
-                                     coarse_steps=GATYS_COARSE_STEPS)
+                img, _, _ = render_target(x0, tae, [cands[o]], cfg, seed=args.seed)  # as the cloak renders it
                 p = judge.predict_proba([ai_view(to_hwc(img), tae)])[0]
                 true = judge.artists[int(p.argmax())] == artist
                 hits += true
