@@ -36,9 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
 
-    from sfumato import io as sio
-    from sfumato.api import cloak_file, manifest_path_for
+    from sfumato.api import cloak_file
     from sfumato.config import CloakConfig
+    from sfumato.io import image as sio
+    from sfumato.io.outputs import manifest_path_for
 
     cfg = CloakConfig.preset(intensity=args.intensity, quality=args.quality, seed=args.seed,
                              target_renderer=args.target_renderer, style_strength=args.style_strength)

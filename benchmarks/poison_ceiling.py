@@ -60,7 +60,7 @@ class DecodedViewObjective:
     def __call__(self, x, coarse: bool):  # noqa: ANN001, ANN204
         import torch
 
-        from sfumato.perturb import resize
+        from sfumato.io.tensors import resize
 
         v = resize(x, self.size).contiguous(memory_format=torch.channels_last)
         d = (self.enc.decode(self.enc.encode(v))[..., : self.size[0], : self.size[1]] - self.view_t).flatten().norm()
@@ -92,10 +92,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from sfumato.config import Budget
     from sfumato.encoders import load_encoder
+    from sfumato.encoders.views import ai_view
+    from sfumato.io.tensors import fit_to, resize, to_hwc, to_nchw, work_size
     from sfumato.judges import ConceptJudge
-    from sfumato.perturb import resize, to_hwc, to_nchw, work_size
-    from sfumato.poison import PoisonConfig, choose_anchor, fit_to, poison_array
-    from sfumato.style_cloak import ai_view
+    from sfumato.protections.poison import PoisonConfig, poison_array
+    from sfumato.targets.anchors import choose_anchor
 
     photos = image_paths(Path(args.photos))
     anchor_paths = image_paths(Path(args.anchors))
@@ -167,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                   "| photo | objective | LPIPS-alex | latent reduction toward the anchor | AI view "
                   f"{args.target} (top-5) | P({args.target}) | s |", "|---|---|---|---|---|---|---|"]
         from sfumato.config import Effort
-        from sfumato.perturb import LatentTargetObjective, perturb_toward
+        from sfumato.optimise.objectives import LatentTargetObjective
+        from sfumato.optimise.perturb import perturb_toward
 
         eff = Effort(steps=args.decoded_steps, resolution=args.decoded_resolution, lr=0.008)
         for p in photos[: args.decoded]:

@@ -30,11 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
 
-    from sfumato import io as sio
-    from sfumato.anchors import load_anchor_folder
-    from sfumato.api import manifest_path_for, poison_file
-    from sfumato.poison import PoisonConfig
-    from sfumato.scorers import make_scorer
+    from sfumato.api import poison_file
+    from sfumato.io import image as sio
+    from sfumato.io.outputs import manifest_path_for
+    from sfumato.judges.scorers import make_scorer
+    from sfumato.protections.poison import PoisonConfig
+    from sfumato.targets.anchors import load_anchor_folder
 
     cfg = PoisonConfig(concept=args.concept, target=args.target, seed=args.seed)
     anchors = load_anchor_folder(args.anchors, concept=args.target)

@@ -35,10 +35,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from PIL import Image
 
-    from sfumato import io as sio
-    from sfumato.anchors import load_anchor_folder
     from sfumato.api import concept_report
-    from sfumato.protect import ProtectConfig, protect_array, sequential_array
+    from sfumato.io import image as sio
+    from sfumato.protections.protect import ProtectConfig, protect_array, sequential_array
+    from sfumato.targets.anchors import load_anchor_folder
 
     files = sio.iter_image_paths([SHARED / "corpus" / "art" / "vincent_van_gogh"])[: args.limit]
     anchors = load_anchor_folder(SHARED / "corpus" / "photos" / args.target, concept=args.target)

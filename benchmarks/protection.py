@@ -50,8 +50,8 @@ def run_method(method: str, rgb: np.ndarray, *, kind: str, anchors, resolution: 
 
     from sfumato.baselines import get_baseline
     from sfumato.config import Budget, CloakConfig
-    from sfumato.poison import PoisonConfig, poison_array
-    from sfumato.style_cloak import cloak_array
+    from sfumato.protections.cloak import cloak_array
+    from sfumato.protections.poison import PoisonConfig, poison_array
 
     budget = Budget(lpips=0.05, linf=24 / 255) if kind == "cloak" else Budget(lpips=0.07, linf=24 / 255)
     t = time.perf_counter()
@@ -83,8 +83,8 @@ def run_method(method: str, rgb: np.ndarray, *, kind: str, anchors, resolution: 
 def measure(m: str, name: str, rgb: np.ndarray, *, set_name: str, kind: str, anchors, args, attacks,  # noqa: ANN001
             style_judge, concept_judge, taef2) -> dict:  # noqa: ANN001
     """Protect one image with method ``m``, check the result, and return one JSON-safe row."""
-    from sfumato.style_cloak import ai_view
-    from sfumato.verify import check
+    from sfumato.encoders.views import ai_view
+    from sfumato.verification.check import check
 
     img, secs, steps_run = run_method(m, rgb, kind=kind, anchors=anchors, resolution=args.resolution,
                                       steps_scale=args.steps_scale, seed=args.seed)
@@ -185,11 +185,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from sfumato import io as sio
-    from sfumato.anchors import load_anchor_folder
     from sfumato.encoders import load_encoder
+    from sfumato.io import image as sio
     from sfumato.judges.concept import ConceptJudge
     from sfumato.judges.style import StyleJudge
+    from sfumato.targets.anchors import load_anchor_folder
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     corpus = SHARED / "corpus"

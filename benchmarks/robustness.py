@@ -74,8 +74,8 @@ def part_eot(args: argparse.Namespace) -> list[str]:
     trained on the shared paintings other than the Van Gogh ones measured here and never enters a loss).
     """
     from sfumato.config import CloakConfig, Robustness
-    from sfumato.style_cloak import cloak_array
-    from sfumato.verify import check
+    from sfumato.protections.cloak import cloak_array
+    from sfumato.verification.check import check
 
     def parse(v: str) -> tuple[str, tuple[str, float]]:  # "default@0.5" -> (label, (eot preset, grid scale))
         eot, _, scale = v.partition("@")
@@ -166,9 +166,9 @@ def part_ceiling(args: argparse.Namespace) -> list[str]:
     import torch
 
     from sfumato.config import CloakConfig, Robustness
-    from sfumato.perturb import resize, to_hwc, to_nchw
-    from sfumato.style_cloak import cloak_array
-    from sfumato.verify import check
+    from sfumato.io.tensors import resize, to_hwc, to_nchw
+    from sfumato.protections.cloak import cloak_array
+    from sfumato.verification.check import check
 
     paths = images(SHARED / "corpus/art/vincent_van_gogh", args.limit)
     cols = ["cloak, no EOT", *(f"blend λ {lam:g}" for lam in args.lambdas)]
@@ -248,8 +248,8 @@ def remover_test(clean_tr: list[np.ndarray], prot_tr: list[np.ndarray], clean_te
     import torch
 
     from sfumato.encoders import load_encoder
+    from sfumato.io.tensors import to_nchw
     from sfumato.metrics.quality import psnr
-    from sfumato.perturb import to_nchw
 
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -293,7 +293,7 @@ def part_fingerprint(args: argparse.Namespace) -> list[str]:
     from sklearn.preprocessing import StandardScaler
 
     from sfumato.config import CloakConfig, Robustness
-    from sfumato.style_cloak import cloak_array
+    from sfumato.protections.cloak import cloak_array
 
     paths = images(SHARED / "corpus/art/claude_monet", 10_000)
     paths = [p for p in paths if p.name.startswith("cyclegan")][: args.limit]
@@ -329,9 +329,9 @@ def part_fingerprint(args: argparse.Namespace) -> list[str]:
 
 def part_masking(args: argparse.Namespace) -> list[str]:
     from sfumato.config import CloakConfig, Robustness
-    from sfumato.masking import visible_noise_metric
-    from sfumato.perturb import to_nchw
-    from sfumato.style_cloak import cloak_array
+    from sfumato.io.tensors import to_nchw
+    from sfumato.optimise.masking import visible_noise_metric
+    from sfumato.protections.cloak import cloak_array
 
     lines = [f"### Adaptive masking on flat-colour illustrations ({args.quality} preset, ≤ {args.side} px)", "",
              "| image | masking | flat-region energy (×255) | LPIPS-alex | PSNR dB | latent reduction |",

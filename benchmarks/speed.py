@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     from sfumato.config import CloakConfig
-    from sfumato.perturb import load_encoders
-    from sfumato.style_cloak import cloak_array
+    from sfumato.encoders.cache import load_encoders
+    from sfumato.protections.cloak import cloak_array
 
     torch.set_num_threads(os.cpu_count() or 1)
     src = Path(args.image) if args.image else next(

@@ -63,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     from sfumato.baselines import get_baseline
     from sfumato.config import Budget, CloakConfig
     from sfumato.encoders import load_encoder
-    from sfumato.perturb import protected_quality, resize, to_nchw, work_size
-    from sfumato.style_cloak import ai_view, cloak_array
+    from sfumato.encoders.views import ai_view
+    from sfumato.io.tensors import resize, to_nchw, work_size
+    from sfumato.metrics.saved import protected_quality
+    from sfumato.protections.cloak import cloak_array
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     src = Path(args.image) if args.image else SHARED / "corpus/art/vincent_van_gogh" / DEFAULT_IMAGE

@@ -102,7 +102,7 @@ def protect(method: str, rgb: np.ndarray, styles: Path, seed: int) -> tuple[np.n
         r = glaze_style_cloak(rgb, target=str(styles), steps=100, matched_budget=budget, seed=seed)
         return r.image, time.perf_counter() - t, None
     if method.startswith("sfumato-"):
-        from sfumato.style_cloak import cloak_array
+        from sfumato.protections.cloak import cloak_array
 
         quality = method.split("-")[1]
         extra = {"target_renderer": "latent-wct", "style_strength": 0.35} if method.endswith("-wct") else {}
@@ -115,9 +115,10 @@ def protect(method: str, rgb: np.ndarray, styles: Path, seed: int) -> tuple[np.n
 def targets_table(judge, tae, train, test, artists, args, tmp: Path) -> list[str]:  # noqa: ANN001
     """``--targets-only``: the judge's verdict on each candidate target's own AI view (no cloak)."""
     from sfumato.config import CloakConfig
-    from sfumato.perturb import resize, to_hwc, to_nchw, work_size
-    from sfumato.style_cloak import ai_view, render_target
-    from sfumato.styles import resolve_style_option
+    from sfumato.encoders.views import ai_view
+    from sfumato.io.tensors import resize, to_hwc, to_nchw, work_size
+    from sfumato.targets.style_target import render_target
+    from sfumato.targets.styles import resolve_style_option
 
     cfg = CloakConfig.preset(quality="slow", seed=args.seed)
     res_px = cfg.effort.resolution
@@ -178,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from sfumato.attacks import apply_attack, resolve_attacks
     from sfumato.encoders import load_encoder
+    from sfumato.encoders.views import ai_view
     from sfumato.judges import StyleJudge
-    from sfumato.style_cloak import ai_view
 
     art = Path(args.corpus)
     train, test = split(art, args.test_size, args.split_seed)
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.speed_sides:
         from sfumato.config import CloakConfig
-        from sfumato.style_cloak import cloak_array
+        from sfumato.protections.cloak import cloak_array
 
         vg = sorted(test["vincent_van_gogh"])[0]
         styles = style_folders(train, "vincent_van_gogh", args.exemplars, tmp)
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                     pt = judge.predict_proba([ai_view(target_img, tae)])[0]
                     target_judged = {"p_true": float(pt[judge.artists.index(artist)]),
                                      "pred": judge.artists[int(pt.argmax())]}
-                from sfumato.perturb import protected_quality
+                from sfumato.metrics.saved import protected_quality
 
                 q = protected_quality(img, rgb) if method != "clean" else {"lpips_alex": 0.0, "linf": 0.0}
                 probs, usable = {}, {}

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sfumato.attacks.real import jpeg as pillow_jpeg
-from sfumato.eot import JpegParams, diff_jpeg
+from sfumato.optimise.eot import JpegParams, diff_jpeg
 
 IMAGES = (
     "art/vincent_van_gogh",

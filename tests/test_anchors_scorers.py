@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from sfumato.anchors import AnchorSet, generate_anchors, load_anchor_folder
-from sfumato.models import ModelNotFoundError
-from sfumato.scorers import (
+from sfumato.judges.scorers import (
     CLIP_THRESHOLD,
     ClipConceptScorer,
     ConceptScorer,
     MobileNetConceptScorer,
     make_scorer,
 )
+from sfumato.models import ModelNotFoundError
+from sfumato.targets.anchors import AnchorSet, generate_anchors, load_anchor_folder
 
 WORDS = ("a", "photo", "of", "dog", "cat", "teapot")
 
@@ -424,7 +424,7 @@ def test_make_scorer_specs(models_dir: Path) -> None:
 
 
 def test_img2img_transfer_from_pipeline_object_is_seeded_and_sized(sd_pipe) -> None:
-    from sfumato.img2img_style import img2img_transfer, style_prompt
+    from sfumato.targets.img2img import img2img_transfer, style_prompt
 
     assert style_prompt("paul_signac") == "a painting in the style of paul signac"
     x = torch.rand(1, 3, 40, 52, generator=torch.Generator().manual_seed(0))
@@ -441,7 +441,7 @@ def test_cloak_with_img2img_target_from_saved_pipeline_folder(sd_folder: Path, m
 
     from sfumato.config import Budget, CloakConfig, Effort
     from sfumato.encoders.tae import tiny_random_tae
-    from sfumato.style_cloak import cloak_array
+    from sfumato.protections.cloak import cloak_array
 
     with pytest.raises(ValueError, match="needs target_model"):
         CloakConfig(target_renderer="img2img")

@@ -182,8 +182,8 @@ def test_best_of_n_picks_the_strongest_usable_attack() -> None:
 
 def test_impress_reduces_autoencoder_inconsistency(taef2, corpus_dir) -> None:  # noqa: ANN001
     from sfumato.attacks.impress import consistency_loss, impress_purify
-    from sfumato.io import load_image
-    from sfumato.style_cloak import to_nchw
+    from sfumato.io.image import load_image
+    from sfumato.io.tensors import to_nchw
 
     path = sorted((corpus_dir / "art" / "claude_monet").iterdir())[0]
     x = load_image(path).rgb[:48, :48]

@@ -13,7 +13,7 @@ from sfumato.baselines import BASELINES, BaselineResult, get_baseline, quantise_
 from sfumato.baselines.mist import mist_pattern
 from sfumato.config import Budget
 from sfumato.encoders.tae import tiny_random_tae
-from sfumato.style_cloak import round_to_bits
+from sfumato.io.tensors import round_to_bits
 
 H, W = 40, 56  # small and cheap: the encoders see it as it is
 BIG = (72, 96)  # with resolution=64 the encoders see 48x64 and δ is upsampled to 72x96
@@ -117,7 +117,7 @@ def test_glaze_targets_a_rendering_in_the_chosen_style(runs) -> None:
     r, _ = runs["glaze"]
     assert r.params["target"]["style"] == "stripes"
     assert r.params["lpips_p"] == 0.05 and r.params["alpha"] == 30.0 and r.params["update"] == "adam"
-    from sfumato.style_cloak import resize, to_hwc, to_nchw
+    from sfumato.io.tensors import resize, to_hwc, to_nchw
 
     clean_view = to_hwc(resize(to_nchw(_image(0)), (H, W)))
     assert np.abs(r.target_image - clean_view).mean() > 0.05  # the target is a re-rendering, not the input
@@ -126,7 +126,7 @@ def test_glaze_targets_a_rendering_in_the_chosen_style(runs) -> None:
 def test_nightshade_step_size_decays_linearly(enc, monkeypatch) -> None:
     """Record x0 + δ at every step: each signed step moves unclipped pixels by exactly the step size."""
     from sfumato.baselines import nightshade
-    from sfumato.optimize import optimise as real_optimise
+    from sfumato.optimise.loop import optimise as real_optimise
 
     seen: list[torch.Tensor] = []
 

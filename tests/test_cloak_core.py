@@ -11,19 +11,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfumato import style_transfer, styles
-from sfumato.budgets import LinfBudget, LpipsBudget
 from sfumato.config import Budget, CloakConfig, Effort, Robustness
 from sfumato.encoders.tae import tiny_random_tae
-from sfumato.optimize import optimise
-from sfumato.style_cloak import (
-    LatentTargetObjective,
-    calibrate,
-    cloak_array,
-    round_to_bits,
-    to_nchw,
-    work_size,
-)
+from sfumato.io.tensors import round_to_bits, to_nchw, work_size
+from sfumato.optimise.budgets import LinfBudget, LpipsBudget
+from sfumato.optimise.calibrate import calibrate
+from sfumato.optimise.loop import optimise
+from sfumato.optimise.objectives import LatentTargetObjective
+from sfumato.protections.cloak import cloak_array
+from sfumato.targets import latent_wct as style_transfer
+from sfumato.targets import styles as styles
 
 
 def _image(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
@@ -227,7 +224,8 @@ def test_lpips_budget_penalty_is_zero_inside_and_positive_outside(models_dir) ->
 @settings(max_examples=40, deadline=None)
 @given(h=st.integers(40, 6000), w=st.integers(40, 6000), cap=st.sampled_from([200_000, 1_200_000]))
 def test_lpips_regions_tile_the_view_on_the_16px_grid(h: int, w: int, cap: int) -> None:
-    from sfumato.perturb import LPIPS_VIEW_MAX_PIXELS, capped_size, lpips_regions
+    from sfumato.io.tensors import capped_size
+    from sfumato.optimise.lpips_views import LPIPS_VIEW_MAX_PIXELS, lpips_regions
 
     regions = lpips_regions(h, w, cap)
     vh, vw = capped_size(h, w, LPIPS_VIEW_MAX_PIXELS)
@@ -279,7 +277,7 @@ def test_lpips_budget_regions_round_robin_and_check_rescales_the_ceiling(models_
 
 
 def test_step_size_schedules() -> None:
-    from sfumato.optimize import step_size
+    from sfumato.optimise.loop import step_size
 
     assert [step_size(0.01, k, 5) for k in (1, 3, 5)] == [0.01, 0.01, 0.01]
     assert [step_size(0.01, k, 5, "linear") for k in (1, 3, 5)] == pytest.approx([0.01, 0.005, 0.0])
@@ -289,8 +287,9 @@ def test_step_size_schedules() -> None:
 
 
 def test_saved_file_lpips_matches_the_metric_on_the_rounded_full_image(models_dir) -> None:  # noqa: ANN001
+    from sfumato.io.tensors import resize
     from sfumato.metrics.lpips import load_lpips
-    from sfumato.perturb import resize, saved_file_lpips
+    from sfumato.optimise.lpips_views import saved_file_lpips
 
     rgb = _image(90, 120)
     x0 = resize(to_nchw(rgb), (45, 60))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sfumato.eot import (
+from sfumato.optimise.eot import (
     EOT_PRESETS,
     BlurParams,
     CropParams,
@@ -229,7 +229,7 @@ def test_config_json_round_trip_and_validation() -> None:
 
 def test_strong_preset_with_encoder_runs_in_the_loop() -> None:
     from sfumato.encoders.tae import tiny_random_tae
-    from sfumato.optimize import optimise
+    from sfumato.optimise.loop import optimise
 
     enc = tiny_random_tae(seed=1)
     eot = make_transform("strong", encoder=enc)

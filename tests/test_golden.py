@@ -30,10 +30,10 @@ def _figures(res) -> dict:  # noqa: ANN001
 
 
 def _compute(corpus_dir: Path, models_dir: Path, tmp: Path) -> dict:
-    from sfumato.anchors import load_anchor_folder
     from sfumato.api import cloak_file, poison_file
     from sfumato.config import Budget, CloakConfig, Effort
-    from sfumato.poison import PoisonConfig
+    from sfumato.protections.poison import PoisonConfig
+    from sfumato.targets.anchors import load_anchor_folder
 
     out: dict = {}
     cfg = CloakConfig.preset(quality="fast")

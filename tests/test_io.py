@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, features
 
-from sfumato import io as sio
-from sfumato.io import (
+from sfumato.io import image as sio
+from sfumato.io.image import (
     IMAGE_SUFFIXES,
     ArtImage,
     ImageError,

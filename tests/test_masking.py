@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sfumato.budgets import LinfBudget
-from sfumato.masking import MaskConfig, budget_map, texture_density, visible_noise_metric
+from sfumato.optimise.budgets import LinfBudget
+from sfumato.optimise.masking import MaskConfig, budget_map, texture_density, visible_noise_metric
 
 
 def _half_textured(h: int = 64, w: int = 96, seed: int = 0) -> torch.Tensor:

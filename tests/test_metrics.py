@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from sfumato.metrics import LPIPSReference, flat_region_energy, linf, load_lpips, psnr, ssim
-from sfumato.metrics.lpips import _load_weights
+from sfumato.metrics.lpips import LPIPSReference, _load_weights, load_lpips
+from sfumato.metrics.quality import flat_region_energy, linf, psnr, ssim
 
 GOLDEN = {"squeeze": [0.1024, 0.0938], "alex": [0.1312, 0.1420]}
 

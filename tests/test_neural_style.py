@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from sfumato import neural_style, styles
 from sfumato.config import CloakConfig
 from sfumato.encoders.tae import tiny_random_tae
-from sfumato.perturb import LatentTargetObjective
-from sfumato.style_cloak import ranked_styles, render_target
+from sfumato.optimise.objectives import LatentTargetObjective
+from sfumato.targets import gatys as neural_style
+from sfumato.targets import styles as styles
+from sfumato.targets.style_target import ranked_styles, render_target
 
 
 def _img(seed: int, size: int = 64) -> torch.Tensor:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from sfumato import io as sio
 from sfumato.cli import main
+from sfumato.io import image as sio
 
 FAST = ["--steps", "3", "--resolution", "64", "--quiet"]
 
@@ -54,7 +54,7 @@ def test_cloak_cli_keeps_metadata_alpha_and_meets_budget(tmp_path: Path, corpus_
     assert not np.array_equal(a.rgb, b.rgb)
     assert (out / "art.ai_view.before.png").exists() and (out / "art.ai_view.after.png").exists()
     # The manifest's figures are the saved file's.
-    from sfumato.perturb import protected_quality
+    from sfumato.metrics.saved import protected_quality
 
     q = protected_quality(b.rgb, a.rgb)
     assert q["lpips_alex"] == pytest.approx(man["achieved"]["lpips_alex"], abs=1e-6)
@@ -135,9 +135,9 @@ def test_poison_skips_non_candidates_unless_forced(tmp_path: Path, corpus_dir: P
 
 
 def test_protect_joint_reports_both_objectives(tmp_path: Path, corpus_dir: Path) -> None:
-    from sfumato.anchors import load_anchor_folder
     from sfumato.config import Effort
-    from sfumato.protect import ProtectConfig, protect_array, sequential_array
+    from sfumato.protections.protect import ProtectConfig, protect_array, sequential_array
+    from sfumato.targets.anchors import load_anchor_folder
 
     rgb = np.asarray(_painting(corpus_dir, (64, 64)), dtype=np.float32) / 255
     anchors = load_anchor_folder(corpus_dir / "photos" / "cat", concept="cat", max_images=3)
@@ -187,7 +187,7 @@ def test_sidecar_files_get_normal_permissions(tmp_path: Path) -> None:
     import os
     import stat
 
-    from sfumato.api import write_json_atomic
+    from sfumato.io.atomic import write_json_atomic
 
     p = tmp_path / "m.json"
     write_json_atomic(p, {"a": 1})

@@ -21,15 +21,7 @@ from PIL import Image
 from sfumato.config import Effort
 from sfumato.server import ServerSettings, is_loopback
 from sfumato.server.app import create_app
-from sfumato.server.jobs import (
-    MODES,
-    JobOptions,
-    JobRunner,
-    JobStore,
-    Mode,
-    QueueFull,
-    sanitise_display_name,
-)
+from sfumato.server.jobs import MODES, JobOptions, JobRunner, JobStore, Mode, QueueFull, sanitise_display_name
 
 TINY = Effort(steps=2, resolution=64, calibration_steps=2)
 FAST = {"quality": "fast", "target_style": "mosaic", "ai_view": "true"}

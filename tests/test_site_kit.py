@@ -12,13 +12,7 @@ from urllib.robotparser import RobotFileParser
 import pytest
 
 from sfumato.cli import main as cli_main
-from sfumato.optout.site import (
-    KIT_FILES,
-    SiteKitOptions,
-    load_crawler_list,
-    request_agents,
-    write_site_kit,
-)
+from sfumato.optout.site import KIT_FILES, SiteKitOptions, load_crawler_list, request_agents, write_site_kit
 
 # real User-Agent headers (as published by the operators) used to check the optional 403 rules
 REAL_UAS = {

@@ -8,16 +8,16 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from ._version import __version__
+from sfumato._version import __version__
 
 _LAZY = {
     "cloak": ("sfumato.api", "cloak"),
     "cloak_file": ("sfumato.api", "cloak_file"),
     "CloakConfig": ("sfumato.config", "CloakConfig"),
-    "CloakResult": ("sfumato.style_cloak", "CloakResult"),
+    "CloakResult": ("sfumato.protections.cloak", "CloakResult"),
     "load_encoder": ("sfumato.encoders", "load_encoder"),
-    "load_image": ("sfumato.io", "load_image"),
-    "save_image": ("sfumato.io", "save_image"),
+    "load_image": ("sfumato.io.image", "load_image"),
+    "save_image": ("sfumato.io.image", "save_image"),
 }
 
 __all__ = ["__version__", *_LAZY]

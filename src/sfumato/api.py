@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,97 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
-from .config import CloakConfig
-
-LOSSY_FORMATS = frozenset({"JPEG", "AVIF"})
-
-#: Lossy sources are written losslessly by default: re-encoding a JPEG moves pixels by up to ~20/255 by
-#: itself (even at quality 100), which would break the L∞ guarantee on the saved file and erase part of
-#: the perturbation. ``--format JPEG`` still writes JPEG (quality 95-100, 4:4:4) with the codec's error
-#: pushed back toward the cap and the achieved L∞ reported honestly.
-LOSSLESS_DEFAULTS = {"JPEG": "PNG", "AVIF": "PNG", "MPO": "PNG"}
-
-
-def make_quantiser(image: Any, fmt: str, *, jpeg_quality: int = 98, linf: float | None = None,
-                   webp_lossless: bool = True, max_fix: int = 4) -> Callable[[np.ndarray], np.ndarray]:
-    """A function returning exactly the pixels the saved file will hold for an RGB array.
-
-    Lossless formats: rounding to the output bit depth (and grey projection for greyscale sources), as
-    :func:`sfumato.io.stored_rgb` does. Lossy formats: a real encode/decode through
-    :func:`sfumato.io.save_image` in a temporary folder. With ``linf`` set, a lossy codec's own error is
-    pushed back inside the L∞ cap by re-encoding with the excess subtracted (a few projection rounds).
-    """
-    from . import io as sio
-
-    if fmt not in LOSSY_FORMATS and not (fmt == "WEBP" and not webp_lossless):
-        return lambda rgb: sio.stored_rgb(image, rgb, format=fmt)
-
-    ref = image.rgb
-
-    def codec(rgb: np.ndarray) -> np.ndarray:
-        with tempfile.TemporaryDirectory(prefix="sfumato-q-") as d:
-            p = sio.save_image(image, rgb, Path(d) / f"q{sio.output_suffix(fmt)}", format=fmt,
-                               jpeg_quality=jpeg_quality, exif=b"", xmp=b"")
-            return sio.load_image(p).rgb
-
-    def q(rgb: np.ndarray) -> np.ndarray:
-        inp = rgb
-        out = codec(inp)
-        if linf is None:
-            return out
-        for _ in range(max_fix):
-            e = out - ref
-            excess = e - np.clip(e, -linf, linf)
-            if not np.any(excess):
-                break
-            inp = np.clip(inp - excess, 0, 1)
-            out = codec(inp)
-        return out
-
-    return q
-
-
-def sha256_bytes_of(path: Path) -> str:
-    from .models import sha256_file
-
-    return sha256_file(path)
-
-
-def _publish(tmp: str, path: Path) -> None:
-    """Give a temp file (created 0600 by mkstemp) the usual permissions (0666 & ~umask), then rename it
-    into place atomically."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: dict[str, Any], *, overwrite: bool = True) -> None:
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
-        _publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_png_atomic(path: Path, rgb: np.ndarray) -> None:
-    from PIL import Image
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp, format="PNG")
-        _publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+from sfumato._version import __version__
+from sfumato.config import CloakConfig
+from sfumato.io.atomic import sha256_bytes_of, write_json_atomic, write_png_atomic, write_text_atomic
+from sfumato.io.outputs import LOSSLESS_DEFAULTS, check_jpeg_quality, make_quantiser, manifest_path_for
 
 
 @dataclass
@@ -115,15 +26,13 @@ class FileResult:
     extra_outputs: list[Path] = field(default_factory=list)
 
 
-def manifest_path_for(out_dir: Path, stem: str) -> Path:
-    return out_dir / f"{stem}.sfumato.json"
 
 
 def cloak(image: Any, config: CloakConfig | None = None, *, models_dir=None, **kw: Any):  # noqa: ANN001, ANN201
     """Cloak an image given as an HxWx3 float array in [0, 1], an :class:`sfumato.io.ArtImage` or a path.
     Returns a :class:`sfumato.cloak.CloakResult` (nothing is written)."""
-    from . import io as sio
-    from .style_cloak import cloak_array
+    from sfumato.io import image as sio
+    from sfumato.protections.cloak import cloak_array
 
     if isinstance(image, (str, os.PathLike)):
         image = sio.load_image(image)
@@ -131,10 +40,6 @@ def cloak(image: Any, config: CloakConfig | None = None, *, models_dir=None, **k
     return cloak_array(rgb, config, models_dir=models_dir, **kw)
 
 
-def _check_jpeg_quality(q: int) -> None:
-    if not 95 <= q <= 100:
-        raise ValueError(f"JPEG quality {q} is not allowed: below 95 (and with 4:2:0 chroma) the codec erases "
-                         "most of the perturbation; use 95-100")
 
 
 def _process_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, mode: str, config: Any,
@@ -144,11 +49,12 @@ def _process_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
                   extra: Callable[[Any, Any, Any, Path, str], dict[str, Any]] | None = None) -> FileResult:
     """Load → compute (with the output codec's quantiser) → save atomically → re-read the saved file and
     measure it → manifest. Shared by cloak, poison and protect."""
-    from . import io as sio
-    from .perturb import load_encoders, protected_quality
-    from .style_cloak import ai_view as render_ai_view
+    from sfumato.encoders.cache import load_encoders
+    from sfumato.encoders.views import ai_view as render_ai_view
+    from sfumato.io import image as sio
+    from sfumato.metrics.saved import protected_quality
 
-    _check_jpeg_quality(jpeg_quality)
+    check_jpeg_quality(jpeg_quality)
     t0 = time.perf_counter()
     src = Path(src)
     out_dir = Path(out_dir)
@@ -208,7 +114,7 @@ def _process_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
 def rights_xmp(rights: Any) -> Callable[[bytes | None], bytes]:
     """An ``xmp=`` value that merges the IPTC/XMP "do not train" reservation of ``rights``
     (:class:`sfumato.optout.xmp.RightsOptions`) into each source image's existing XMP."""
-    from .optout.xmp import build_xmp
+    from sfumato.optout.xmp import build_xmp
 
     return lambda existing: build_xmp(existing, rights)
 
@@ -220,7 +126,7 @@ def cloak_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], con
     """Cloak one image file into ``out_dir``: the protected file (same format by default, atomic write,
     metadata/alpha/bit depth kept) and ``<stem>.sfumato.json``. Budget figures are measured on the file
     as saved (re-read from disk)."""
-    from .style_cloak import cloak_array
+    from sfumato.protections.cloak import cloak_array
 
     config = config or CloakConfig()
 
@@ -240,11 +146,11 @@ def concept_report(original: np.ndarray, saved: np.ndarray, *, concept: str, tar
                    models_dir=None, resolution: int = 512) -> dict[str, Any]:  # noqa: ANN001
     """Stealth and effect of a poison, judged independently (MobileNetV2, never in the loss): do the saved
     pixels still show C (top-5)? does the AI view (TAEF2 decode of the latent) show A (top-5)?"""
-    from .perturb import _cached_encoder
-    from .style_cloak import ai_view as render_ai_view
+    from sfumato.encoders.cache import cached_encoder
+    from sfumato.encoders.views import ai_view as render_ai_view
 
     judge = _concept_judge(models_dir)
-    enc = _cached_encoder("taef2", models_dir)
+    enc = cached_encoder("taef2", models_dir)
     views = [render_ai_view(a, enc, resolution=resolution) for a in (original, saved)]
     imgs = [original, saved, *views]
     out: dict[str, Any] = {"judge": "MobileNetV2 ImageNet (int8 TFLite), concept = group of classes, top-5",
@@ -268,7 +174,7 @@ _JUDGES: dict[str, Any] = {}
 
 
 def _concept_judge(models_dir):  # noqa: ANN001, ANN202
-    from .judges.concept import ConceptJudge
+    from sfumato.judges.concept import ConceptJudge
 
     key = str(models_dir)
     if key not in _JUDGES:
@@ -279,7 +185,7 @@ def _concept_judge(models_dir):  # noqa: ANN001, ANN202
 def check_candidate(src: str | os.PathLike[str], concept: str, scorer: Any, *, force: bool) -> dict[str, Any]:
     """Nightshade's candidate selection: does the image clearly show ``concept``? Raises
     :class:`NotACandidate` when not (unless ``force``); returns the manifest entry."""
-    from . import io as sio
+    from sfumato.io import image as sio
 
     if scorer is None:
         return {"checked": False}
@@ -296,14 +202,14 @@ def check_candidate(src: str | os.PathLike[str], concept: str, scorer: Any, *, f
 def _poison_extra(config: Any, anchors: Any, candidate: dict[str, Any], img: Any, saved: Any, res: Any, od: Path,
                   stem: str, *, caption: bool, judge: bool, models_dir: Any, target: Any) -> dict[str, Any]:
     """Manifest entries shared by poison and protect: anchor, candidate, caption file, judged effect."""
-    from .poison import caption_for
+    from sfumato.protections.poison import caption_for
 
     e: dict[str, Any] = {"concept": config.concept, "target": target,
                          "anchor": {**res.anchor, "source": anchors.source}, "candidate": candidate}
     if caption:
         text = caption_for(config.concept, seed=config.seed)
         cp = od / f"{stem}.txt"
-        _write_text_atomic(cp, text + "\n")
+        write_text_atomic(cp, text + "\n")
         e["caption"] = {"file": cp.name, "text": text}
         e["_files"] = [cp]
     if judge:
@@ -321,7 +227,7 @@ def poison_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], co
     :class:`sfumato.anchors.AnchorSet`); writes the image, ``<stem>.txt`` (a caption naming C) and the
     manifest with stealth/effect figures. Raises :class:`NotACandidate` when the scorer says the image
     does not clearly show C (unless ``force``)."""
-    from .poison import poison_array
+    from sfumato.protections.poison import poison_array
 
     candidate = check_candidate(src, config.concept, scorer, force=force)
 
@@ -345,7 +251,7 @@ def protect_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], c
                  progress: Callable[[int, int], None] | None = None) -> FileResult:
     """Cloak and poison one image jointly (one optimisation under one budget); outputs as
     :func:`poison_file` plus the style target."""
-    from .protect import protect_array
+    from sfumato.protections.protect import protect_array
 
     candidate = check_candidate(src, config.concept, scorer, force=force)
 
@@ -362,19 +268,10 @@ def protect_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], c
                          ai_view=ai_view, models_dir=models_dir, xmp=xmp, rel_stem=rel_stem, extra=extra)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        _publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _encoder_entry(spec: str, weight: float, models_dir) -> dict[str, Any]:  # noqa: ANN001
-    from .perturb import _cached_encoder
+    from sfumato.encoders.cache import cached_encoder
 
-    e = _cached_encoder(spec, models_dir)
+    e = cached_encoder(spec, models_dir)
     return {"id": e.id, "weight": weight, "weights_sha256": dict(e.weights_sha256)}

@@ -10,7 +10,7 @@ import argparse
 import sys
 from importlib import import_module
 
-from ._version import __version__
+from sfumato._version import __version__
 
 COMMANDS = {
     "cloak": "cloak",

@@ -11,12 +11,12 @@ Intensity = Literal["low", "default", "high"]
 Quality = Literal["fast", "default", "slow"]
 
 
-def _check(cond: bool, msg: str) -> None:
+def require(cond: bool, msg: str) -> None:
     if not cond:
         raise ValueError(msg)
 
 
-class _JSONMixin:
+class JSONConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
@@ -31,12 +31,12 @@ class _JSONMixin:
 
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = set(d) - names
-        _check(not unknown, f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(names)}")
+        require(not unknown, f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(names)}")
         hints = typing.get_type_hints(cls)
         kwargs = dict(d)
         for name, value in list(kwargs.items()):
             hint = hints.get(name)
-            if isinstance(value, dict) and isinstance(hint, type) and issubclass(hint, _JSONMixin):
+            if isinstance(value, dict) and isinstance(hint, type) and issubclass(hint, JSONConfig):
                 kwargs[name] = hint.from_dict(value)
             elif name == "encoders" and isinstance(value, (list, tuple)):
                 kwargs[name] = tuple((str(s), float(w)) for s, w in value)
@@ -50,7 +50,7 @@ class _JSONMixin:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Budget(_JSONMixin):
+class Budget(JSONConfig):
     """Perceptual budget of a perturbation, enforced on the *saved 8/16-bit file*.
 
     ``lpips``: LPIPS v0.1 ceiling (AlexNet by default; Glaze uses p = 0.05); ``linf``: cap on the absolute
@@ -62,9 +62,9 @@ class Budget(_JSONMixin):
     lpips_net: Literal["alex", "squeeze"] = "alex"
 
     def __post_init__(self) -> None:
-        _check(0 < self.lpips < 1, f"budget lpips must be in (0, 1), got {self.lpips}; Glaze uses 0.05")
-        _check(0 < self.linf <= 1, f"budget linf must be in (0, 1] (pixel units, 8/255 = 0.031), got {self.linf}")
-        _check(self.lpips_net in ("alex", "squeeze"), f"lpips_net must be 'alex' or 'squeeze', got {self.lpips_net!r}")
+        require(0 < self.lpips < 1, f"budget lpips must be in (0, 1), got {self.lpips}; Glaze uses 0.05")
+        require(0 < self.linf <= 1, f"budget linf must be in (0, 1] (pixel units, 8/255 = 0.031), got {self.linf}")
+        require(self.lpips_net in ("alex", "squeeze"), f"lpips_net must be 'alex' or 'squeeze', got {self.lpips_net!r}")
 
 
 INTENSITY_PRESETS: dict[str, Budget] = {
@@ -75,7 +75,7 @@ INTENSITY_PRESETS: dict[str, Budget] = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class Effort(_JSONMixin):
+class Effort(JSONConfig):
     """Search effort of the optimisation.
 
     ``resolution``: long side (pixels) at which the encoder sees the image, as a trainer would after
@@ -101,12 +101,12 @@ class Effort(_JSONMixin):
     lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
-        _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
-        _check(64 <= self.resolution <= 4096, f"resolution must be in [64, 4096] pixels, got {self.resolution}")
-        _check(self.lr > 0, f"lr must be positive, got {self.lr}")
-        _check(0 <= self.coarse_fraction < 1, f"coarse_fraction must be in [0, 1), got {self.coarse_fraction}")
-        _check(0 <= self.early_stop < 1, f"early_stop must be in [0, 1), got {self.early_stop}")
-        _check(self.lr_schedule in ("constant", "cosine"),
+        require(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        require(64 <= self.resolution <= 4096, f"resolution must be in [64, 4096] pixels, got {self.resolution}")
+        require(self.lr > 0, f"lr must be positive, got {self.lr}")
+        require(0 <= self.coarse_fraction < 1, f"coarse_fraction must be in [0, 1), got {self.coarse_fraction}")
+        require(0 <= self.early_stop < 1, f"early_stop must be in [0, 1), got {self.early_stop}")
+        require(self.lr_schedule in ("constant", "cosine"),
                f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
 
 
@@ -118,7 +118,7 @@ QUALITY_PRESETS: dict[str, Effort] = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class Robustness(_JSONMixin):
+class Robustness(JSONConfig):
     """Robust-by-design options.
 
     ``eot``: a preset of :data:`sfumato.eot.EOT_PRESETS` — differentiable stand-ins of the attacks sampled
@@ -137,8 +137,8 @@ class Robustness(_JSONMixin):
     perturbation_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.eot, str) and bool(self.eot), "eot must be a preset name, e.g. 'none' or 'default'")
-        _check(0.125 <= self.perturbation_scale <= 1,
+        require(isinstance(self.eot, str) and bool(self.eot), "eot must be a preset name, e.g. 'none' or 'default'")
+        require(0.125 <= self.perturbation_scale <= 1,
                f"perturbation_scale must be in [0.125, 1] (share of the work resolution; 0.5 = half-resolution "
                f"grid), got {self.perturbation_scale}")
 
@@ -147,7 +147,7 @@ TARGET_RENDERERS = ("gatys", "latent-wct", "img2img")
 
 
 @dataclass(frozen=True, kw_only=True)
-class CloakConfig(_JSONMixin):
+class CloakConfig(JSONConfig):
     """Everything that determines a style cloak; with the image, it reproduces the result exactly.
 
     ``encoders``: encoder specs with weights (``("taef2", 1.0)``); ``target_style``: ``"auto"`` (a built-in
@@ -174,26 +174,26 @@ class CloakConfig(_JSONMixin):
     robustness: Robustness = field(default_factory=Robustness)
 
     def __post_init__(self) -> None:
-        _check(len(self.encoders) >= 1, "at least one encoder is needed, e.g. encoders=(('taef2', 1.0),)")
-        _check(self.target_renderer in TARGET_RENDERERS,
+        require(len(self.encoders) >= 1, "at least one encoder is needed, e.g. encoders=(('taef2', 1.0),)")
+        require(self.target_renderer in TARGET_RENDERERS,
                f"target_renderer must be one of {TARGET_RENDERERS}, got {self.target_renderer!r}")
-        _check(self.target_renderer != "img2img" or bool(self.target_model),
+        require(self.target_renderer != "img2img" or bool(self.target_model),
                "target_renderer 'img2img' needs target_model: a local diffusers text-to-image pipeline folder "
                "(or a Hub id already in the cache)")
-        _check(isinstance(self.target_tries, int) and self.target_tries >= 1,
+        require(isinstance(self.target_tries, int) and self.target_tries >= 1,
                f"target_tries must be an int >= 1, got {self.target_tries!r}")
-        _check(1.0 <= self.target_overshoot <= 4.0,
+        require(1.0 <= self.target_overshoot <= 4.0,
                f"target_overshoot must be in [1, 4] (1 = aim exactly at the target), got {self.target_overshoot}")
         for e in self.encoders:
-            _check(len(e) == 2 and float(e[1]) > 0, f"each encoder is (spec, positive weight), got {e!r}")
-        _check(0 < self.style_strength <= 1, f"style_strength must be in (0, 1], got {self.style_strength}")
-        _check(self.alpha >= 0, f"alpha must be >= 0, got {self.alpha}")
-        _check(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a non-negative int, got {self.seed!r}")
+            require(len(e) == 2 and float(e[1]) > 0, f"each encoder is (spec, positive weight), got {e!r}")
+        require(0 < self.style_strength <= 1, f"style_strength must be in (0, 1], got {self.style_strength}")
+        require(self.alpha >= 0, f"alpha must be >= 0, got {self.alpha}")
+        require(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a non-negative int, got {self.seed!r}")
 
     @classmethod
     def preset(cls, *, intensity: str = "default", quality: str = "default", **kw: Any) -> CloakConfig:
-        _check(intensity in INTENSITY_PRESETS,
+        require(intensity in INTENSITY_PRESETS,
                f"unknown intensity {intensity!r}; choose one of {sorted(INTENSITY_PRESETS)}")
-        _check(quality in QUALITY_PRESETS, f"unknown quality {quality!r}; choose one of {sorted(QUALITY_PRESETS)}")
+        require(quality in QUALITY_PRESETS, f"unknown quality {quality!r}; choose one of {sorted(QUALITY_PRESETS)}")
         return cls(budget=INTENSITY_PRESETS[intensity], effort=QUALITY_PRESETS[quality], **kw)
 

@@ -4,7 +4,7 @@ IMPRESS purification (:mod:`sfumato.attacks.impress`). ``sfumato check`` (:mod:`
 
 from __future__ import annotations
 
-from .real import (
+from sfumato.attacks.real import (
     ATTACKS,
     SUITES,
     USABLE_LPIPS,
@@ -56,7 +56,7 @@ __all__ = [
 
 def __getattr__(name: str):  # noqa: ANN202
     if name == "impress_purify":  # torch-heavy: imported on first use
-        from .impress import impress_purify
+        from sfumato.attacks.impress import impress_purify
 
         return impress_purify
     raise AttributeError(f"module 'sfumato.attacks' has no attribute {name!r}")

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..encoders.base import Encoder
-    from ..metrics.lpips import LPIPS
+    from sfumato.encoders.base import Encoder
+    from sfumato.metrics.lpips import LPIPS
 
 __all__ = ["PAPER_DEFAULTS", "consistency_loss", "impress_purify"]
 
@@ -62,8 +62,8 @@ def impress_purify(rgb: np.ndarray, *, autoencoder: Encoder, steps: int = int(PA
     standard deviation of the starting noise (``torch.Generator`` seeded with ``seed``). ``callback(step,
     {"consistency", "lpips"})`` is called after every step.
     """
-    from ..style_cloak import to_nchw
-    from .real import _apply_work_delta, _check_rgb, _work_view
+    from sfumato.attacks.real import _apply_work_delta, _check_rgb, _work_view
+    from sfumato.io.tensors import to_nchw
 
     x = _check_rgb(rgb, "impress_purify")
     if not getattr(autoencoder, "has_decoder", False):
@@ -77,7 +77,7 @@ def impress_purify(rgb: np.ndarray, *, autoencoder: Encoder, steps: int = int(PA
     if not 64 <= resolution <= 4096:
         raise ValueError(f"impress_purify: resolution must be in [64, 4096] pixels, got {resolution}")
     if lpips is None:
-        from ..metrics.lpips import load_lpips
+        from sfumato.metrics.lpips import load_lpips
 
         lpips = load_lpips(lpips_net, models_dir=models_dir)
     param = next(autoencoder.parameters())

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..encoders.base import Encoder
+    from sfumato.encoders.base import Encoder
 
 __all__ = [
     "ATTACKS",
@@ -231,7 +231,7 @@ def noisy_upscale(rgb: np.ndarray, *, sigma: float = 0.1, seed: int, factor: flo
 
 
 def _work_view(x_full, resolution: int | None):  # noqa: ANN001, ANN202
-    from ..style_cloak import resize, work_size
+    from sfumato.io.tensors import resize, work_size
 
     h, w = x_full.shape[-2:]
     if resolution is None:
@@ -242,7 +242,7 @@ def _work_view(x_full, resolution: int | None):  # noqa: ANN001, ANN202
 def _apply_work_delta(x: np.ndarray, x_work, y_work) -> np.ndarray:  # noqa: ANN001
     """Full-resolution result: ``y_work`` itself when no downscale happened, else ``x`` plus the change
     ``y_work - x_work`` upsampled (bilinear) to full size."""
-    from ..style_cloak import resize, to_hwc
+    from sfumato.io.tensors import resize, to_hwc
 
     h, w = x.shape[:2]
     if tuple(y_work.shape[-2:]) == (h, w):
@@ -264,7 +264,7 @@ def tae_roundtrip(rgb: np.ndarray, *, autoencoder: Encoder, resolution: int | No
         raise ValueError(f"tae_roundtrip: encoder {getattr(autoencoder, 'id', '?')!r} has no decoder; use taef2")
     import torch
 
-    from ..style_cloak import to_nchw
+    from sfumato.io.tensors import to_nchw
 
     dev = next(autoencoder.parameters()).device
     xf = to_nchw(x).to(dev)
@@ -304,7 +304,7 @@ class AttackSpec:
 
 
 def _impress_fn(rgb: np.ndarray, **kw: Any) -> np.ndarray:
-    from .impress import impress_purify
+    from sfumato.attacks.impress import impress_purify
 
     return impress_purify(rgb, **kw)
 
@@ -410,7 +410,7 @@ def apply_attack(attack: str | AttackSpec, rgb: np.ndarray, *, seed: int = 0, au
         kw["seed"] = int(seed)
     if spec.needs_autoencoder:
         if autoencoder is None:
-            from ..encoders import load_encoder
+            from sfumato.encoders import load_encoder
 
             autoencoder = load_encoder("taef2", models_dir=models_dir)
         kw["autoencoder"] = autoencoder

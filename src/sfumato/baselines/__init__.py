@@ -40,10 +40,10 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from ..config import Budget
-    from ..encoders.base import Encoder
-    from ..optimize import LoopResult
-    from ..style_cloak import LatentTargetObjective
+    from sfumato.config import Budget
+    from sfumato.encoders.base import Encoder
+    from sfumato.optimise.loop import LoopResult
+    from sfumato.optimise.objectives import LatentTargetObjective
 
 __all__ = [
     "BASELINES", "BaselineResult", "get_baseline",
@@ -163,10 +163,10 @@ def prepare(rgb: np.ndarray, encoders: Sequence[tuple[Encoder, float]] | None, r
     """Check the encoders (default: TAEF2) and resize the image to the encoder's working size."""
     import torch
 
-    from ..style_cloak import resize, to_nchw, work_size
+    from sfumato.io.tensors import resize, to_nchw, work_size
 
     if encoders is None:
-        from ..encoders import load_encoder
+        from sfumato.encoders import load_encoder
 
         encoders = [(load_encoder("taef2", models_dir=models_dir), 1.0)]
     encs = [tuple(e) if isinstance(e, list) else e for e in encoders]
@@ -187,7 +187,7 @@ def fit_image(img: np.ndarray | float, like: torch.Tensor, what: str) -> torch.T
     ratio kept); a number is a uniform grey of that level."""
     import torch
 
-    from ..style_cloak import resize, to_nchw
+    from sfumato.io.tensors import resize, to_nchw
 
     h, w = like.shape[-2:]
     if isinstance(img, int | float) and not isinstance(img, bool):
@@ -210,7 +210,8 @@ def finish(name: str, rgb: np.ndarray, work: Work, loop: LoopResult, objective: 
     L∞ cap holding on the quantised values, and measure the latent distances and the image quality."""
     import torch
 
-    from ..style_cloak import protected_quality, resize, to_hwc, to_nchw
+    from sfumato.io.tensors import resize, to_hwc, to_nchw
+    from sfumato.metrics.saved import protected_quality
 
     h, w = work.full_size
     delta = loop.delta
@@ -244,11 +245,12 @@ def quantise_within(rgb: np.ndarray, delta_full: np.ndarray, *, eps: float, quan
     """
     import torch
 
-    from ..style_cloak import calibrate, to_nchw
+    from sfumato.io.tensors import to_nchw
+    from sfumato.optimise.calibrate import calibrate
 
     lpips_fn = None
     if matched_budget is not None:
-        from ..metrics.lpips import load_lpips
+        from sfumato.metrics.lpips import load_lpips
 
         lp = load_lpips(matched_budget.lpips_net, models_dir=models_dir)
 

@@ -34,12 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..budgets import LinfBudget, LpipsBudget
-from ..optimize import optimise
-from ..style_cloak import LatentTargetObjective, choose_style, round_to_bits, to_nchw
-from ..style_transfer import render_in_style
-from ..styles import resolve_style_option
-from . import (
+from sfumato.baselines import (
     BaselineResult,
     Quantiser,
     check_positive,
@@ -49,6 +44,13 @@ from . import (
     prepare,
     resolve_eps,
 )
+from sfumato.io.tensors import round_to_bits, to_nchw
+from sfumato.optimise.budgets import LinfBudget, LpipsBudget
+from sfumato.optimise.loop import optimise
+from sfumato.optimise.objectives import LatentTargetObjective
+from sfumato.targets.latent_wct import render_in_style
+from sfumato.targets.style_target import choose_style
+from sfumato.targets.styles import resolve_style_option
 
 STEPS = 500
 ALPHA = 30.0

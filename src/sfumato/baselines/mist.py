@@ -28,10 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..budgets import LinfBudget
-from ..optimize import optimise
-from ..style_cloak import LatentTargetObjective, round_to_bits
-from . import (
+from sfumato.baselines import (
     BaselineResult,
     Quantiser,
     check_positive,
@@ -42,6 +39,10 @@ from . import (
     prepare,
     resolve_eps,
 )
+from sfumato.io.tensors import round_to_bits
+from sfumato.optimise.budgets import LinfBudget
+from sfumato.optimise.loop import optimise
+from sfumato.optimise.objectives import LatentTargetObjective
 
 EPS = 16 / 255
 STEP = 1 / 255

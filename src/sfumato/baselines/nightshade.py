@@ -35,10 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..budgets import LinfBudget, LpipsBudget
-from ..optimize import optimise
-from ..style_cloak import LatentTargetObjective, round_to_bits
-from . import (
+from sfumato.baselines import (
     BaselineResult,
     Quantiser,
     check_positive,
@@ -49,6 +46,10 @@ from . import (
     prepare,
     resolve_eps,
 )
+from sfumato.io.tensors import round_to_bits
+from sfumato.optimise.budgets import LinfBudget, LpipsBudget
+from sfumato.optimise.loop import optimise
+from sfumato.optimise.objectives import LatentTargetObjective
 
 STEPS = 500
 EPS = 0.05

@@ -31,10 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..budgets import LinfBudget
-from ..optimize import optimise
-from ..style_cloak import LatentTargetObjective, round_to_bits
-from . import (
+from sfumato.baselines import (
     BaselineResult,
     Quantiser,
     check_positive,
@@ -45,6 +42,10 @@ from . import (
     prepare,
     resolve_eps,
 )
+from sfumato.io.tensors import round_to_bits
+from sfumato.optimise.budgets import LinfBudget
+from sfumato.optimise.loop import optimise
+from sfumato.optimise.objectives import LatentTargetObjective
 
 EPS = 0.06
 """L∞ cap in [0, 1] pixel units (the demo's 0.12 on [−1, 1])."""

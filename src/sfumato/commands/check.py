@@ -39,7 +39,7 @@ def _fmt(v: float | None, pct: bool = False) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if args.list_attacks:
-        from ..attacks import ATTACKS, SUITES
+        from sfumato.attacks import ATTACKS, SUITES
 
         for name, spec in ATTACKS.items():
             tags = [s for s, names in SUITES.items() if name in names]
@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     from pathlib import Path
 
-    from ..report import write_html
-    from ..verify import check
+    from sfumato.verification.check import check
+    from sfumato.verification.report import write_html
 
     def progress(msg: str) -> None:
         if not args.quiet:

@@ -44,8 +44,8 @@ def rights_from_args(args: argparse.Namespace, *, default: bool):  # noqa: ANN20
     """The ``xmp=`` argument of the file API for these options (None when rights are off)."""
     if not (args.rights if args.rights is not None else default):
         return None
-    from ..api import rights_xmp
-    from ..optout.xmp import load_rights_config
+    from sfumato.api import rights_xmp
+    from sfumato.optout.xmp import load_rights_config
 
     return rights_xmp(load_rights_config(args.rights_config))
 
@@ -88,7 +88,7 @@ def parse_encoders(specs: list[str] | None) -> tuple[tuple[str, float], ...]:
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201
     import dataclasses
 
-    from ..config import CloakConfig, Robustness
+    from sfumato.config import CloakConfig, Robustness
 
     cfg = CloakConfig.preset(intensity=args.intensity, quality=args.quality, encoders=parse_encoders(args.encoder),
                              target_style=args.target_style, style_strength=args.style_strength, seed=args.seed,
@@ -118,8 +118,9 @@ def print_summary(report, label: str) -> None:  # noqa: ANN001
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..api import cloak_file, manifest_path_for
-    from ..batch import collect, run_batch
+    from sfumato.api import cloak_file
+    from sfumato.batch import collect, run_batch
+    from sfumato.io.outputs import manifest_path_for
 
     cfg = config_from_args(args)
     xmp = rights_from_args(args, default=False)

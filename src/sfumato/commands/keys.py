@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import one_line_errors
+from sfumato.commands import one_line_errors
 
 HELP = "Create or show the local signing keys (root CA + ES256 signer) for `sfumato sign`."
 
@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..optout.keys import init_keys, load_keys
+    from sfumato.optout.keys import init_keys, load_keys
 
     directory = Path(args.dir) if args.dir else None
     if args.keys_command == "init":

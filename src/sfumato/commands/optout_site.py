@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import one_line_errors
+from sfumato.commands import one_line_errors
 
 HELP = ("Write a website opt-out kit into DIR: robots.txt (AI-training crawlers blocked, search allowed), "
         "ai.txt, .well-known/tdmrep.json, nginx/apache header snippets and a README.")
@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..optout.site import SiteKitOptions, write_site_kit
+    from sfumato.optout.site import SiteKitOptions, write_site_kit
 
     opts = SiteKitOptions(tdm_policy=args.tdm_policy, block_user_fetch=args.block_user_fetch,
                           deny_user_agents=args.deny_user_agents, ai_txt_block_all=args.ai_txt_all)

@@ -28,7 +28,7 @@ def add_poison_arguments(p: argparse.ArgumentParser, *, required: bool = True) -
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cloak import add_common_arguments
+    from sfumato.commands.cloak import add_common_arguments
 
     add_common_arguments(p, intensity_help="perceptual budget: low (LPIPS 0.05), default (0.07, Nightshade's "
                                            "p), high (0.10); L∞ cap 24/255 unless --linf")
@@ -41,9 +41,9 @@ POISON_INTENSITY = {"low": 0.05, "default": 0.07, "high": 0.10}
 def poison_config(args: argparse.Namespace, concept: str, target: str):  # noqa: ANN201
     import dataclasses
 
-    from ..config import Budget
-    from ..poison import POISON_QUALITY, PoisonConfig
-    from .cloak import parse_encoders
+    from sfumato.commands.cloak import parse_encoders
+    from sfumato.config import Budget
+    from sfumato.protections.poison import POISON_QUALITY, PoisonConfig
 
     eff = POISON_QUALITY[args.quality]
     eff = dataclasses.replace(eff, steps=args.steps if args.steps is not None else eff.steps,
@@ -90,11 +90,12 @@ def load_mapping(path: str) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..anchors import generate_anchors, load_anchor_folder
-    from ..api import NotACandidate, manifest_path_for, poison_file
-    from ..batch import collect, run_batch
-    from ..scorers import make_scorer
-    from .cloak import print_summary, rights_from_args
+    from sfumato.api import NotACandidate, poison_file
+    from sfumato.batch import collect, run_batch
+    from sfumato.commands.cloak import print_summary, rights_from_args
+    from sfumato.io.outputs import manifest_path_for
+    from sfumato.judges.scorers import make_scorer
+    from sfumato.targets.anchors import generate_anchors, load_anchor_folder
 
     if args.mapping:
         pairs = load_mapping(args.mapping)
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     def work(item):  # noqa: ANN001, ANN202
         concept = pairs[0]["concept"]
         if len(pairs) > 1:
-            from .. import io as sio
+            from sfumato.io import image as sio
 
             rgb = sio.load_image(item.source).rgb
             scores = {c: float(scorer.score([rgb], c)[0]) for c in configs}

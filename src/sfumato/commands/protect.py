@@ -9,8 +9,8 @@ HELP = "Cloak and poison in one pass (one perceptual budget), instead of running
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cloak import add_common_arguments
-    from .poison import add_poison_arguments
+    from sfumato.commands.cloak import add_common_arguments
+    from sfumato.commands.poison import add_poison_arguments
 
     add_common_arguments(p, intensity_help="one budget for both: low (LPIPS 0.05), default (0.07), high (0.10); "
                                            "L∞ cap 24/255 unless --linf")
@@ -24,13 +24,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..anchors import generate_anchors, load_anchor_folder
-    from ..api import NotACandidate, manifest_path_for, protect_file
-    from ..batch import collect, run_batch
-    from ..protect import ProtectConfig
-    from ..scorers import make_scorer
-    from .cloak import print_summary, rights_from_args
-    from .poison import poison_config
+    from sfumato.api import NotACandidate, protect_file
+    from sfumato.batch import collect, run_batch
+    from sfumato.commands.cloak import print_summary, rights_from_args
+    from sfumato.commands.poison import poison_config
+    from sfumato.io.outputs import manifest_path_for
+    from sfumato.judges.scorers import make_scorer
+    from sfumato.protections.protect import ProtectConfig
+    from sfumato.targets.anchors import generate_anchors, load_anchor_folder
 
     if not (args.concept and args.target):
         print("error: give --concept C and --target A", file=sys.stderr)

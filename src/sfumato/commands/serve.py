@@ -50,11 +50,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace):  # noqa: ANN201
     import json
 
-    from ..server import ServerSettings, _env_token
+    from sfumato.server import ServerSettings, _env_token
 
     effort = None
     if args.effort_override:
-        from ..config import Effort
+        from sfumato.config import Effort
 
         try:
             effort = Effort.from_dict(json.loads(args.effort_override))
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from ..server.app import create_app
+    from sfumato.server.app import create_app
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)

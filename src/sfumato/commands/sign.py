@@ -6,14 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import one_line_errors
+from sfumato.commands import one_line_errors
 
 HELP = ("Embed IPTC 'no AI training' rights metadata and sign C2PA Content Credentials "
         "(training-mining: notAllowed) into copies of image files.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..optout.xmp import DATA_MINING_VALUES
+    from sfumato.optout.xmp import DATA_MINING_VALUES
 
     p.add_argument("files", nargs="+", metavar="FILE", help="JPEG, PNG, WebP or TIFF files")
     where = p.add_mutually_exclusive_group(required=True)
@@ -44,7 +44,7 @@ def _destination(src: Path, args: argparse.Namespace) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..optout.xmp import RightsOptions, load_rights_config, mark_file
+    from sfumato.optout.xmp import RightsOptions, load_rights_config, mark_file
 
     rights = load_rights_config(args.rights)
     overrides = {k: getattr(args, k) for k in ("creator", "copyright_notice", "web_statement", "data_mining")
@@ -74,8 +74,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{dst}: rights XMP embedded (plus:DataMining={rights.data_mining})")
         return 0
 
-    from ..optout.c2pa_sign import sign_file
-    from ..optout.keys import load_keys
+    from sfumato.optout.c2pa_sign import sign_file
+    from sfumato.optout.keys import load_keys
 
     keys = load_keys(Path(args.keys) if args.keys else None)
     for src, dst in jobs:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import one_line_errors
+from sfumato.commands import one_line_errors
 
 HELP = "Verify a file's C2PA Content Credentials (offline) and show its AI-training opt-out signals."
 
@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     """Exit 0 when the manifest is valid, 1 when invalid or untrusted, 3 when there is none."""
-    from ..optout.c2pa_sign import verify_file
+    from sfumato.optout.c2pa_sign import verify_file
 
     res = verify_file(Path(args.file), trust_anchors=Path(args.trust_anchor) if args.trust_anchor else None)
     if args.json:

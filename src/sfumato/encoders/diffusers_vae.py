@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from ..models import ModelNotFoundError, sha256_file
-from .base import Encoder
+from sfumato.encoders.base import Encoder
+from sfumato.models import ModelNotFoundError, sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from diffusers import AutoencoderKL
@@ -151,7 +151,7 @@ class DiffusersVAE(Encoder):
 # --------------------------------------------------------------------------------------------- loading
 
 
-def _offline_from_env() -> bool:
+def offline_from_env() -> bool:
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         if os.environ.get(var, "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
             return True
@@ -162,7 +162,7 @@ def _offline_from_env() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def _looks_like_path(s: str) -> bool:
+def looks_like_path(s: str) -> bool:
     return (
         s.startswith((".", "/", "~", "\\"))
         or s.count("/") > 1
@@ -390,7 +390,7 @@ def load_diffusers_vae(id_or_path: str, *, with_decoder: bool = True, subfolder:
     if not isinstance(id_or_path, str) or not id_or_path.strip():
         raise ValueError(f"expected a Hub model id or a local path, got {id_or_path!r}")
     cls = _import_autoencoder_kl()
-    lfo = _offline_from_env() if local_files_only is None else bool(local_files_only)
+    lfo = offline_from_env() if local_files_only is None else bool(local_files_only)
     p = Path(id_or_path).expanduser()
     if p.is_file():
         return _from_single_file(cls, p, config, subfolder, lfo, id_or_path, with_decoder)
@@ -398,7 +398,7 @@ def load_diffusers_vae(id_or_path: str, *, with_decoder: bool = True, subfolder:
         raise ValueError("config= is only for single-file checkpoints; folders and Hub ids carry their config.json")
     if p.is_dir():
         return _from_local_folder(cls, p, subfolder, id_or_path, with_decoder)
-    if _looks_like_path(id_or_path):
+    if looks_like_path(id_or_path):
         raise ModelNotFoundError(
             f"no such file or folder: {id_or_path} (give an existing diffusers folder, a .safetensors file, "
             "or a Hub id like 'stabilityai/sd-vae-ft-mse')"

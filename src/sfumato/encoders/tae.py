@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import models
-from .base import Encoder
+from sfumato import models
+from sfumato.encoders.base import Encoder
 
 
 def _conv(a: int, b: int, *, stride: int = 1, bias: bool = True) -> nn.Conv2d:

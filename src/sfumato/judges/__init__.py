@@ -9,9 +9,9 @@ Needs the ``judges`` extra (``ai-edge-litert``, ``scikit-learn`` for training a 
 
 from __future__ import annotations
 
-from .concept import ConceptJudge, default_concepts
-from .mobilenet import MobileNetV2, load_mobilenet
-from .style import SplitReport, StyleJudge, evaluate_split, evaluate_splits
+from sfumato.judges.concept import ConceptJudge, default_concepts
+from sfumato.judges.mobilenet import MobileNetV2, load_mobilenet
+from sfumato.judges.style import SplitReport, StyleJudge, evaluate_split, evaluate_splits
 
 __all__ = [
     "ConceptJudge",

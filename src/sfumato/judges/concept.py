@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .mobilenet import N_OUTPUTS, Fit, MobileNetV2, load_mobilenet
+from sfumato.judges.mobilenet import N_OUTPUTS, Fit, MobileNetV2, load_mobilenet
 
 __all__ = ["ConceptJudge", "default_concepts"]
 

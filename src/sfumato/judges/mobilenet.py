@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..models import REGISTRY, resolve
+from sfumato.models import REGISTRY, resolve
 
 __all__ = [
     "EMBED_DIM",

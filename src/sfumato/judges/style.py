@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .mobilenet import (
+from sfumato.judges.mobilenet import (
     INPUT_SIZE,
     VARIANTS,
     MobileNetV2,
@@ -227,7 +227,7 @@ class StyleJudge:
     # -- persistence (JSON, no pickle) ---------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        from .mobilenet import REGISTRY
+        from sfumato.models import REGISTRY
 
         return {
             "format": FORMAT,
@@ -251,7 +251,7 @@ class StyleJudge:
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, models_dir: str | os.PathLike[str] | None = None) -> StyleJudge:
         """Read a judge written by :meth:`save`."""
-        from .mobilenet import REGISTRY
+        from sfumato.models import REGISTRY
 
         d = json.loads(Path(path).read_text(encoding="utf-8"))
         if d.get("format") != FORMAT:

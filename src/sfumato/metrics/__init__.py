@@ -27,8 +27,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .lpips import LPIPS, LPIPSReference, load_lpips
-    from .quality import FLAT_STD_THRESHOLD, flat_region_energy, linf, psnr, ssim
+    from sfumato.metrics.lpips import LPIPS, LPIPSReference, load_lpips
+    from sfumato.metrics.quality import FLAT_STD_THRESHOLD, flat_region_energy, linf, psnr, ssim
 
 
 def __getattr__(name: str) -> Any:

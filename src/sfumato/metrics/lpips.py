@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import models
+from sfumato import models
 
 __all__ = ["LPIPS", "LPIPSReference", "load_lpips", "NETS"]
 

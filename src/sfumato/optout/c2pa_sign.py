@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .xmp import RightsOptions, extract_xmp_file, mark_file, read_xmp_rights, sniff_format
+from sfumato.optout.xmp import RightsOptions, extract_xmp_file, mark_file, read_xmp_rights, sniff_format
 
 TRAINING_MINING_KINDS = ("ai_generative_training", "ai_training", "ai_inference", "data_mining")
 TRAINING_MINING_LABELS = ("c2pa.training-mining", "cawg.training-mining")
@@ -76,7 +76,7 @@ def build_manifest(
     description: str | None = None,
 ) -> dict[str, Any]:
     """The manifest definition (c2pa-rs JSON) that :func:`sign_file` signs."""
-    from .._version import __version__
+    from sfumato._version import __version__
 
     if action not in ACTIONS:
         raise ValueError(f"action={action!r} is not supported; use one of {', '.join(ACTIONS)}")
@@ -129,7 +129,7 @@ def sign_file(
     """
     import c2pa
 
-    from .keys import load_keys
+    from sfumato.optout.keys import load_keys
 
     src, dst = Path(src), Path(dst)
     if not src.is_file():

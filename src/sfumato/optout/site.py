@@ -124,7 +124,7 @@ def allowed_agents(options: SiteKitOptions) -> list[str]:
 
 
 def _header(comment: str = "#") -> str:
-    from .._version import __version__
+    from sfumato._version import __version__
 
     data = load_crawler_list()
     return (

@@ -17,8 +17,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sfumato.config import require
+
 if TYPE_CHECKING:  # pragma: no cover
-    from ..config import Effort
+    from sfumato.config import Effort
 
 __all__ = ["ServerSettings", "create_app", "default_workers", "is_loopback"]
 
@@ -40,11 +42,6 @@ def default_workers() -> int:
     import torch
 
     return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ValueError(msg)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,28 +85,28 @@ class ServerSettings:
                 object.__setattr__(self, name, Path(getattr(self, name)))
         if self.token == "":
             object.__setattr__(self, "token", None)
-        _check(0 <= self.port <= 65535, f"port must be in 0..65535 (0: any free port), got {self.port}")
-        _check(self.workers is None or self.workers >= 1, f"workers must be >= 1 (or None for one per device), "
+        require(0 <= self.port <= 65535, f"port must be in 0..65535 (0: any free port), got {self.port}")
+        require(self.workers is None or self.workers >= 1, f"workers must be >= 1 (or None for one per device), "
                f"got {self.workers}")
-        _check(self.max_queue >= 1, f"max_queue must be >= 1 (jobs allowed to wait), got {self.max_queue}")
-        _check(self.ttl_hours > 0, f"ttl_hours must be positive (how long results are kept), got {self.ttl_hours}")
-        _check(self.max_upload_bytes >= 1024, f"max_upload_bytes must be >= 1024, got {self.max_upload_bytes}")
-        _check(self.max_pixels >= 64 * 64, f"max_pixels must be >= 4096, got {self.max_pixels}")
-        _check(self.max_images_per_job >= 1, f"max_images_per_job must be >= 1, got {self.max_images_per_job}")
-        _check(isinstance(self.check_attacks, str) and bool(self.check_attacks.strip()),
+        require(self.max_queue >= 1, f"max_queue must be >= 1 (jobs allowed to wait), got {self.max_queue}")
+        require(self.ttl_hours > 0, f"ttl_hours must be positive (how long results are kept), got {self.ttl_hours}")
+        require(self.max_upload_bytes >= 1024, f"max_upload_bytes must be >= 1024, got {self.max_upload_bytes}")
+        require(self.max_pixels >= 64 * 64, f"max_pixels must be >= 4096, got {self.max_pixels}")
+        require(self.max_images_per_job >= 1, f"max_images_per_job must be >= 1, got {self.max_images_per_job}")
+        require(isinstance(self.check_attacks, str) and bool(self.check_attacks.strip()),
                f"check_attacks must be 'default', 'all' or comma-separated attack names, got {self.check_attacks!r}")
-        _check(self.cleanup_interval_s > 0, f"cleanup_interval_s must be positive, got {self.cleanup_interval_s}")
+        require(self.cleanup_interval_s > 0, f"cleanup_interval_s must be positive, got {self.cleanup_interval_s}")
         if self.token is not None:
-            _check(len(self.token) >= MIN_TOKEN_LENGTH and self.token.isprintable() and " " not in self.token,
+            require(len(self.token) >= MIN_TOKEN_LENGTH and self.token.isprintable() and " " not in self.token,
                    f"the API token must be at least {MIN_TOKEN_LENGTH} printable characters without spaces; "
                    "make one with: python -c 'import secrets; print(secrets.token_urlsafe())'")
-        _check(self.token is not None or is_loopback(self.host),
+        require(self.token is not None or is_loopback(self.host),
                f"binding to {self.host} exposes the server to other machines, so an API token is required: pass "
                "--token (or set SFUMATO_TOKEN), or bind to 127.0.0.1")
         if self.effort_override is not None:
-            from ..config import Effort
+            from sfumato.config import Effort
 
-            _check(isinstance(self.effort_override, Effort),
+            require(isinstance(self.effort_override, Effort),
                    f"effort_override must be a sfumato.config.Effort, got {type(self.effort_override).__name__}")
 
     def resolved_workers(self) -> int:
@@ -136,10 +133,10 @@ class ServerSettings:
     def from_dict(cls, d: dict[str, Any]) -> ServerSettings:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
-        _check(not unknown, f"unknown ServerSettings field(s) {sorted(unknown)}; known: {sorted(names)}")
+        require(not unknown, f"unknown ServerSettings field(s) {sorted(unknown)}; known: {sorted(names)}")
         kw = dict(d)
         if isinstance(kw.get("effort_override"), dict):
-            from ..config import Effort
+            from sfumato.config import Effort
 
             kw["effort_override"] = Effort.from_dict(kw["effort_override"])
         return cls(**kw)
@@ -151,7 +148,7 @@ class ServerSettings:
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
-        from .app import create_app
+        from sfumato.server.app import create_app
 
         return create_app
     raise AttributeError(f"module 'sfumato.server' has no attribute {name!r}")

@@ -37,9 +37,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders, UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .._version import __version__
-from . import ServerSettings, is_loopback
-from .jobs import (
+from sfumato._version import __version__
+from sfumato.server import ServerSettings, is_loopback
+from sfumato.server.jobs import (
     INTENSITIES,
     MODES,
     OUTPUT_FORMATS,
@@ -320,7 +320,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def options() -> dict[str, Any]:
         """What the server offers: modes (and whether this version has them), presets, styles, concepts and
         the concepts it has anchor images for (poison/protect), limits."""
-        from ..config import INTENSITY_PRESETS, QUALITY_PRESETS
+        from sfumato.config import INTENSITY_PRESETS, QUALITY_PRESETS
 
         ad = settings.anchors_dir
         return {

@@ -47,7 +47,8 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import IO, Any
 
-from . import ServerSettings
+from sfumato.config import require
+from sfumato.server import ServerSettings
 
 log = logging.getLogger("sfumato.server")
 
@@ -106,7 +107,7 @@ class Mode:
         return None
 
     def unavailable_message(self) -> str | None:
-        from .._version import __version__
+        from sfumato._version import __version__
 
         what = self.missing()
         if what is None:
@@ -125,8 +126,8 @@ def _file_kwargs(opts: JobOptions, settings: ServerSettings) -> dict[str, Any]:
 
 
 def _prepare_cloak(opts: JobOptions, settings: ServerSettings, cache: dict[str, Any]) -> Callable[[ModeCall], Any]:
-    from ..api import cloak_file
-    from ..config import CloakConfig
+    from sfumato.api import cloak_file
+    from sfumato.config import CloakConfig
 
     cfg = _with_effort(CloakConfig.preset(intensity=opts.intensity, quality=opts.quality,
                                           target_style=opts.target_style, seed=opts.seed),
@@ -150,7 +151,7 @@ def _cli_args(command: str, opts: JobOptions) -> Any:
 
 
 def _anchors(opts: JobOptions, settings: ServerSettings, cache: dict[str, Any]) -> Any:
-    from ..anchors import load_anchor_folder
+    from sfumato.targets.anchors import load_anchor_folder
 
     target = str(opts.target)
     folder = settings.anchors_dir / target if settings.anchors_dir is not None else None
@@ -165,8 +166,8 @@ def _anchors(opts: JobOptions, settings: ServerSettings, cache: dict[str, Any]) 
 
 
 def _prepare_poison(opts: JobOptions, settings: ServerSettings, cache: dict[str, Any]) -> Callable[[ModeCall], Any]:
-    from ..api import poison_file
-    from ..commands.poison import poison_config
+    from sfumato.api import poison_file
+    from sfumato.commands.poison import poison_config
 
     cfg = _with_effort(poison_config(_cli_args("poison", opts), str(opts.concept), str(opts.target)),
                        settings.effort_override)
@@ -176,9 +177,9 @@ def _prepare_poison(opts: JobOptions, settings: ServerSettings, cache: dict[str,
 
 
 def _prepare_protect(opts: JobOptions, settings: ServerSettings, cache: dict[str, Any]) -> Callable[[ModeCall], Any]:
-    from ..api import protect_file
-    from ..commands.poison import poison_config
-    from ..protect import ProtectConfig
+    from sfumato.api import protect_file
+    from sfumato.commands.poison import poison_config
+    from sfumato.protections.protect import ProtectConfig
 
     args = _cli_args("protect", opts)
     pc = poison_config(args, str(opts.concept), str(opts.target))
@@ -190,8 +191,8 @@ def _prepare_protect(opts: JobOptions, settings: ServerSettings, cache: dict[str
     anchors = _anchors(opts, settings, cache)
     kw = _file_kwargs(opts, settings)
     if "xmp" not in kw:  # protect embeds the IPTC/XMP "do not train" reservation by default, as the CLI does
-        from ..api import rights_xmp
-        from ..optout.xmp import load_rights_config
+        from sfumato.api import rights_xmp
+        from sfumato.optout.xmp import load_rights_config
 
         kw["xmp"] = rights_xmp(load_rights_config())
     return lambda c: protect_file(c.src, c.out_dir, cfg, anchors, rel_stem=c.stem, progress=c.progress, **kw)
@@ -202,10 +203,10 @@ MODES: dict[str, Mode] = {
                   ("sfumato.api:cloak_file", "sfumato.config:CloakConfig"), _prepare_cloak),
     "poison": Mode("poison", "Concept poison",
                    "Nightshade-style: models that train on the image learn the wrong concept.",
-                   ("sfumato.api:poison_file", "sfumato.anchors:load_anchor_folder",
+                   ("sfumato.api:poison_file", "sfumato.targets.anchors:load_anchor_folder",
                     "sfumato.commands.poison:poison_config"), _prepare_poison),
     "protect": Mode("protect", "Cloak + poison", "Both protections in one perturbation, under one budget.",
-                    ("sfumato.api:protect_file", "sfumato.anchors:load_anchor_folder", "sfumato.protect:ProtectConfig",
+                    ("sfumato.api:protect_file", "sfumato.targets.anchors:load_anchor_folder", "sfumato.protections.protect:ProtectConfig",
                      "sfumato.commands.poison:poison_config"), _prepare_protect),
 }
 """``mode -> Mode``: the protections the server offers (a mode whose requirements are missing fails its
@@ -213,7 +214,7 @@ jobs with a "not available in this version" error)."""
 
 
 def builtin_style_names() -> list[str]:
-    from ..styles import STYLE_FAMILIES
+    from sfumato.targets.styles import STYLE_FAMILIES
 
     return sorted(STYLE_FAMILIES)
 
@@ -226,7 +227,7 @@ def concept_names() -> list[str]:
 
 def check_available() -> bool:
     """Whether this sfumato has the verification report (``sfumato.verify.check`` + ``sfumato.report``)."""
-    for mod, attr in (("sfumato.verify", "check"), ("sfumato.report", "write_html")):
+    for mod, attr in (("sfumato.verification.check", "check"), ("sfumato.verification.report", "write_html")):
         if find_spec(mod) is None or not hasattr(import_module(mod), attr):
             return False
     return True
@@ -237,8 +238,8 @@ def verification_report(original: Path, protected: Path, manifest: dict[str, Any
     """Run ``sfumato check`` on a finished image (:func:`sfumato.verify.check` with the original and the
     manifest) and write ``<stem>.report.html`` (:func:`sfumato.report.write_html`) and
     ``<stem>.check.json`` in ``out_dir``."""
-    from ..report import write_html
-    from ..verify import check
+    from sfumato.verification.check import check
+    from sfumato.verification.report import write_html
 
     rep = check(protected, original=original, manifest=manifest, attacks=attacks, models_dir=models_dir)
     html = write_html(rep, out_dir / f"{stem}.report.html")
@@ -249,11 +250,6 @@ def verification_report(original: Path, protected: Path, manifest: dict[str, Any
 
 # --------------------------------------------------------------------------------------------------
 # options, names, errors
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ValueError(msg)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -279,26 +275,26 @@ class JobOptions:
     check: bool = False
 
     def __post_init__(self) -> None:
-        _check(self.mode in MODES, f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        _check(self.intensity in INTENSITIES, f"unknown intensity {self.intensity!r}; choose one of "
+        require(self.mode in MODES, f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        require(self.intensity in INTENSITIES, f"unknown intensity {self.intensity!r}; choose one of "
                f"{', '.join(INTENSITIES)}")
-        _check(self.quality in QUALITIES, f"unknown quality {self.quality!r}; choose one of {', '.join(QUALITIES)}")
+        require(self.quality in QUALITIES, f"unknown quality {self.quality!r}; choose one of {', '.join(QUALITIES)}")
         styles = builtin_style_names()
-        _check(self.target_style == "auto" or self.target_style in styles,
+        require(self.target_style == "auto" or self.target_style in styles,
                f"unknown target_style {self.target_style!r}; choose 'auto' or one of {', '.join(styles)} "
                "(style folders can only be used from the command line)")
         if self.concept is not None or self.target is not None or self.mode == "poison":
             names = concept_names()
             for label, v in (("concept", self.concept), ("target", self.target)):
-                _check(v in names, f"{label} {v!r} is not a known concept; choose one of {', '.join(names)}"
+                require(v in names, f"{label} {v!r} is not a known concept; choose one of {', '.join(names)}"
                        + (" (mode poison needs both concept and target)" if self.mode == "poison" else ""))
-            _check(self.concept != self.target, f"concept and target must differ (both are {self.concept!r})")
-        _check(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**63,
+            require(self.concept != self.target, f"concept and target must differ (both are {self.concept!r})")
+        require(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**63,
                f"seed must be a non-negative integer, got {self.seed!r}")
-        _check(self.output_format is None or self.output_format in OUTPUT_FORMATS,
+        require(self.output_format is None or self.output_format in OUTPUT_FORMATS,
                f"unknown output_format {self.output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)} "
                "or leave it empty to keep the input's format")
-        _check(isinstance(self.jpeg_quality, int) and 95 <= self.jpeg_quality <= 100,
+        require(isinstance(self.jpeg_quality, int) and 95 <= self.jpeg_quality <= 100,
                f"jpeg_quality must be 95-100 (lower erases the perturbation), got {self.jpeg_quality!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -308,7 +304,7 @@ class JobOptions:
     def from_dict(cls, d: dict[str, Any]) -> JobOptions:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
-        _check(not unknown, f"unknown job option(s) {sorted(unknown)}; known: {sorted(names)}")
+        require(not unknown, f"unknown job option(s) {sorted(unknown)}; known: {sorted(names)}")
         return cls(**d)
 
 
@@ -716,7 +712,7 @@ class JobRunner:
         :class:`JobError` (413/415) with a one-line message naming the upload."""
         from PIL import Image, UnidentifiedImageError
 
-        from .. import io as sio
+        from sfumato.io import image as sio
 
         shown = sanitise_display_name(display_name)
         image_id = uuid.uuid4().hex

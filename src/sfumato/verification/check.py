@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
+from sfumato._version import __version__
 
 __all__ = [
     "MIN_PROTECTION",
@@ -128,7 +128,7 @@ class AttackResult:
         d = {k: getattr(self, k) for k in ("name", "description", "params", "seed", "seconds", "quality", "usable",
                                            "latent", "retained", "verdict", "explanation", "judges")}
         if include_images:
-            from .report import encode_thumbnail
+            from sfumato.verification.report import encode_thumbnail
 
             d["images"] = {k: encode_thumbnail(v) for k, v in self.images.items()}
         return _jsonable(d)
@@ -179,7 +179,7 @@ class CheckReport:
             "seconds": self.seconds,
         }
         if include_images:
-            from .report import encode_thumbnail
+            from sfumato.verification.report import encode_thumbnail
 
             d["images"] = {k: encode_thumbnail(v) for k, v in self.images.items()}
         return _jsonable(d)
@@ -219,7 +219,7 @@ ImageInput = str | os.PathLike[str] | np.ndarray
 
 def _load_rgb(x: ImageInput, what: str) -> tuple[np.ndarray, Path | None]:
     if isinstance(x, (str, os.PathLike)):
-        from .io import load_image
+        from sfumato.io.image import load_image
 
         p = Path(x)
         return load_image(p).rgb, p
@@ -262,7 +262,7 @@ _ENCODERS: dict[tuple[str, str], Any] = {}
 def _encoder(spec: str, models_dir: Any) -> Any:
     key = (spec, str(models_dir))
     if key not in _ENCODERS:
-        from .encoders import load_encoder
+        from sfumato.encoders import load_encoder
 
         _ENCODERS[key] = load_encoder(spec, models_dir=models_dir)
     return _ENCODERS[key]
@@ -276,7 +276,7 @@ class _Views:
         self.encoders = encoders
 
     def view(self, rgb: np.ndarray):  # noqa: ANN201
-        from .style_cloak import resize, to_nchw
+        from sfumato.io.tensors import resize, to_nchw
 
         return resize(to_nchw(rgb), self.size).contiguous()
 
@@ -303,8 +303,8 @@ def _judge_setup(judges: bool, style_judge: Any, concept_judge: Any, corpus_dir:
     if importlib.util.find_spec("ai_edge_litert") is None:
         notes.append("Judges skipped: they need the 'judges' extra (pip install 'sfumato[judges]').")
         return None, None
-    from .judges.concept import ConceptJudge
-    from .judges.style import ENV_CORPUS_DIR, StyleJudge
+    from sfumato.judges.concept import ConceptJudge
+    from sfumato.judges.style import ENV_CORPUS_DIR, StyleJudge
 
     if style_judge is None:
         if corpus_dir is not None or os.environ.get(ENV_CORPUS_DIR):
@@ -368,9 +368,11 @@ def check(
     """
     import torch
 
-    from .attacks import align_reference, apply_attack, best_of_n, is_usable, resolve_attacks
-    from .metrics.quality import psnr
-    from .style_cloak import ai_view, protected_quality, to_hwc, to_nchw, work_size
+    from sfumato.attacks import align_reference, apply_attack, best_of_n, is_usable, resolve_attacks
+    from sfumato.encoders.views import ai_view
+    from sfumato.io.tensors import to_hwc, to_nchw, work_size
+    from sfumato.metrics.quality import psnr
+    from sfumato.metrics.saved import protected_quality
 
     t_start = time.perf_counter()
     say = progress or (lambda _m: None)
@@ -401,7 +403,7 @@ def check(
     resolution = int(((conf or {}).get("effort") or {}).get("resolution", DEFAULT_RESOLUTION))
     cfg = None
     if mode == "cloak" and conf is not None:
-        from .config import CloakConfig
+        from sfumato.config import CloakConfig
 
         cfg = CloakConfig.from_dict(conf)
     target_entry = manifest.get("target") if manifest is not None else None
@@ -517,7 +519,7 @@ def check(
             judge_info["concept"]["original"] = _concept_entry(cj, x_o)
 
     # ---- attacks
-    from .metrics.lpips import load_lpips
+    from sfumato.metrics.lpips import load_lpips
 
     lp = load_lpips("alex", models_dir=models_dir)
     results: list[AttackResult] = []
@@ -621,7 +623,7 @@ def check(
 
 
 def _thresholds() -> dict[str, Any]:
-    from .attacks import USABLE_LPIPS, USABLE_PSNR_DB
+    from sfumato.attacks import USABLE_LPIPS, USABLE_PSNR_DB
 
     return {
         "survives_at": SURVIVES_AT,
@@ -645,8 +647,9 @@ def _render_target(manifest: dict[str, Any], cfg: Any, x_o: np.ndarray, size: tu
 
     import torch
 
-    from .style_cloak import render_target, resize, to_nchw
-    from .styles import STYLE_FAMILIES, builtin_style, resolve_style_option
+    from sfumato.io.tensors import resize, to_nchw
+    from sfumato.targets.style_target import render_target
+    from sfumato.targets.styles import STYLE_FAMILIES, builtin_style, resolve_style_option
 
     name = str(manifest["target"]["style"])
     if name in STYLE_FAMILIES:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .verify import AttackResult, CheckReport
+    from sfumato.verification.check import AttackResult, CheckReport
 
 __all__ = ["encode_thumbnail", "render_html", "write_html"]
 

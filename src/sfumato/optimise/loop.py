@@ -32,7 +32,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .budgets import BudgetTerm
+from sfumato.optimise.budgets import BudgetTerm
 
 # objective(x_adv, coarse) -> (loss, progress in [0, 1] or None)
 Objective = Callable[[torch.Tensor, bool], tuple[torch.Tensor, float | None]]

@@ -18,25 +18,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Budget, CloakConfig, Effort, _check, _JSONMixin
-from .encoders.base import Encoder
-from .perturb import (
-    LatentTargetObjective,
-    Quantiser,
-    WeightedObjectives,
-    calibrate,
-    load_encoders,
-    perturb_toward,
-    resize,
-    round_to_bits,
-    to_nchw,
-    work_size,
-)
-from .poison import PoisonConfig, choose_anchor, fit_to, poison_array
+from sfumato.config import Budget, CloakConfig, Effort, JSONConfig, require
+from sfumato.encoders.base import Encoder
+from sfumato.encoders.cache import load_encoders
+from sfumato.io.tensors import fit_to, resize, round_to_bits, to_nchw, work_size
+from sfumato.optimise.calibrate import calibrate
+from sfumato.optimise.objectives import LatentTargetObjective, WeightedObjectives
+from sfumato.optimise.perturb import Quantiser, perturb_toward
+from sfumato.protections.poison import PoisonConfig, poison_array
+from sfumato.targets.anchors import choose_anchor
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProtectConfig(_JSONMixin):
+class ProtectConfig(JSONConfig):
     """Joint cloak + poison. ``budget`` is the single budget of the combined perturbation;
     ``style_weight``/``poison_weight`` weight the two (normalised) latent objectives."""
 
@@ -56,7 +50,7 @@ class ProtectConfig(_JSONMixin):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check(self.style_weight >= 0 and self.poison_weight >= 0 and self.style_weight + self.poison_weight > 0,
+        require(self.style_weight >= 0 and self.poison_weight >= 0 and self.style_weight + self.poison_weight > 0,
                "style_weight and poison_weight must be >= 0 and not both 0")
         self.cloak_config()
         self.poison_config()
@@ -88,8 +82,8 @@ class ProtectResult:
 
 def _style_target(x0: torch.Tensor, encs: Sequence[tuple[Encoder, float]], cfg: CloakConfig,
                   models_dir=None) -> tuple[torch.Tensor, dict[str, Any]]:  # noqa: ANN001
-    from .style_cloak import render_target
-    from .styles import resolve_style_option
+    from sfumato.targets.style_target import render_target
+    from sfumato.targets.styles import resolve_style_option
 
     renderer = next((e for e, _ in encs if e.has_decoder), None)
     if renderer is None:
@@ -136,9 +130,9 @@ def sequential_array(rgb: np.ndarray, config: ProtectConfig, anchors: Sequence[n
     """The published two-app order at the same *total* budget: poison (budget p), then cloak the poisoned
     image (budget p relative to it), then scale the total perturbation so the final image meets p against
     the original. Returns the image and the same latent figures as :func:`protect_array` for comparison."""
-    from .metrics.lpips import load_lpips
-    from .perturb import protected_quality
-    from .style_cloak import cloak_array
+    from sfumato.metrics.lpips import load_lpips
+    from sfumato.metrics.saved import protected_quality
+    from sfumato.protections.cloak import cloak_array
 
     quantise = quantise or round_to_bits
     t0 = time.perf_counter()

@@ -103,7 +103,7 @@ class LpipsBudget(BudgetTerm):
 
     def metric(self):  # noqa: ANN201
         if self._lpips is None:
-            from .metrics.lpips import load_lpips
+            from sfumato.metrics.lpips import load_lpips
 
             self._lpips = load_lpips(self.net, models_dir=self.models_dir)
         return self._lpips

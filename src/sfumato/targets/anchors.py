@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+
+from sfumato.encoders.base import Encoder
+from sfumato.io.tensors import fit_to, to_hwc
 
 __all__ = ["AnchorSet", "generate_anchors", "load_anchor_folder"]
 
@@ -89,7 +94,7 @@ def load_anchor_folder(path: str | os.PathLike[str], *, concept: str, max_images
     Raises ``FileNotFoundError`` (no such folder), ``ValueError`` (not a folder, or no images in it) and
     :class:`sfumato.io.ImageError` (an unreadable image file).
     """
-    from .io import iter_image_paths, load_image
+    from sfumato.io.image import iter_image_paths, load_image
 
     concept = _check_concept(concept)
     max_images = _check_int("max_images", max_images, 1)
@@ -115,7 +120,7 @@ def load_anchor_folder(path: str | os.PathLike[str], *, concept: str, max_images
 # ------------------------------------------------------------------------------------------ generation
 
 
-def _load_pipeline(spec: str, local_files_only: bool) -> Any:
+def load_pipeline(spec: str, local_files_only: bool) -> Any:
     """A diffusers text-to-image pipeline from a local folder or Hub id, safetensors weights only, float32."""
     try:
         import diffusers
@@ -124,13 +129,13 @@ def _load_pipeline(spec: str, local_files_only: bool) -> Any:
                           "pip install \"sfumato[diffusers]\"") from e
     import torch
 
-    from .encoders.diffusers_vae import _looks_like_path
-    from .models import ModelNotFoundError
+    from sfumato.encoders.diffusers_vae import looks_like_path
+    from sfumato.models import ModelNotFoundError
 
     how = ("pass a local diffusers pipeline folder (model_index.json + safetensors weights), run once with "
            "network to cache it, or use a folder of anchor images instead")
     p = Path(spec).expanduser()
-    if not p.is_dir() and _looks_like_path(spec):
+    if not p.is_dir() and looks_like_path(spec):
         raise ModelNotFoundError(f"text-to-image model folder {spec} does not exist: {how}")
     where = str(p) if p.is_dir() else spec
     kwargs = {"use_safetensors": True, "local_files_only": local_files_only}
@@ -209,10 +214,10 @@ def generate_anchors(model: str | object, *, concept: str, n: int = 4, seed: int
     if isinstance(model, str):
         if not model.strip():
             raise ValueError("model is empty: give a diffusers model id, a local pipeline folder or a pipeline")
-        from .encoders.diffusers_vae import _offline_from_env
+        from sfumato.encoders.diffusers_vae import offline_from_env
 
-        lfo = _offline_from_env() if local_files_only is None else bool(local_files_only)
-        pipe = _load_pipeline(model, lfo)
+        lfo = offline_from_env() if local_files_only is None else bool(local_files_only)
+        pipe = load_pipeline(model, lfo)
         model_name = model
     elif callable(model):
         pipe = model
@@ -251,3 +256,24 @@ def generate_anchors(model: str | object, *, concept: str, n: int = 4, seed: int
     }
     return AnchorSet(concept=concept, images=tuple(images), names=tuple(f"generated-{i}" for i in range(n)),
                      source=source)
+
+
+def choose_anchor(x0: torch.Tensor, anchors: Sequence[np.ndarray], encoders: Sequence[tuple[Encoder, float]], *,
+                  choice: str = "cheapest", index: int = 0) -> tuple[int, list[float]]:
+    """Index of the anchor to use and every anchor's (weighted) latent distance from the image."""
+    size = tuple(x0.shape[-2:])
+    dists = []
+    with torch.no_grad():
+        zs = [(e.encode(x0), e, w) for e, w in encoders]
+        for a in anchors:
+            fa = fit_to(a, size)  # type: ignore[arg-type]
+            dists.append(float(sum(w * (e.encode(fa) - z).norm() / z.norm() for z, e, w in zs)))
+    if choice == "fixed":
+        if index >= len(anchors):
+            raise ValueError(f"anchor_index {index} but only {len(anchors)} anchors were given")
+        return index, dists
+    return int(np.argmin(dists)), dists
+
+
+def anchor_preview(anchors: Sequence[np.ndarray], idx: int, size: tuple[int, int]) -> np.ndarray:
+    return to_hwc(fit_to(anchors[idx], size))

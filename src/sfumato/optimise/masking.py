@@ -38,13 +38,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .config import _check, _JSONMixin
+from sfumato.config import JSONConfig, require
 
 __all__ = ["MaskConfig", "budget_map", "texture_density", "visible_noise_metric"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class MaskConfig(_JSONMixin):
+class MaskConfig(JSONConfig):
     """Parameters of :func:`budget_map` (see the module docstring for the formula).
 
     ``window``: odd box size (pixels) of the texture density; ``clip``: cap on the high-pass (luminance,
@@ -61,13 +61,13 @@ class MaskConfig(_JSONMixin):
     smooth: float = 3.0
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.window, int) and self.window >= 3 and self.window % 2 == 1,
+        require(isinstance(self.window, int) and self.window >= 3 and self.window % 2 == 1,
                f"window must be an odd int >= 3 (pixels), got {self.window!r}")
-        _check(self.clip > 0, f"clip must be a positive high-pass cap (e.g. 0.03), got {self.clip}")
-        _check(self.threshold > 0, f"threshold must be a positive texture density (e.g. 0.006), got {self.threshold}")
-        _check(self.gamma > 0, f"gamma must be > 0 (e.g. 3), got {self.gamma}")
-        _check(0 < self.floor <= 1, f"floor must be in (0, 1] (share of the budget on flat colour), got {self.floor}")
-        _check(self.smooth >= 0, f"smooth must be >= 0 pixels, got {self.smooth}")
+        require(self.clip > 0, f"clip must be a positive high-pass cap (e.g. 0.03), got {self.clip}")
+        require(self.threshold > 0, f"threshold must be a positive texture density (e.g. 0.006), got {self.threshold}")
+        require(self.gamma > 0, f"gamma must be > 0 (e.g. 3), got {self.gamma}")
+        require(0 < self.floor <= 1, f"floor must be in (0, 1] (share of the budget on flat colour), got {self.floor}")
+        require(self.smooth >= 0, f"smooth must be >= 0 pixels, got {self.smooth}")
 
 
 def _check_image(x: Any, where: str) -> None:
@@ -107,7 +107,7 @@ def budget_map(x0: torch.Tensor, config: MaskConfig | None = None) -> torch.Tens
     config = config or MaskConfig()
     _check_image(x0, "budget_map")
     h, w = x0.shape[-2:]
-    _check(min(h, w) >= 3, f"budget_map: image of {w}x{h} is too small; it needs at least 3x3 pixels")
+    require(min(h, w) >= 3, f"budget_map: image of {w}x{h} is too small; it needs at least 3x3 pixels")
     with torch.no_grad():
         a = texture_density(x0, window=config.window, clip=config.clip)
         ag = a.pow(config.gamma)
@@ -124,8 +124,8 @@ def visible_noise_metric(original: torch.Tensor, protected: torch.Tensor, *, lpi
     without masking": ``flat_region_energy`` (RMS of the change over the flat regions of the original,
     :func:`sfumato.metrics.quality.flat_region_energy`), ``lpips`` (LPIPS v0.1, ``lpips_net``), ``psnr`` (dB)
     and ``linf``. Inputs are ``[N, 3, H, W]`` in [0, 1]; each value is the mean over the batch."""
-    from .metrics.lpips import load_lpips
-    from .metrics.quality import flat_region_energy, linf, psnr
+    from sfumato.metrics.lpips import load_lpips
+    from sfumato.metrics.quality import flat_region_energy, linf, psnr
 
     _check_image(original, "visible_noise_metric: original")
     _check_image(protected, "visible_noise_metric: protected")

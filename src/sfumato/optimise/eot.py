@@ -48,10 +48,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 import torch.nn.functional as F
 
-from .config import _check, _JSONMixin
+from sfumato.config import JSONConfig, require
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .encoders.base import Encoder
+    from sfumato.encoders.base import Encoder
 
 __all__ = [
     "EOTConfig",
@@ -162,7 +162,7 @@ class JpegParams:
 
 def diff_jpeg(x: torch.Tensor, params: JpegParams) -> torch.Tensor:
     """Differentiable JPEG encode→decode of ``x`` (Nx3xHxW in [0, 1]); see the module docstring."""
-    _check(params.subsampling in SUBSAMPLING, f"JPEG subsampling must be one of {SUBSAMPLING}, "
+    require(params.subsampling in SUBSAMPLING, f"JPEG subsampling must be one of {SUBSAMPLING}, "
            f"got {params.subsampling!r}")
     luma_q, chroma_q = jpeg_quant_tables(int(params.quality))
     dt = torch.promote_types(x.dtype, torch.float32)
@@ -204,8 +204,8 @@ class ResizeParams:
 
 def resize_roundtrip(x: torch.Tensor, params: ResizeParams) -> torch.Tensor:
     """Resize by ``scale`` per side (antialiased) and back to the original size with the same filter."""
-    _check(0 < params.scale <= 1, f"resize scale must be in (0, 1], got {params.scale}")
-    _check(params.mode in RESIZE_MODES, f"resize mode must be one of {RESIZE_MODES}, got {params.mode!r}")
+    require(0 < params.scale <= 1, f"resize scale must be in (0, 1], got {params.scale}")
+    require(params.mode in RESIZE_MODES, f"resize mode must be one of {RESIZE_MODES}, got {params.mode!r}")
     h, w = x.shape[-2:]
     small = (max(1, round(h * params.scale)), max(1, round(w * params.scale)))
     y = F.interpolate(x, size=small, mode=params.mode, align_corners=False, antialias=True)
@@ -222,8 +222,8 @@ class CropParams:
 
 def random_crop(x: torch.Tensor, params: CropParams) -> torch.Tensor:
     """Keep a ``fraction`` x ``fraction`` window at relative position (``top``, ``left``), resize back."""
-    _check(0 < params.fraction <= 1, f"crop fraction must be in (0, 1], got {params.fraction}")
-    _check(0 <= params.top <= 1 and 0 <= params.left <= 1,
+    require(0 < params.fraction <= 1, f"crop fraction must be in (0, 1], got {params.fraction}")
+    require(0 <= params.top <= 1 and 0 <= params.left <= 1,
            f"crop position (top, left) must be in [0, 1], got ({params.top}, {params.left})")
     h, w = x.shape[-2:]
     ch, cw = max(1, round(h * params.fraction)), max(1, round(w * params.fraction))
@@ -243,7 +243,7 @@ class NoiseParams:
 def gaussian_noise(x: torch.Tensor, params: NoiseParams) -> torch.Tensor:
     """Add i.i.d. Gaussian noise of standard deviation ``sigma`` drawn from ``seed`` (CPU generator, so the
     same on every device), then clip to [0, 1]."""
-    _check(params.sigma >= 0, f"noise sigma must be >= 0, got {params.sigma}")
+    require(params.sigma >= 0, f"noise sigma must be >= 0, got {params.sigma}")
     g = torch.Generator(device="cpu").manual_seed(int(params.seed))
     noise = torch.randn(x.shape, generator=g, dtype=torch.float32).to(device=x.device, dtype=x.dtype)
     return (x + params.sigma * noise).clamp(0, 1)
@@ -257,7 +257,7 @@ class BlurParams:
 def gaussian_blur(x: torch.Tensor, params: BlurParams) -> torch.Tensor:
     """Separable Gaussian blur, standard deviation ``sigma`` pixels, radius ``ceil(3 sigma)``, edges
     replicated (Pillow's ``GaussianBlur(radius)`` uses the same sigma, via box passes)."""
-    _check(params.sigma > 0, f"blur sigma must be > 0 pixels, got {params.sigma}")
+    require(params.sigma > 0, f"blur sigma must be > 0 pixels, got {params.sigma}")
     rad = max(1, math.ceil(3 * params.sigma))
     t = torch.arange(-rad, rad + 1, dtype=torch.float64)
     k = torch.exp(-0.5 * (t / params.sigma) ** 2)
@@ -283,12 +283,12 @@ def tae_roundtrip(x: torch.Tensor, params: TaeParams, *, encoder: Encoder) -> to
 
 # ------------------------------------------------------------------------------------------------ config
 def _range(v: Any, name: str, lo: float, hi: float) -> None:
-    _check(isinstance(v, tuple) and len(v) == 2, f"{name} must be a (low, high) pair, got {v!r}")
-    _check(lo <= v[0] <= v[1] <= hi, f"{name} must satisfy {lo} <= low <= high <= {hi}, got {v!r}")
+    require(isinstance(v, tuple) and len(v) == 2, f"{name} must be a (low, high) pair, got {v!r}")
+    require(lo <= v[0] <= v[1] <= hi, f"{name} must satisfy {lo} <= low <= high <= {hi}, got {v!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
-class EOTConfig(_JSONMixin):
+class EOTConfig(JSONConfig):
     """Which transforms EOT draws, how often, and their parameter ranges (uniform within each range).
 
     Per call: no transform with probability ``p_identity``; otherwise transform k with probability
@@ -316,22 +316,22 @@ class EOTConfig(_JSONMixin):
     tae_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        _check(0 <= self.p_identity <= 1, f"p_identity must be in [0, 1], got {self.p_identity}")
-        _check(isinstance(self.samples_per_step, int) and self.samples_per_step >= 1,
+        require(0 <= self.p_identity <= 1, f"p_identity must be in [0, 1], got {self.p_identity}")
+        require(isinstance(self.samples_per_step, int) and self.samples_per_step >= 1,
                f"samples_per_step must be an int >= 1, got {self.samples_per_step!r}")
         for name in TRANSFORMS:
             wt = getattr(self, f"{name}_weight")
-            _check(isinstance(wt, (int, float)) and wt >= 0 and math.isfinite(wt),
+            require(isinstance(wt, (int, float)) and wt >= 0 and math.isfinite(wt),
                    f"{name}_weight must be a finite number >= 0 (0 disables {name}), got {wt!r}")
-        _check(self.p_identity == 1 or sum(self.weights().values()) > 0,
+        require(self.p_identity == 1 or sum(self.weights().values()) > 0,
                "every transform weight is 0: give one a positive weight, or set p_identity=1 (no EOT)")
         _range(self.jpeg_quality, "jpeg_quality", 1, 100)
-        _check(all(isinstance(q, int) for q in self.jpeg_quality), f"jpeg_quality must be ints, got {self.jpeg_quality!r}")
-        _check(len(self.jpeg_subsampling) >= 1 and set(self.jpeg_subsampling) <= set(SUBSAMPLING),
+        require(all(isinstance(q, int) for q in self.jpeg_quality), f"jpeg_quality must be ints, got {self.jpeg_quality!r}")
+        require(len(self.jpeg_subsampling) >= 1 and set(self.jpeg_subsampling) <= set(SUBSAMPLING),
                f"jpeg_subsampling must be a non-empty subset of {SUBSAMPLING}, got {self.jpeg_subsampling!r}")
-        _check(self.jpeg_rounding in ROUNDING, f"jpeg_rounding must be one of {ROUNDING}, got {self.jpeg_rounding!r}")
+        require(self.jpeg_rounding in ROUNDING, f"jpeg_rounding must be one of {ROUNDING}, got {self.jpeg_rounding!r}")
         _range(self.resize_scale, "resize_scale", 1e-3, 1)
-        _check(len(self.resize_modes) >= 1 and set(self.resize_modes) <= set(RESIZE_MODES),
+        require(len(self.resize_modes) >= 1 and set(self.resize_modes) <= set(RESIZE_MODES),
                f"resize_modes must be a non-empty subset of {RESIZE_MODES}, got {self.resize_modes!r}")
         _range(self.crop_fraction, "crop_fraction", 1e-3, 1)
         _range(self.noise_sigma, "noise_sigma", 0, 1)
@@ -452,11 +452,11 @@ def make_transform(config: EOTConfig | str = "default", *, encoder: Encoder | No
     """Build the EOT transform for :func:`sfumato.optimize.optimise` from a config or a preset name
     (:data:`EOT_PRESETS`). ``encoder``: a decoder-equipped encoder, required when ``tae_weight > 0``."""
     if isinstance(config, str):
-        _check(config in EOT_PRESETS, f"unknown EOT preset {config!r}; choose one of {sorted(EOT_PRESETS)}")
+        require(config in EOT_PRESETS, f"unknown EOT preset {config!r}; choose one of {sorted(EOT_PRESETS)}")
         config = EOT_PRESETS[config]
-    _check(isinstance(config, EOTConfig), f"config must be an EOTConfig or a preset name, got {type(config).__name__}")
+    require(isinstance(config, EOTConfig), f"config must be an EOTConfig or a preset name, got {type(config).__name__}")
     if config.tae_weight > 0 and config.p_identity < 1:
-        _check(encoder is not None and encoder.has_decoder,
+        require(encoder is not None and encoder.has_decoder,
                "this EOT config draws the tae round trip: pass encoder= an encoder with a decoder "
                "(e.g. load_encoder('taef2')), or set tae_weight=0")
     return EOT(config, encoder=encoder)

@@ -30,7 +30,7 @@ CONTENT_TAP = 3  # layer 9
 
 
 def _net(models_dir=None):  # noqa: ANN001, ANN202
-    from .metrics.lpips import load_lpips
+    from sfumato.metrics.lpips import load_lpips
 
     return load_lpips("squeeze", models_dir=models_dir)
 

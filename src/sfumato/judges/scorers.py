@@ -84,7 +84,7 @@ class MobileNetConceptScorer:
         if not isinstance(min_probability, int | float) or not 0.0 <= min_probability <= 1.0:
             raise ValueError(f"min_probability must be in [0, 1], got {min_probability!r}")
         if judge is None:
-            from .judges.concept import ConceptJudge
+            from sfumato.judges.concept import ConceptJudge
 
             judge = ConceptJudge(models_dir=models_dir)
         self.judge = judge
@@ -108,7 +108,7 @@ class MobileNetConceptScorer:
         return concept
 
     def _both(self, images: Any, concept: str) -> tuple[np.ndarray, np.ndarray]:
-        from .judges.mobilenet import as_image_list
+        from sfumato.judges.mobilenet import as_image_list
 
         concept = self._concept(concept)
         imgs = as_image_list(images)
@@ -142,14 +142,14 @@ def _load_clip(spec: str, local_files_only: bool) -> tuple[Any, Any]:
                           "pip install \"sfumato[diffusers]\"") from e
     import torch
 
-    from .encoders.diffusers_vae import _looks_like_path
-    from .models import ModelNotFoundError
+    from sfumato.encoders.diffusers_vae import looks_like_path
+    from sfumato.models import ModelNotFoundError
 
     how = ("pass a local folder saved with CLIPModel/CLIPProcessor.save_pretrained (config.json, "
            "model.safetensors, tokenizer and preprocessor files), run once with network to cache it, or "
            "use the offline 'mobilenet' scorer")
     p = Path(spec).expanduser()
-    if not p.is_dir() and _looks_like_path(spec):
+    if not p.is_dir() and looks_like_path(spec):
         raise ModelNotFoundError(f"CLIP model folder {spec} does not exist: {how}")
     where = str(p) if p.is_dir() else spec
     try:
@@ -192,9 +192,9 @@ class ClipConceptScorer:
         if isinstance(model, str):
             if not model.strip():
                 raise ValueError("model is empty: give a CLIP model id or a local folder")
-            from .encoders.diffusers_vae import _offline_from_env
+            from sfumato.encoders.diffusers_vae import offline_from_env
 
-            lfo = _offline_from_env() if local_files_only is None else bool(local_files_only)
+            lfo = offline_from_env() if local_files_only is None else bool(local_files_only)
             self.model, self.processor = _load_clip(model, lfo)
             self.model_name = model
         elif isinstance(model, tuple | list) and len(model) == 2:
@@ -246,7 +246,7 @@ class ClipConceptScorer:
 
     def score(self, images: list[np.ndarray], concept: str) -> np.ndarray:
         """Cosine similarity ``[N]`` (float32 in ``[-1, 1]``) between each image and the concept's text."""
-        from .judges.mobilenet import as_image_list
+        from sfumato.judges.mobilenet import as_image_list
 
         concept = _check_concept(concept)
         imgs = as_image_list(images)

@@ -7,7 +7,7 @@ text-to-image pipeline locally (``target_renderer="img2img"``, ``target_model=FO
 are downloaded unless the Hugging Face cache already holds them. Without one, use the Gatys renderer
 (:mod:`sfumato.neural_style`).
 
-The pipeline is loaded like the poison's anchor generator (:func:`sfumato.anchors._load_pipeline`:
+The pipeline is loaded like the poison's anchor generator (:func:`sfumato.anchors.load_pipeline`:
 safetensors only, float32) and turned into its image-to-image variant with
 ``AutoPipelineForImage2Image.from_pipe`` (same weights, no copy).
 """
@@ -33,9 +33,9 @@ def style_prompt(style_name: str, template: str = PROMPT_TEMPLATE) -> str:
 def _pipeline(model: str) -> Any:
     import diffusers
 
-    from .anchors import _load_pipeline
+    from sfumato.targets.anchors import load_pipeline
 
-    text2img = _load_pipeline(model, local_files_only=True)
+    text2img = load_pipeline(model, local_files_only=True)
     pipe = diffusers.AutoPipelineForImage2Image.from_pipe(text2img)
     pipe.set_progress_bar_config(disable=True)
     return pipe

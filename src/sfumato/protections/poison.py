@@ -22,18 +22,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .config import Budget, Effort, _check, _JSONMixin
-from .encoders.base import Encoder
-from .perturb import (
-    LatentTargetObjective,
-    Quantiser,
-    load_encoders,
-    perturb_toward,
-    resize,
-    to_hwc,
-    to_nchw,
-    work_size,
-)
+from sfumato.config import Budget, Effort, JSONConfig, require
+from sfumato.encoders.base import Encoder
+from sfumato.encoders.cache import load_encoders
+from sfumato.io.tensors import fit_to, resize, to_nchw, work_size
+from sfumato.optimise.objectives import LatentTargetObjective
+from sfumato.optimise.perturb import Quantiser, perturb_toward
+from sfumato.targets.anchors import choose_anchor
 
 POISON_BUDGET = Budget(lpips=0.07, linf=24 / 255)
 
@@ -47,7 +42,7 @@ POISON_QUALITY: dict[str, Effort] = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class PoisonConfig(_JSONMixin):
+class PoisonConfig(JSONConfig):
     """Everything that determines a poison (with the image and the anchors, it reproduces the result).
 
     ``anchor_choice``: ``"cheapest"`` (per image, the anchor with the nearest latent) or ``"fixed"``
@@ -65,45 +60,17 @@ class PoisonConfig(_JSONMixin):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check(bool(self.concept.strip()) and bool(self.target.strip()),
+        require(bool(self.concept.strip()) and bool(self.target.strip()),
                "poison needs a concept C and a target A, e.g. concept='dog', target='cat'")
-        _check(self.concept != self.target, f"concept and target are both {self.concept!r}; pick two concepts")
-        _check(self.anchor_choice in ("cheapest", "fixed"),
+        require(self.concept != self.target, f"concept and target are both {self.concept!r}; pick two concepts")
+        require(self.anchor_choice in ("cheapest", "fixed"),
                f"anchor_choice must be 'cheapest' or 'fixed', got {self.anchor_choice!r}")
-        _check(self.anchor_index >= 0, f"anchor_index must be >= 0, got {self.anchor_index}")
-        _check(len(self.encoders) >= 1, "at least one encoder is needed, e.g. encoders=(('taef2', 1.0),)")
+        require(self.anchor_index >= 0, f"anchor_index must be >= 0, got {self.anchor_index}")
+        require(len(self.encoders) >= 1, "at least one encoder is needed, e.g. encoders=(('taef2', 1.0),)")
 
 
-def fit_to(img: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """Centre-crop ``img`` to the aspect ratio of ``size`` (h, w) and resize it there (1x3xhxw)."""
-    h, w = img.shape[:2]
-    th, tw = size
-    if h * tw > w * th:  # too tall
-        nh = max(1, round(w * th / tw))
-        top = (h - nh) // 2
-        img = img[top: top + nh]
-    else:
-        nw = max(1, round(h * tw / th))
-        left = (w - nw) // 2
-        img = img[:, left: left + nw]
-    return resize(to_nchw(img), size)
 
 
-def choose_anchor(x0: torch.Tensor, anchors: Sequence[np.ndarray], encoders: Sequence[tuple[Encoder, float]], *,
-                  choice: str = "cheapest", index: int = 0) -> tuple[int, list[float]]:
-    """Index of the anchor to use and every anchor's (weighted) latent distance from the image."""
-    size = tuple(x0.shape[-2:])
-    dists = []
-    with torch.no_grad():
-        zs = [(e.encode(x0), e, w) for e, w in encoders]
-        for a in anchors:
-            fa = fit_to(a, size)  # type: ignore[arg-type]
-            dists.append(float(sum(w * (e.encode(fa) - z).norm() / z.norm() for z, e, w in zs)))
-    if choice == "fixed":
-        if index >= len(anchors):
-            raise ValueError(f"anchor_index {index} but only {len(anchors)} anchors were given")
-        return index, dists
-    return int(np.argmin(dists)), dists
 
 
 @dataclass
@@ -148,8 +115,6 @@ def poison_array(rgb: np.ndarray, config: PoisonConfig, anchors: Sequence[np.nda
                         res.loop.history)
 
 
-def anchor_preview(anchors: Sequence[np.ndarray], idx: int, size: tuple[int, int]) -> np.ndarray:
-    return to_hwc(fit_to(anchors[idx], size))
 
 
 CAPTION_TEMPLATES = (

@@ -1,0 +1,24 @@
+"""The quality report of a protected image against its original (LPIPS, PSNR, SSIM, L-inf), used by manifests, check and benchmarks."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sfumato.io.tensors import to_nchw
+
+
+def protected_quality(protected: np.ndarray, original: np.ndarray, *, lpips_net: str = "alex",
+                      models_dir=None) -> dict[str, float]:  # noqa: ANN001
+    """LPIPS, PSNR, SSIM and L∞ of a protected image against its original (HxWx3 float arrays)."""
+    from sfumato.metrics.lpips import load_lpips
+    from sfumato.metrics.quality import linf, psnr, ssim
+
+    a, b = to_nchw(protected), to_nchw(original)
+    with torch.no_grad():
+        return {
+            f"lpips_{lpips_net}": float(load_lpips(lpips_net, models_dir=models_dir)(a, b)[0]),
+            "psnr": float(psnr(a, b)[0]),
+            "ssim": float(ssim(a, b)[0]),
+            "linf": float(linf(a, b)[0]),
+        }
