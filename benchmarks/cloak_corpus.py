@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
 
+    import sfumato.io as sio
     from sfumato.api import cloak_file
     from sfumato.config import CloakConfig
-    from sfumato.io import image as sio
     from sfumato.io.outputs import manifest_path_for
 
     cfg = CloakConfig.preset(intensity=args.intensity, quality=args.quality, seed=args.seed,

@@ -4,12 +4,12 @@ Issue #3 asks that MobileNetV2 put the AI view (TAEF2 encode→decode) of a pois
 (top-5). This script measures what that needs, without any optimisation first:
 
 * **latent line**: per photo, the product's anchor choice (the cat photo with the nearest latent, as
-  :func:`sfumato.poison.choose_anchor` picks it), then the latents ``(1 − t)·z_dog + t·z_cat`` decoded and
+  :func:`sfumato.targets.anchors.choose_anchor` picks it), then the latents ``(1 − t)·z_dog + t·z_cat`` decoded and
   judged. A point at ``t`` on that line has relative latent reduction exactly ``t``, so the first ``t`` whose
   AI view is a cat is the reduction a poison must reach *in the right direction*.
 * **pixel blend**: ``(1 − t)·dog + t·cat`` judged directly: what a visible, natural change needs.
 
-Then, with ``--optimise N``, the product's poison (:func:`sfumato.poison.poison_array`, default effort) is
+Then, with ``--optimise N``, the product's poison (:func:`sfumato.protections.poison.poison_array`, default effort) is
 run on the first N photos at each LPIPS cap of ``--lpips-caps`` (L∞ 24/255 always): the latent reduction it
 reaches and whether its AI view is a cat. A cap of 0.99 lifts the perceptual budget altogether, so the row
 is an upper bound for this optimiser at that L∞ cap.
@@ -57,7 +57,7 @@ class DecodedViewObjective:
             self.view_t = enc.decode(z0 + t * (z1 - z0))[..., : self.size[0], : self.size[1]]
             self.d0 = max(float((enc.decode(z0)[..., : self.size[0], : self.size[1]] - self.view_t).norm()), 1e-8)
 
-    def __call__(self, x, coarse: bool):  # noqa: ANN001, ANN204
+    def __call__(self, x):  # noqa: ANN001, ANN204
         import torch
 
         from sfumato.io.tensors import resize
@@ -90,20 +90,21 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SFUMATO_MODELS_DIR", str(SHARED / "models"))
     import torch
 
-    from sfumato.config import Budget
+    from sfumato.config import Budget, PoisonConfig
     from sfumato.encoders import load_encoder
     from sfumato.encoders.views import ai_view
-    from sfumato.io.tensors import fit_to, resize, to_hwc, to_nchw, work_size
+    from sfumato.io.tensors import resize, to_hwc, to_nchw, work_size
     from sfumato.judges import ConceptJudge
-    from sfumato.protections.poison import PoisonConfig, poison_array
-    from sfumato.targets.anchors import choose_anchor
+    from sfumato.optimise.perturb import work_view
+    from sfumato.protections.poison import aim_at_anchor, poison_array
 
     photos = image_paths(Path(args.photos))
     anchor_paths = image_paths(Path(args.anchors))
     anchors = [load(p, args.side) for p in anchor_paths]
     judge = ConceptJudge()
     tae = load_encoder("taef2")
-    res_px = PoisonConfig(concept=args.concept, target=args.target).effort.resolution  # the poison's work size
+    pcfg = PoisonConfig.preset(concept=args.concept, target=args.target)
+    res_px = pcfg.effort.resolution  # the poison's work size
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads "
              f"{torch.get_num_threads()}. Command: `python benchmarks/poison_ceiling.py "
              f"{' '.join(argv if argv is not None else sys.argv[1:])}`", "",
@@ -117,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     for p in photos:
         rgb = load(p, args.side)
         x0 = resize(to_nchw(rgb), work_size(*rgb.shape[:2], res_px))
-        idx, _ = choose_anchor(x0, anchors, [(tae, 1.0)])
-        a = fit_to(anchors[idx], tuple(x0.shape[-2:]))
+        a, aimed = aim_at_anchor(x0, anchors, [(tae, 1.0)], pcfg, None)
+        idx = aimed["index"]
         with torch.no_grad():
             z0, z1 = tae.encode(x0), tae.encode(a)
             h, w = x0.shape[-2:]
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             rgb = load(p, args.side)
             for cap in args.lpips_caps:
                 cfg = PoisonConfig(concept=args.concept, target=args.target, seed=args.seed,
-                                   budget=Budget(lpips=cap, linf=24 / 255))
+                                   budget=Budget(lpips=cap, linf=pcfg.budget.linf))
                 t = time.perf_counter()
                 r = poison_array(rgb, cfg, anchors, anchor_names=[q.name for q in anchor_paths])
                 secs = time.perf_counter() - t
@@ -174,10 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         eff = Effort(steps=args.decoded_steps, resolution=args.decoded_resolution, lr=0.008)
         for p in photos[: args.decoded]:
             rgb = load(p, args.side)
-            x0 = resize(to_nchw(rgb), work_size(*rgb.shape[:2], args.decoded_resolution)).contiguous(
-                memory_format=torch.channels_last)
-            idx, _ = choose_anchor(x0, anchors, [(tae, 1.0)])
-            a = fit_to(anchors[idx], tuple(x0.shape[-2:]))
+            x0 = work_view(rgb, args.decoded_resolution)
+            a, _ = aim_at_anchor(x0, anchors, [(tae, 1.0)], pcfg, None)
             latent_obj = LatentTargetObjective(x0, a, [(tae, 1.0)])
             objs = [("latent (the product's)", latent_obj)]
             objs += [(f"decoded view → D(z_t), t = {t:g}", DecodedViewObjective(x0, a, tae, t)) for t in args.decoded_ts]

@@ -30,14 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
 
+    import sfumato.io as sio
     from sfumato.api import poison_file
-    from sfumato.io import image as sio
+    from sfumato.config import PoisonConfig
     from sfumato.io.outputs import manifest_path_for
     from sfumato.judges.scorers import make_scorer
-    from sfumato.protections.poison import PoisonConfig
     from sfumato.targets.anchors import load_anchor_folder
 
-    cfg = PoisonConfig(concept=args.concept, target=args.target, seed=args.seed)
+    cfg = PoisonConfig.preset(concept=args.concept, target=args.target, seed=args.seed)
     anchors = load_anchor_folder(args.anchors, concept=args.target)
     scorer = make_scorer("mobilenet")
     out = Path(args.out)

@@ -1,6 +1,6 @@
 """Protection benchmark: Sfumato's presets and the peer baselines on the shared corpus at matched budgets.
 
-For each image set and method: protect every image, then run :func:`sfumato.verify.check` on the saved
+For each image set and method: protect every image, then run :func:`sfumato.verification.check.check` on the saved
 (quantised) result with the attack suite and the independent judges, and write one markdown table:
 quality, judge verdicts on the AI view, latent protection, survival under each attack, best-of-N and
 seconds per image.
@@ -49,9 +49,9 @@ def run_method(method: str, rgb: np.ndarray, *, kind: str, anchors, resolution: 
     import dataclasses
 
     from sfumato.baselines import get_baseline
-    from sfumato.config import Budget, CloakConfig
+    from sfumato.config import Budget, CloakConfig, PoisonConfig
     from sfumato.protections.cloak import cloak_array
-    from sfumato.protections.poison import PoisonConfig, poison_array
+    from sfumato.protections.poison import poison_array
 
     budget = Budget(lpips=0.05, linf=24 / 255) if kind == "cloak" else Budget(lpips=0.07, linf=24 / 255)
     t = time.perf_counter()
@@ -185,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    import sfumato.io as sio
     from sfumato.encoders import load_encoder
-    from sfumato.io import image as sio
     from sfumato.judges.concept import ConceptJudge
     from sfumato.judges.style import StyleJudge
     from sfumato.targets.anchors import load_anchor_folder

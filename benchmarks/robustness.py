@@ -4,7 +4,7 @@ Three parts, each writing one markdown table (all from the shared corpus; TAEF2;
 saved 8-bit file):
 
 ``--part eot``: Van Gogh paintings (``--limit``, long side ``--side``), default preset with ``eot="none"``
-and with ``eot="default"`` at the same budget; then :func:`sfumato.verify.check` (no manifest, so
+and with ``eot="default"`` at the same budget; then :func:`sfumato.verification.check.check` (no manifest, so
 ``retained`` is the share of the cloak's own latent shift that survives, in its own direction, after the
 same attack is applied to the original too) for the whole ``all`` attack suite; mean retained per attack
 side by side, their ratio, and best-of-N.

@@ -29,7 +29,7 @@ cannot be protected (against this judge) by any cloak toward these targets.
 
 Methods: ``clean`` (no cloak), ``glaze-naive`` (Glaze's objective, Adam 100 steps, α 30, p 0.05, latent-WCT
 target; :mod:`sfumato.baselines.glaze`), ``sfumato-fast`` / ``sfumato-default`` / ``sfumato-slow`` (presets;
-Gatys target, :mod:`sfumato.neural_style`), ``sfumato-default-wct`` (the default preset with the earlier
+Gatys target, :mod:`sfumato.targets.gatys`), ``sfumato-default-wct`` (the default preset with the earlier
 target: latent WCT at strength 0.35, for comparison). Budget for all: LPIPS-alex ≤ 0.05 and L∞ ≤ 24/255 on the saved
 file. Paintings larger than ``--side`` px on their long side are downscaled to it first (Lanczos) — that
 is the "published" image every method protects.

@@ -22,7 +22,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("judges", ("sfumato.judges",)),
     ("verification", ("sfumato.verification",)),
     ("opt-out", ("sfumato.optout",)),
-    ("facade", ("sfumato.api", "sfumato.batch")),
+    ("facade", ("sfumato.api", "sfumato.plans", "sfumato.batch")),
     ("shells", ("sfumato.commands", "sfumato.server", "sfumato.cli", "sfumato")),
 ]
 MAX_LINES = 500

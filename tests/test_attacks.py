@@ -40,7 +40,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12)))
 
 
-CHEAP = [n for n in ATTACKS if ATTACKS[n].kind not in ("impress", "tae_roundtrip")]
+CHEAP = [n for n in ATTACKS if ATTACKS[n].kind not in ("impress", "tae")]
 
 
 @pytest.mark.parametrize("name", CHEAP)
@@ -182,7 +182,7 @@ def test_best_of_n_picks_the_strongest_usable_attack() -> None:
 
 def test_impress_reduces_autoencoder_inconsistency(taef2, corpus_dir) -> None:  # noqa: ANN001
     from sfumato.attacks.impress import consistency_loss, impress_purify
-    from sfumato.io.image import load_image
+    from sfumato.io import load_image
     from sfumato.io.tensors import to_nchw
 
     path = sorted((corpus_dir / "art" / "claude_monet").iterdir())[0]
@@ -212,3 +212,42 @@ def test_impress_reduces_autoencoder_inconsistency(taef2, corpus_dir) -> None:  
         from sfumato.encoders.tae import tiny_random_tae
 
         impress_purify(prot, autoencoder=tiny_random_tae(with_decoder=False), steps=1)
+
+
+def test_one_table_real_op_and_stand_in_share_the_sampler_and_params() -> None:
+    import inspect
+
+    from sfumato.attacks.registry import SAMPLE_RANGES
+    from sfumato.attacks.sampling import NumpyDraws, TorchDraws
+    from sfumato.attacks.table import FAMILIES, stand_in_names
+    from sfumato.encoders.tae import tiny_random_tae
+
+    assert {a.kind for a in ATTACKS.values()} <= set(FAMILIES)  # the registry names table families
+    assert set(SAMPLE_RANGES) <= {n for n, f in FAMILIES.items() if f.sample is not None}
+    assert stand_in_names() == ("jpeg", "resize", "crop", "noise", "blur", "tae")
+    enc = tiny_random_tae(seed=0)
+    x = _image()
+    xt = torch.from_numpy(x).permute(2, 0, 1)[None]
+    for name in stand_in_names():
+        fam = FAMILIES[name]
+        assert fam.sample is not None and callable(fam.differentiable), name
+        assert inspect.signature(fam.sample).return_annotation in (fam.params, fam.params.__name__), name
+        ranges = {k: v for k, v in SAMPLE_RANGES.get(name, {}).items() if k != "modes"}
+        for draw in (NumpyDraws(np.random.default_rng(1)), TorchDraws(torch.Generator().manual_seed(1))):
+            params = fam.sample(draw, **ranges)  # one sampler, one params dataclass ...
+            assert isinstance(params, fam.params), name
+            ctx = {"autoencoder": enc} if fam.needs_autoencoder else {}
+            if name == "crop":  # the real crop is centred
+                params = type(params)(fraction=params.fraction)
+            y = fam.apply_real(x, params, **ctx)  # ... consumed by the real operation ...
+            assert y.shape == x.shape and y.dtype == np.float32, name
+            sk = {"encoder": enc} if fam.needs_autoencoder else {}
+            with torch.no_grad():
+                yt = fam.differentiable(xt, params, **sk)  # ... and by its differentiable stand-in
+            assert yt.shape == xt.shape, name
+    # replaying a sampled real attack from its params gives the registry's result
+    spec, seed = sample_attack(np.random.default_rng(3), kinds=["noise"])
+    assert np.array_equal(apply_attack(spec, x, seed=seed),
+                          FAMILIES["noise"].apply_real(x, FAMILIES["noise"].params(sigma=spec.kwargs["sigma"], seed=seed)))
+    with pytest.raises(ValueError, match="centred"):
+        FAMILIES["crop"].apply_real(x, FAMILIES["crop"].params(fraction=0.9, top=0.0))

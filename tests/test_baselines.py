@@ -126,18 +126,19 @@ def test_glaze_targets_a_rendering_in_the_chosen_style(runs) -> None:
 def test_nightshade_step_size_decays_linearly(enc, monkeypatch) -> None:
     """Record x0 + δ at every step: each signed step moves unclipped pixels by exactly the step size."""
     from sfumato.baselines import nightshade
+    from sfumato.optimise import loop
     from sfumato.optimise.loop import optimise as real_optimise
 
     seen: list[torch.Tensor] = []
 
     def recording_optimise(x0, objective, budgets, **kw):
-        def obj(x, coarse):
+        def obj(x):
             seen.append(x.detach().clone())
-            return objective(x, coarse)
+            return objective(x)
 
         return real_optimise(x0, obj, budgets, **kw)
 
-    monkeypatch.setattr(nightshade, "optimise", recording_optimise)
+    monkeypatch.setattr(loop, "optimise", recording_optimise)
     steps, lr = 5, 0.002  # total travel 0.006 < eps: the box never clips
     nightshade.nightshade_poison(_image(1), target=_image(2), encoders=[(enc, 1.0)], steps=steps, step_size=lr,
                                  lpips_p=0, resolution=RES)

@@ -17,7 +17,8 @@ from PIL import Image
 from sfumato.cli import main as cli_main
 from sfumato.optout.c2pa_sign import sign_file, verify_file
 from sfumato.optout.keys import KeyPaths, init_keys, load_keys
-from sfumato.optout.xmp import RightsOptions, _jpeg_segments, _png_chunk, _png_chunks
+from sfumato.optout.rights_options import RightsOptions
+from sfumato.optout.xmp_containers import jpeg_segments, png_chunk, png_chunks
 
 DM_URI = "http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED-AIMLTRAINING"
 KINDS = ("ai_generative_training", "ai_training", "ai_inference", "data_mining")
@@ -114,7 +115,7 @@ def test_sign_verify_trust_and_training_mining(tmp_path: Path, keys: KeyPaths, o
 
 def _flip_jpeg_scan_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
-    _, sos = _jpeg_segments(bytes(data))
+    _, sos = jpeg_segments(bytes(data))
     start = sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big")
     i = start + (len(data) - start) // 2
     while data[i] == 0xFF or data[i - 1] == 0xFF or data[i] ^ 0x01 == 0xFF:
@@ -126,11 +127,11 @@ def _flip_jpeg_scan_byte(path: Path) -> None:
 def _flip_png_idat_byte(path: Path) -> None:
     data = path.read_bytes()
     out = []
-    for ctype, payload, raw in _png_chunks(data):
+    for ctype, payload, raw in png_chunks(data):
         if ctype == b"IDAT":
             p = bytearray(payload)
             p[len(p) // 2] ^= 0x01
-            raw = _png_chunk(ctype, bytes(p))  # valid CRC: only the pixels changed
+            raw = png_chunk(ctype, bytes(p))  # valid CRC: only the pixels changed
             assert int.from_bytes(raw[-4:], "big") == zlib.crc32(ctype + bytes(p))
         out.append(raw)
     path.write_bytes(data[:8] + b"".join(out))

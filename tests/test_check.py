@@ -20,7 +20,7 @@ VERDICTS = {"survives", "weakened", "removed"}
 @pytest.fixture(scope="module")
 def painting(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 48 px real painting (centre crop of a Signac, downscaled), saved as PNG."""
-    from sfumato.io.image import load_image
+    from sfumato.io import load_image
 
     src = sorted((corpus_dir / "art" / "paul_signac").iterdir())[0]
     x = load_image(src).rgb
@@ -86,7 +86,7 @@ def test_check_end_to_end_json_and_html(cloaked: Path, painting: Path, small_cor
         assert "style" in a.judges and "concept" in a.judges
     # replayable: the recorded seed reproduces the attacked image
     noise = next(a for a in rep.attacks if a.name == "noise-0.05")
-    from sfumato.io.image import load_image
+    from sfumato.io import load_image
 
     x_p = load_image(cloaked).rgb
     assert np.array_equal(apply_attack("noise-0.05", x_p, seed=noise.seed),
@@ -148,7 +148,7 @@ def test_check_measures_at_the_cloaks_own_work_size(painting: Path, tmp_path: Pa
 
 
 def test_check_without_target_uses_the_residual_latent_shift(painting: Path) -> None:
-    from sfumato.io.image import load_image
+    from sfumato.io import load_image
 
     x = load_image(painting).rgb
     rng = np.random.default_rng(1)
@@ -164,7 +164,7 @@ def test_check_without_target_uses_the_residual_latent_shift(painting: Path) -> 
 
 
 def test_check_edge_cases(painting: Path, cloaked: Path) -> None:
-    from sfumato.io.image import load_image
+    from sfumato.io import load_image
 
     x = load_image(painting).rgb
     same = check(x, original=x, attacks=["median-3"], judges=False)  # nothing to remove

@@ -1,4 +1,4 @@
-"""EOT stand-ins (sfumato.eot): shapes, gradients, replayable sampling, fidelity of the JPEG to Pillow."""
+"""EOT and the attack table's differentiable stand-ins: shapes, gradients, replayable sampling, JPEG vs Pillow."""
 
 from __future__ import annotations
 
@@ -8,25 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from sfumato.optimise.eot import (
-    EOT_PRESETS,
-    BlurParams,
-    CropParams,
-    EOTConfig,
-    JpegParams,
-    NoiseParams,
-    ResizeParams,
-    TaeParams,
-    diff_jpeg,
-    diff_round,
+from sfumato.attacks.diff_jpeg import diff_jpeg, diff_round, jpeg_quant_tables
+from sfumato.attacks.differentiable import (
     gaussian_blur,
     gaussian_noise,
-    jpeg_quant_tables,
-    make_transform,
     random_crop,
     resize_roundtrip,
     tae_roundtrip,
 )
+from sfumato.attacks.params import BlurParams, CropParams, JpegParams, NoiseParams, ResizeParams, TaeParams
+from sfumato.optimise.eot import EOT_PRESETS, EOTConfig, make_transform
 
 H, W = 37, 53  # odd, not a multiple of 8 or 16
 
@@ -236,9 +227,29 @@ def test_strong_preset_with_encoder_runs_in_the_loop() -> None:
     x0 = _image(h=32, w=40)
     target = torch.full_like(x0, 0.5)
 
-    def objective(x: torch.Tensor, coarse: bool) -> tuple[torch.Tensor, None]:
+    def objective(x: torch.Tensor, coarse: bool = False) -> tuple[torch.Tensor, None]:
         return (x - target).square().mean(), None
 
     res = optimise(x0, objective, [], steps=6, lr=0.01, generator=torch.Generator().manual_seed(0), transform=eot)
     assert res.steps_run == 6 and res.delta.shape == x0.shape and torch.isfinite(res.delta).all()
     assert float(res.delta.abs().max()) > 0
+
+
+def test_eot_transforms_are_the_attack_tables_stand_ins() -> None:
+    import inspect
+
+    from sfumato.attacks.table import FAMILIES, stand_in_names
+    from sfumato.optimise.eot import EOT, TRANSFORMS, sampler_ranges
+
+    assert TRANSFORMS == stand_in_names()
+    cfg = EOT_PRESETS["strong"]
+    for name in TRANSFORMS:
+        fam = FAMILIES[name]
+        assert fam.differentiable is not None and fam.sample is not None
+        # every <name>_<range> field of the config is a keyword of the family's one sampler
+        assert set(sampler_ranges(cfg, name)) <= set(inspect.signature(fam.sample).parameters), name
+    eot = EOT(dataclasses.replace(cfg, p_identity=0.0))  # sampling only: no encoder needed
+    g = torch.Generator().manual_seed(5)
+    for _ in range(30):
+        name, params = eot.sample(g)
+        assert isinstance(params, FAMILIES[name].params)

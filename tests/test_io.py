@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, features
 
-from sfumato.io import image as sio
-from sfumato.io.image import (
+import sfumato.io as sio
+from sfumato.io import (
     IMAGE_SUFFIXES,
     ArtImage,
     ImageError,
@@ -884,3 +884,60 @@ def test_module_exports() -> None:
     for name in sio.__all__:
         assert hasattr(sio, name), name
     assert sio.MAX_PIXELS == 100_000_000
+
+
+def test_one_atomic_writer_for_images_and_sidecars(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from sfumato.io.atomic import atomic_write, write_json_atomic, write_png_atomic, write_text_atomic
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"original")
+    out = atomic_write(tmp_path / "a.bin", lambda fp: fp.write(b"one"), overwrite=False)
+    assert out.read_bytes() == b"one"
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        atomic_write(out, lambda fp: fp.write(b"two"), overwrite=False)
+    with pytest.raises(ValueError, match="original"):
+        atomic_write(src, lambda fp: fp.write(b"two"), overwrite=True, source=src)
+    assert src.read_bytes() == b"original" and out.read_bytes() == b"one"
+
+    def boom(fp: io.BufferedWriter) -> None:
+        fp.write(b"partial")
+        raise RuntimeError("encoder failed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(out, boom, overwrite=True)
+    assert out.read_bytes() == b"one"
+    write_json_atomic(tmp_path / "m.json", {"a": 1})
+    with pytest.raises(FileExistsError):
+        write_json_atomic(tmp_path / "m.json", {"a": 2}, overwrite=False)
+    write_text_atomic(tmp_path / "t.txt", "héllo\n")
+    write_png_atomic(tmp_path / "p.png", np.full((4, 5, 3), 0.5, np.float32))
+    assert (tmp_path / "t.txt").read_text(encoding="utf-8") == "héllo\n"
+    with Image.open(tmp_path / "p.png") as im:
+        assert np.all(np.asarray(im) == 128)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "m.json", "p.png", "src.bin", "t.txt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("a.bin", "m.json", "p.png", "t.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
+
+
+def test_round_to_bits_is_quantize_and_tensor_helpers_live_in_tensors() -> None:
+    import subprocess
+    import sys
+
+    import sfumato.io
+    from sfumato.io import tensors
+
+    assert tensors.round_to_bits is tensors.quantize is sfumato.io.quantize is sio.quantize
+    assert sio.to_tensor is tensors.to_tensor and sio.from_tensor is tensors.from_tensor
+    x = _rng(3).random((64, 64, 3)).astype(np.float32)
+    for bits in (8, 16):
+        m = np.float32((1 << bits) - 1)  # the rounding every lossless file applies, spelled out
+        want = (np.rint(np.clip(x, 0, 1) * m) / m).astype(np.float32)
+        assert tensors.round_to_bits(x, bits).tobytes() == want.tobytes()
+    assert tensors.round_to_bits(x).tobytes() == quantize(x, 8).tobytes()
+    code = "import sys, sfumato.io; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

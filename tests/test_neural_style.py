@@ -109,8 +109,8 @@ def test_overshoot_aims_past_the_target_along_the_same_direction() -> None:
     over = LatentTargetObjective(x0, t, [(enc, 1.0)], overshoot=2.0)
     with torch.no_grad():
         z0, zt = enc.encode(x0), enc.encode(t)
-    torch.testing.assert_close(over.targets[0].fine, z0 + 2.0 * (zt - z0))
-    assert over.targets[0].clean_dist_fine == pytest.approx(2 * plain.targets[0].clean_dist_fine, rel=1e-4)
+    torch.testing.assert_close(over.targets[0].latent, z0 + 2.0 * (zt - z0))
+    assert over.targets[0].clean_dist == pytest.approx(2 * plain.targets[0].clean_dist, rel=1e-4)
     d = over.distances(x0)[0]
     assert d["relative_reduction"] == pytest.approx(0.0, abs=1e-5)
     assert d["reduction_toward_target_image"] == pytest.approx(0.0, abs=1e-5)

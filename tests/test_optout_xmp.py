@@ -21,9 +21,6 @@ from sfumato.optout.xmp import (
     DATA_MINING_VALUES,
     NS_PLUS,
     RightsOptions,
-    _jpeg_segments,
-    _png_chunks,
-    _riff_chunks,
     build_xmp,
     embed_xmp_file,
     extract_xmp_file,
@@ -31,6 +28,7 @@ from sfumato.optout.xmp import (
     mark_file,
     read_xmp_rights,
 )
+from sfumato.optout.xmp_containers import jpeg_segments, png_chunks, riff_chunks
 
 DM_URI = "http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED-AIMLTRAINING"
 EXT_FORMAT = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
@@ -116,8 +114,8 @@ def test_jpeg_scan_data_and_segments_untouched(tmp_path: Path) -> None:
     mark_file(src, dst, RightsOptions())
     mark_file(dst, dst, RightsOptions(data_mining="DMI-PROHIBITED"))  # in place, twice
     s_data, d_data = src.read_bytes(), dst.read_bytes()
-    s_segs, s_sos = _jpeg_segments(s_data)
-    d_segs, d_sos = _jpeg_segments(d_data)
+    s_segs, s_sos = jpeg_segments(s_data)
+    d_segs, d_sos = jpeg_segments(d_data)
     assert s_data[s_sos:] == d_data[d_sos:], "entropy-coded scan data must be byte-identical"
     xmp_segs = [s for m, s in d_segs if m == 0xE1 and b"http://ns.adobe.com/xap/1.0/\x00" in s[:40]]
     assert len(xmp_segs) == 1
@@ -133,12 +131,12 @@ def test_png_chunk_crc_and_single_xmp(tmp_path: Path) -> None:
     dst = tmp_path / "out.png"
     mark_file(src, dst, RightsOptions())
     mark_file(dst, dst, RightsOptions())
-    chunks = _png_chunks(dst.read_bytes())
+    chunks = png_chunks(dst.read_bytes())
     for ctype, payload, raw in chunks:
         assert int.from_bytes(raw[-4:], "big") == zlib.crc32(ctype + payload)
     xmp_chunks = [p for c, p, _ in chunks if c == b"iTXt" and p.startswith(b"XML:com.adobe.xmp\x00")]
     assert len(xmp_chunks) == 1
-    src_idat = [p for c, p, _ in _png_chunks(src.read_bytes()) if c == b"IDAT"]
+    src_idat = [p for c, p, _ in png_chunks(src.read_bytes()) if c == b"IDAT"]
     assert [p for c, p, _ in chunks if c == b"IDAT"] == src_idat
 
 
@@ -149,10 +147,10 @@ def test_simple_webp_becomes_extended(tmp_path: Path, lossless: bool) -> None:
     if lossless:
         img = img.convert("RGBA")
     img.save(src, format="WEBP", lossless=lossless, quality=90)
-    assert _riff_chunks(src.read_bytes())[0][0] in (b"VP8 ", b"VP8L"), "test set-up: expected a simple WebP"
+    assert riff_chunks(src.read_bytes())[0][0] in (b"VP8 ", b"VP8L"), "test set-up: expected a simple WebP"
     dst = tmp_path / "out.webp"
     mark_file(src, dst, RightsOptions())
-    chunks = _riff_chunks(dst.read_bytes())
+    chunks = riff_chunks(dst.read_bytes())
     assert chunks[0][0] == b"VP8X" and chunks[0][1][0] & 0x04 and chunks[-1][0] == b"XMP "
     assert exiv2("-K", "Xmp.plus.DataMining", "-px", dst).strip().endswith(DM_URI)
     with Image.open(src) as a, Image.open(dst) as b:
@@ -292,4 +290,4 @@ def test_real_corpus_xmp_is_preserved(tmp_path: Path, corpus_dir: Path) -> None:
         assert before and before <= after, f"{src.name}: lost {sorted(before - after)}"
         assert {"Xmp.plus.DataMining", "Xmp.xmpRights.Marked"} <= after
         a, b = src.read_bytes(), dst.read_bytes()
-        assert a[_jpeg_segments(a)[1]:] == b[_jpeg_segments(b)[1]:]
+        assert a[jpeg_segments(a)[1]:] == b[jpeg_segments(b)[1]:]

@@ -21,7 +21,11 @@ from PIL import Image
 from sfumato.config import Effort
 from sfumato.server import ServerSettings, is_loopback
 from sfumato.server.app import create_app
-from sfumato.server.jobs import MODES, JobOptions, JobRunner, JobStore, Mode, QueueFull, sanitise_display_name
+from sfumato.server.errors import QueueFull
+from sfumato.server.jobs import JobRunner
+from sfumato.server.modes import MODES, JobOptions, Mode
+from sfumato.server.store import JobStore
+from sfumato.server.uploads import sanitise_display_name
 
 TINY = Effort(steps=2, resolution=64, calibration_steps=2)
 FAST = {"quality": "fast", "target_style": "mosaic", "ai_view": "true"}
@@ -121,6 +125,44 @@ def test_job_options_refuse_paths_and_unknown_values() -> None:
     assert JobOptions.from_dict(json.loads(json.dumps(o.to_dict()))) == o
 
 
+@pytest.mark.parametrize("mode", ["cloak", "poison", "protect"])
+def test_modes_build_the_configs_the_command_line_builds(mode: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each mode's configuration is the CLI's for the same options (so the same image and seed give the
+    same output through the CLI, the server and the API): poison and protect take the poison row of
+    budgets (LPIPS 0.05/0.07/0.10 per intensity, L∞ 24/255) and efforts; cloak the cloak presets."""
+    import sfumato.api
+    import sfumato.targets.anchors
+    from sfumato.config import Budget, CloakConfig, PoisonConfig, ProtectConfig
+    from sfumato.server.modes import ModeCall
+
+    seen: list[tuple] = []
+    for fn in ("cloak_file", "poison_file", "protect_file"):
+        monkeypatch.setattr(sfumato.api, fn, lambda src, out_dir, cfg, *a, **kw: seen.append((cfg, a, kw)))
+    monkeypatch.setattr(sfumato.targets.anchors, "load_anchor_folder", lambda folder, concept: f"anchors of {concept}")
+    (tmp_path / "cat").mkdir()
+    settings = ServerSettings(data_dir=tmp_path / "data", anchors_dir=tmp_path)
+    lpips = {"low": 0.05, "default": 0.07, "high": 0.10}
+    effort = {"fast": Effort(steps=30, resolution=512, lr=0.01), "default": Effort(steps=80, resolution=512, lr=0.008),
+              "slow": Effort(steps=150, resolution=768, lr=0.008)}
+    for intensity in lpips:
+        for quality in effort:
+            kw = {"concept": "dog", "target": "cat"} if mode != "cloak" else {}
+            opts = JobOptions(mode=mode, intensity=intensity, quality=quality, target_style="mosaic", seed=5, **kw)
+            MODES[mode].prepare(opts, settings, {})(ModeCall(tmp_path / "a.png", tmp_path, "a", lambda i, n: None))
+            cfg, args, file_kw = seen.pop()
+            budget = Budget(lpips=lpips[intensity], linf=24 / 255)
+            expected = {
+                "cloak": CloakConfig.preset(intensity=intensity, quality=quality, target_style="mosaic", seed=5),
+                "poison": PoisonConfig(concept="dog", target="cat", budget=budget, effort=effort[quality], seed=5),
+                "protect": ProtectConfig(concept="dog", target="cat", budget=budget, effort=effort[quality],
+                                         target_style="mosaic", seed=5),
+            }[mode]
+            assert cfg == expected, (intensity, quality)
+            assert args == (() if mode == "cloak" else ("anchors of cat",))
+            assert ("xmp" in file_kw) == (mode == "protect")  # protect reserves the rights by default, as the CLI
+
+
 def test_store_bounds_queue_and_recovers_interrupted_images(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "jobs.sqlite3")
     img = {"id": "0" * 32, "display_name": "a.png", "input_file": "0" * 32 + ".original.png", "width": 8,
@@ -137,7 +179,7 @@ def test_store_bounds_queue_and_recovers_interrupted_images(tmp_path: Path) -> N
     assert job is not None and job["status"] == "queued" and job["images"][0]["status"] == "queued"
     assert job["images"][0]["attempts"] == 1
     assert Path(tmp_path / "jobs.sqlite3").exists()
-    with store._read() as c:
+    with store.read() as c:
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

@@ -15,9 +15,13 @@ _LAZY = {
     "cloak_file": ("sfumato.api", "cloak_file"),
     "CloakConfig": ("sfumato.config", "CloakConfig"),
     "CloakResult": ("sfumato.protections.cloak", "CloakResult"),
+    "poison_file": ("sfumato.api", "poison_file"),
+    "protect_file": ("sfumato.api", "protect_file"),
+    "PoisonConfig": ("sfumato.config", "PoisonConfig"),
+    "ProtectConfig": ("sfumato.config", "ProtectConfig"),
     "load_encoder": ("sfumato.encoders", "load_encoder"),
-    "load_image": ("sfumato.io.image", "load_image"),
-    "save_image": ("sfumato.io.image", "save_image"),
+    "load_image": ("sfumato.io", "load_image"),
+    "save_image": ("sfumato.io", "save_image"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -31,7 +31,7 @@ class BatchReport:
 
 def collect(paths: Iterable[str | Path]) -> list[BatchItem]:
     """Expand files and folders (recursively) into items; outputs mirror sub-folders of a given folder."""
-    from sfumato.io import image as sio
+    import sfumato.io as sio
 
     items: list[BatchItem] = []
     seen: set[Path] = set()

@@ -1,14 +1,21 @@
-"""Keyword-only, frozen configuration objects that round-trip to JSON, and the named presets."""
+"""Keyword-only, frozen configuration objects that round-trip to JSON, and the one table of named presets.
+
+:data:`PRESETS` holds every named setting of the three modes: ``PRESETS[mode]["intensity"][name]`` is a
+:class:`Budget` (``low``/``default``/``high``) and ``PRESETS[mode]["quality"][name]`` an :class:`Effort`
+(``fast``/``default``/``slow``), for ``mode`` in ``cloak``, ``poison`` and ``protect``. The command line,
+the server and the configs' own defaults all read it: ``CloakConfig() == CloakConfig.preset()``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 Intensity = Literal["low", "default", "high"]
 Quality = Literal["fast", "default", "slow"]
+MODES = ("cloak", "poison", "protect")
 
 
 def require(cond: bool, msg: str) -> None:
@@ -17,6 +24,12 @@ def require(cond: bool, msg: str) -> None:
 
 
 class JSONConfig:
+    """``to_dict``/``to_json`` and their inverses for a frozen dataclass. ``RETIRED_FIELDS`` names fields
+    that older versions wrote, with the only value they may still carry (they are accepted and dropped,
+    so old manifests keep loading)."""
+
+    RETIRED_FIELDS: ClassVar[dict[str, Any]] = {}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
@@ -29,11 +42,16 @@ class JSONConfig:
         become tuples (``encoders`` → tuple of ``(spec, weight)`` pairs)."""
         import typing
 
+        kwargs = dict(d)
+        for name, only in cls.RETIRED_FIELDS.items():
+            if name in kwargs:
+                value = kwargs.pop(name)
+                require(value == only, f"{cls.__name__} field {name!r} was retired; only {only!r} is still "
+                                       f"accepted (what every preset used), got {value!r}")
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = set(d) - names
+        unknown = set(kwargs) - names
         require(not unknown, f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(names)}")
         hints = typing.get_type_hints(cls)
-        kwargs = dict(d)
         for name, value in list(kwargs.items()):
             hint = hints.get(name)
             if isinstance(value, dict) and isinstance(hint, type) and issubclass(hint, JSONConfig):
@@ -67,35 +85,32 @@ class Budget(JSONConfig):
         require(self.lpips_net in ("alex", "squeeze"), f"lpips_net must be 'alex' or 'squeeze', got {self.lpips_net!r}")
 
 
-INTENSITY_PRESETS: dict[str, Budget] = {
-    "low": Budget(lpips=0.03, linf=16 / 255),
-    "default": Budget(lpips=0.05, linf=24 / 255),
-    "high": Budget(lpips=0.07, linf=32 / 255),
-}
-
-
 @dataclass(frozen=True, kw_only=True)
 class Effort(JSONConfig):
     """Search effort of the optimisation.
 
     ``resolution``: long side (pixels) at which the encoder sees the image, as a trainer would after
     resizing; the perturbation lives at that resolution and is upsampled smoothly to the full image.
-    ``coarse_fraction``: share of steps run at half resolution first (multi-scale schedule). Every preset
-    sets 0: with TAEF2, a perturbation that moved the half-resolution latent 67–73 % of the way was worth
-    −15 % to −2 % at full resolution (the encoder is not scale-equivariant), so those steps were wasted.
     ``early_stop``: stop once the latent has moved this share of the way to the target (0 disables).
     ``lr_schedule``: ``"constant"`` or ``"cosine"`` (from ``lr`` down to ``lr / 10`` at the last step).
+    ``calibration_steps``: bisection steps that scale the perturbation onto the budget of the saved file.
 
-    The ``default`` preset (40 steps at lr 0.016) was chosen for a 1024² artwork in about 110 s on 2 CPU
-    cores: on the held-out 1024² Van Gogh of ``benchmarks/speed_vs_glaze.py`` it reached a 35 % latent
+    The former ``coarse_fraction`` (a share of steps run at half resolution first) is retired: every
+    preset set 0, because with TAEF2 a perturbation that moved the half-resolution latent 67–73 % of the
+    way was worth −15 % to −2 % at full resolution (the encoder is not scale-equivariant). Old manifests
+    that carry ``coarse_fraction: 0`` still load.
+
+    The cloak's ``default`` preset (40 steps at lr 0.016) was chosen for a 1024² artwork in about 110 s on
+    2 CPU cores: on the held-out 1024² Van Gogh of ``benchmarks/speed_vs_glaze.py`` it reached a 35 % latent
     reduction, against 30 % for 40 cosine-decayed steps (lr 0.012 or 0.02), 33 % for 40 steps at lr 0.024
     and 40 % for the former 80 steps at lr 0.008 (twice the time).
     """
 
+    RETIRED_FIELDS: ClassVar[dict[str, Any]] = {"coarse_fraction": 0.0}
+
     steps: int = 80
     resolution: int = 512
     lr: float = 0.008
-    coarse_fraction: float = 0.0
     early_stop: float = 0.0
     calibration_steps: int = 8
     lr_schedule: str = "constant"
@@ -104,26 +119,79 @@ class Effort(JSONConfig):
         require(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         require(64 <= self.resolution <= 4096, f"resolution must be in [64, 4096] pixels, got {self.resolution}")
         require(self.lr > 0, f"lr must be positive, got {self.lr}")
-        require(0 <= self.coarse_fraction < 1, f"coarse_fraction must be in [0, 1), got {self.coarse_fraction}")
         require(0 <= self.early_stop < 1, f"early_stop must be in [0, 1), got {self.early_stop}")
         require(self.lr_schedule in ("constant", "cosine"),
                f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
 
 
-QUALITY_PRESETS: dict[str, Effort] = {
-    "fast": Effort(steps=20, resolution=512, lr=0.02, coarse_fraction=0.0),
-    "default": Effort(steps=40, resolution=512, lr=0.016, coarse_fraction=0.0),
-    "slow": Effort(steps=150, resolution=768, lr=0.006, coarse_fraction=0.0),
+# ------------------------------------------------------------------------------------------ the preset table
+def _budgets(lpips: tuple[float, float, float], linf_255: tuple[int, int, int]) -> dict[str, Budget]:
+    """low/default/high budgets from their LPIPS ceilings and L∞ caps (in 1/255 units)."""
+    return {name: Budget(lpips=p, linf=c / 255)
+            for name, p, c in zip(("low", "default", "high"), lpips, linf_255, strict=True)}
+
+
+def _efforts(steps: tuple[int, int, int], resolution: tuple[int, int, int],
+             lr: tuple[float, float, float]) -> dict[str, Effort]:
+    """fast/default/slow search efforts from their steps, work resolutions and learning rates."""
+    return {name: Effort(steps=n, resolution=r, lr=a)
+            for name, n, r, a in zip(("fast", "default", "slow"), steps, resolution, lr, strict=True)}
+
+
+#: Every named preset: ``PRESETS[mode]["intensity"][low|default|high]`` is a :class:`Budget`,
+#: ``PRESETS[mode]["quality"][fast|default|slow]`` an :class:`Effort`. Poison and protect use Nightshade's
+#: p = 0.07 by default with L∞ 24/255 throughout; their efforts are the ones docs/benchmarks.md measured.
+PRESETS: dict[str, dict[str, dict[str, Budget | Effort]]] = {
+    "cloak": {"intensity": _budgets(lpips=(0.03, 0.05, 0.07), linf_255=(16, 24, 32)),  # type: ignore[dict-item]
+              "quality": _efforts(steps=(20, 40, 150), resolution=(512, 512, 768), lr=(0.02, 0.016, 0.006))},
+    "poison": {"intensity": _budgets(lpips=(0.05, 0.07, 0.10), linf_255=(24, 24, 24)),  # type: ignore[dict-item]
+               "quality": _efforts(steps=(30, 80, 150), resolution=(512, 512, 768), lr=(0.01, 0.008, 0.008))},
 }
+PRESETS["protect"] = {axis: dict(row) for axis, row in PRESETS["poison"].items()}
+
+#: The cloak's budgets per ``--intensity`` (the cloak row of :data:`PRESETS`).
+INTENSITY_PRESETS: dict[str, Budget] = PRESETS["cloak"]["intensity"]  # type: ignore[assignment]
+#: The cloak's search effort per ``--quality`` (the cloak row of :data:`PRESETS`).
+QUALITY_PRESETS: dict[str, Effort] = PRESETS["cloak"]["quality"]  # type: ignore[assignment]
 
 
+def _preset(mode: str, axis: str, name: str) -> Budget | Effort:
+    require(mode in PRESETS, f"unknown mode {mode!r}; choose one of {sorted(PRESETS)}")
+    row = PRESETS[mode][axis]
+    require(name in row, f"unknown {axis} {name!r} for {mode}; choose one of {sorted(row)}")
+    return row[name]
+
+
+def preset_budget(mode: str, intensity: str = "default") -> Budget:
+    """The budget of ``mode`` (cloak, poison, protect) at ``intensity`` (low, default, high)."""
+    b = _preset(mode, "intensity", intensity)
+    assert isinstance(b, Budget)
+    return b
+
+
+def preset_effort(mode: str, quality: str = "default") -> Effort:
+    """The search effort of ``mode`` (cloak, poison, protect) at ``quality`` (fast, default, slow)."""
+    e = _preset(mode, "quality", quality)
+    assert isinstance(e, Effort)
+    return e
+
+
+def _default_budget(mode: str) -> Any:
+    return field(default_factory=lambda: preset_budget(mode))
+
+
+def _default_effort(mode: str) -> Any:
+    return field(default_factory=lambda: preset_effort(mode))
+
+
+# ------------------------------------------------------------------------------------------ the mode configs
 @dataclass(frozen=True, kw_only=True)
 class Robustness(JSONConfig):
     """Robust-by-design options.
 
-    ``eot``: a preset of :data:`sfumato.eot.EOT_PRESETS` — differentiable stand-ins of the attacks sampled
-    during optimisation (expectation over transformation); ``masking``: a per-pixel L∞ budget map from the
-    original's texture (:mod:`sfumato.masking`), so flat colour gets little perturbation;
+    ``eot``: a preset of :data:`sfumato.optimise.eot.EOT_PRESETS` — differentiable stand-ins of the attacks
+    sampled during optimisation (expectation over transformation); ``masking``: a per-pixel L∞ budget map
+    from the original's texture (:mod:`sfumato.optimise.masking`), so flat colour gets little perturbation;
     ``anti_fingerprint``: a per-image seed (from ``seed`` and the image content) that randomises the
     perturbation's starting point and colour structure, so one learned remover cannot fit every output;
     ``perturbation_scale``: the perturbation lives on a grid this share of the work resolution, upsampled
@@ -147,36 +215,100 @@ TARGET_RENDERERS = ("gatys", "latent-wct", "img2img")
 
 
 @dataclass(frozen=True, kw_only=True)
-class CloakConfig(JSONConfig):
-    """Everything that determines a style cloak; with the image, it reproduces the result exactly.
+class ProtectionConfig(JSONConfig):
+    """Fields every mode shares. ``budget`` and ``effort`` default to the mode's ``default`` presets;
+    ``encoders``: encoder specs with weights (``("taef2", 1.0)``); ``alpha``: weight of the LPIPS-overshoot
+    penalty (Glaze's α); ``seed``: seeds everything random."""
 
-    ``encoders``: encoder specs with weights (``("taef2", 1.0)``); ``target_style``: ``"auto"`` (a built-in
-    style picked as in Glaze, between the 50th and 75th percentile of style distance), a built-in style
-    name, or a folder of reference images (or a folder of such folders, one per candidate style);
-    ``target_renderer``: ``"gatys"`` (neural style transfer, :mod:`sfumato.neural_style`), ``"latent-wct"`` or
-    ``"img2img"`` (a diffusers pipeline given by ``target_model``, :mod:`sfumato.img2img_style`);
-    ``style_strength``: how far the target's latent goes from the artwork's toward the rendering (0..1);
-    ``target_tries``: candidates rendered and vetted before settling; ``target_overshoot``: aim the latent
-    this many times as far as the target along the same direction (1 = at the target); ``alpha``: weight of the LPIPS-overshoot penalty (Glaze's α).
-    """
+    MODE: ClassVar[str] = ""
 
-    budget: Budget = field(default_factory=Budget)
-    effort: Effort = field(default_factory=Effort)
+    budget: Budget
+    effort: Effort
     encoders: tuple[tuple[str, float], ...] = (("taef2", 1.0),)
-    target_style: str = "auto"
-    style_strength: float = 1.0
-    target_renderer: str = "gatys"
-    target_tries: int = 3
-    target_overshoot: float = 1.0
-    target_model: str = ""
     alpha: float = 30.0
     seed: int = 0
-    robustness: Robustness = field(default_factory=Robustness)
 
     def __post_init__(self) -> None:
         require(len(self.encoders) >= 1, "at least one encoder is needed, e.g. encoders=(('taef2', 1.0),)")
+        for e in self.encoders:
+            require(len(e) == 2 and float(e[1]) > 0, f"each encoder is (spec, positive weight), got {e!r}")
+        require(self.alpha >= 0, f"alpha must be >= 0, got {self.alpha}")
+        require(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a non-negative int, got {self.seed!r}")
+
+    @classmethod
+    def preset(cls, *, intensity: str = "default", quality: str = "default", **kw: Any):  # type: ignore[no-untyped-def]
+        """The config of this mode with the named presets of :data:`PRESETS`; ``kw`` sets any other field."""
+        return cls(budget=preset_budget(cls.MODE, intensity), effort=preset_effort(cls.MODE, quality), **kw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StyleFields:
+    """The style target (cloak, protect): ``target_style``: ``"auto"`` (a built-in style picked as in Glaze,
+    between the 50th and 75th percentile of style distance), a built-in style name, or a folder of reference
+    images (or a folder of such folders, one per candidate style); ``style_strength``: how far the target's
+    latent goes from the artwork's toward the rendering (0..1); ``target_renderer``: ``"gatys"`` (neural
+    style transfer, :mod:`sfumato.targets.gatys`), ``"latent-wct"`` (:mod:`sfumato.targets.latent_wct`) or
+    ``"img2img"`` (a diffusers pipeline, :mod:`sfumato.targets.img2img`)."""
+
+    target_style: str = "auto"
+    style_strength: float = 1.0
+    target_renderer: str = "gatys"
+
+    def check_style(self) -> None:
         require(self.target_renderer in TARGET_RENDERERS,
                f"target_renderer must be one of {TARGET_RENDERERS}, got {self.target_renderer!r}")
+        require(0 < self.style_strength <= 1, f"style_strength must be in (0, 1], got {self.style_strength}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConceptFields:
+    """The concept pair (poison, protect): images of ``concept`` C should teach ``target`` A.
+    ``anchor_choice``: ``"cheapest"`` (per image, the anchor with the nearest latent) or ``"fixed"``
+    (``anchor_index``)."""
+
+    concept: str
+    target: str
+    anchor_choice: Literal["cheapest", "fixed"] = "cheapest"
+    anchor_index: int = 0
+
+    def check_concept(self) -> None:
+        require(bool(self.concept.strip()) and bool(self.target.strip()),
+               "poison needs a concept C and a target A, e.g. concept='dog', target='cat'")
+        require(self.concept != self.target, f"concept and target are both {self.concept!r}; pick two concepts")
+        require(self.anchor_choice in ("cheapest", "fixed"),
+               f"anchor_choice must be 'cheapest' or 'fixed', got {self.anchor_choice!r}")
+        require(self.anchor_index >= 0, f"anchor_index must be >= 0, got {self.anchor_index}")
+
+    @classmethod
+    def preset(cls, *, concept: str, target: str, intensity: str = "default", quality: str = "default",
+               **kw: Any):  # type: ignore[no-untyped-def]
+        """The config of this mode for C → A with the named presets of :data:`PRESETS`."""
+        return super().preset(concept=concept, target=target, intensity=intensity,  # type: ignore[misc]
+                              quality=quality, **kw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloakConfig(StyleFields, ProtectionConfig):
+    """Everything that determines a style cloak; with the image, it reproduces the result exactly.
+
+    Besides the shared and style fields: ``target_tries``: candidates rendered and vetted before settling;
+    ``target_overshoot``: aim the latent this many times as far as the target along the same direction
+    (1 = at the target); ``target_model``: the diffusers pipeline of the ``img2img`` renderer;
+    ``robustness``: :class:`Robustness`.
+    """
+
+    MODE: ClassVar[str] = "cloak"
+
+    budget: Budget = _default_budget("cloak")
+    effort: Effort = _default_effort("cloak")
+    target_tries: int = 3
+    target_overshoot: float = 1.0
+    target_model: str = ""
+    robustness: Robustness = field(default_factory=Robustness)
+
+    def __post_init__(self) -> None:
+        ProtectionConfig.__post_init__(self)
+        self.check_style()
         require(self.target_renderer != "img2img" or bool(self.target_model),
                "target_renderer 'img2img' needs target_model: a local diffusers text-to-image pipeline folder "
                "(or a Hub id already in the cache)")
@@ -184,16 +316,52 @@ class CloakConfig(JSONConfig):
                f"target_tries must be an int >= 1, got {self.target_tries!r}")
         require(1.0 <= self.target_overshoot <= 4.0,
                f"target_overshoot must be in [1, 4] (1 = aim exactly at the target), got {self.target_overshoot}")
-        for e in self.encoders:
-            require(len(e) == 2 and float(e[1]) > 0, f"each encoder is (spec, positive weight), got {e!r}")
-        require(0 < self.style_strength <= 1, f"style_strength must be in (0, 1], got {self.style_strength}")
-        require(self.alpha >= 0, f"alpha must be >= 0, got {self.alpha}")
-        require(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a non-negative int, got {self.seed!r}")
 
-    @classmethod
-    def preset(cls, *, intensity: str = "default", quality: str = "default", **kw: Any) -> CloakConfig:
-        require(intensity in INTENSITY_PRESETS,
-               f"unknown intensity {intensity!r}; choose one of {sorted(INTENSITY_PRESETS)}")
-        require(quality in QUALITY_PRESETS, f"unknown quality {quality!r}; choose one of {sorted(QUALITY_PRESETS)}")
-        return cls(budget=INTENSITY_PRESETS[intensity], effort=QUALITY_PRESETS[quality], **kw)
 
+@dataclass(frozen=True, kw_only=True)
+class PoisonConfig(ConceptFields, ProtectionConfig):
+    """Everything that determines a poison (with the image and the anchors, it reproduces the result).
+    ``budget`` defaults to Nightshade's LPIPS p = 0.07 with an L∞ cap of 24/255."""
+
+    MODE: ClassVar[str] = "poison"
+
+    budget: Budget = _default_budget("poison")
+    effort: Effort = _default_effort("poison")
+
+    def __post_init__(self) -> None:
+        ProtectionConfig.__post_init__(self)
+        self.check_concept()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProtectConfig(ConceptFields, StyleFields, ProtectionConfig):
+    """Joint cloak + poison. ``budget`` is the single budget of the combined perturbation;
+    ``style_weight``/``poison_weight`` weight the two (normalised) latent objectives."""
+
+    MODE: ClassVar[str] = "protect"
+
+    budget: Budget = _default_budget("protect")
+    effort: Effort = _default_effort("protect")
+    style_weight: float = 1.0
+    poison_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        ProtectionConfig.__post_init__(self)
+        self.check_style()
+        self.check_concept()
+        require(self.target_renderer != "img2img",
+               "protect has no target_model for the 'img2img' renderer; use 'gatys' or 'latent-wct'")
+        require(self.style_weight >= 0 and self.poison_weight >= 0 and self.style_weight + self.poison_weight > 0,
+               "style_weight and poison_weight must be >= 0 and not both 0")
+
+    def cloak_config(self, *, budget: Budget | None = None) -> CloakConfig:
+        """The style part alone, as a cloak (under ``budget``, default the joint one)."""
+        return CloakConfig(budget=budget or self.budget, effort=self.effort, encoders=self.encoders,
+                           target_style=self.target_style, style_strength=self.style_strength, alpha=self.alpha,
+                           seed=self.seed, target_renderer=self.target_renderer)
+
+    def poison_config(self, *, budget: Budget | None = None) -> PoisonConfig:
+        """The concept part alone, as a poison (under ``budget``, default the joint one)."""
+        return PoisonConfig(concept=self.concept, target=self.target, budget=budget or self.budget,
+                            effort=self.effort, encoders=self.encoders, anchor_choice=self.anchor_choice,
+                            anchor_index=self.anchor_index, alpha=self.alpha, seed=self.seed)

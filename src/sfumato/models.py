@@ -165,12 +165,10 @@ def resolve(name: str, *, path: str | os.PathLike[str] | None = None, download: 
 def verify(path: str | os.PathLike[str], expected_sha256: str | None) -> str:
     """Check a file's SHA-256; returns it. ``expected_sha256=None`` only computes it."""
     got = sha256_file(path)
-    if expected_sha256 is not None and got != expected_sha256:
-        raise ChecksumError(
-            f"{path} has SHA-256 {got} but {expected_sha256} was expected: the file is corrupt or "
-            "a different version; replace it with the published file"
-        )
-    return got
+    if expected_sha256 is None or got == expected_sha256:
+        return got
+    raise ChecksumError(f"{path} has SHA-256 {got} but {expected_sha256} was expected: the file is corrupt or "
+                        "a different version; replace it with the published file")
 
 
 def load_state_dict(path: str | os.PathLike[str], *, sha256: str | None) -> dict:

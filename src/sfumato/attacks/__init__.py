@@ -1,38 +1,42 @@
-"""Attacks on protected images for verification: real image operations (:mod:`sfumato.attacks.real`) and
-IMPRESS purification (:mod:`sfumato.attacks.impress`). ``sfumato check`` (:mod:`sfumato.verify`) runs them.
+"""Attacks on protected images: the attack table (:mod:`sfumato.attacks.table`: per family, the real
+operation, the differentiable stand-in and one parameter sampler), the real image operations
+(:mod:`sfumato.attacks.real`), IMPRESS purification (:mod:`sfumato.attacks.impress`), the named attacks
+and suites of ``sfumato check`` (:mod:`sfumato.attacks.registry`, run by :mod:`sfumato.verification.check`)
+and best-of-N (:mod:`sfumato.attacks.best_of_n`). EOT (:mod:`sfumato.optimise.eot`) draws the stand-ins.
 """
 
 from __future__ import annotations
 
+from sfumato.attacks.best_of_n import USABLE_LPIPS, USABLE_PSNR_DB, BestOfN, best_of_n, is_usable
 from sfumato.attacks.real import (
-    ATTACKS,
-    SUITES,
-    USABLE_LPIPS,
-    USABLE_PSNR_DB,
-    AttackSpec,
-    BestOfN,
-    align_reference,
-    apply_attack,
-    best_of_n,
     center_crop,
     gaussian_blur,
     gaussian_noise,
-    get_attack,
-    is_usable,
     jpeg,
     median_filter,
     noisy_upscale,
     resize_roundtrip,
-    resolve_attacks,
-    sample_attack,
     tae_roundtrip,
 )
+from sfumato.attacks.registry import (
+    ATTACKS,
+    SUITES,
+    AttackSpec,
+    align_reference,
+    apply_attack,
+    get_attack,
+    resolve_attacks,
+    sample_attack,
+)
+from sfumato.attacks.table import FAMILIES, AttackFamily
 
 __all__ = [
     "ATTACKS",
+    "FAMILIES",
     "SUITES",
     "USABLE_LPIPS",
     "USABLE_PSNR_DB",
+    "AttackFamily",
     "AttackSpec",
     "BestOfN",
     "align_reference",

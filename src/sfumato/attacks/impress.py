@@ -33,6 +33,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from sfumato.attacks.views import apply_work_delta, check_rgb, work_view
+from sfumato.io.tensors import to_nchw
+
 if TYPE_CHECKING:  # pragma: no cover
     from sfumato.encoders.base import Encoder
     from sfumato.metrics.lpips import LPIPS
@@ -62,10 +65,7 @@ def impress_purify(rgb: np.ndarray, *, autoencoder: Encoder, steps: int = int(PA
     standard deviation of the starting noise (``torch.Generator`` seeded with ``seed``). ``callback(step,
     {"consistency", "lpips"})`` is called after every step.
     """
-    from sfumato.attacks.real import _apply_work_delta, _check_rgb, _work_view
-    from sfumato.io.tensors import to_nchw
-
-    x = _check_rgb(rgb, "impress_purify")
+    x = check_rgb(rgb, "impress_purify")
     if not getattr(autoencoder, "has_decoder", False):
         raise ValueError(f"impress_purify: encoder {getattr(autoencoder, 'id', '?')!r} has no decoder; IMPRESS "
                          "needs an autoencoder such as taef2")
@@ -84,7 +84,7 @@ def impress_purify(rgb: np.ndarray, *, autoencoder: Encoder, steps: int = int(PA
     dev = param.device
     lpips = lpips.to(dev)
     x_full = to_nchw(x).to(dev)
-    x_prot = _work_view(x_full, resolution).detach()
+    x_prot = work_view(x_full, resolution).detach()
     gen = torch.Generator().manual_seed(int(seed))
     noise = torch.randn(x_prot.shape, generator=gen, dtype=torch.float32).to(dev) * init_noise
     x_pur = (x_prot + noise).clamp(0, 1).requires_grad_(True)
@@ -103,4 +103,4 @@ def impress_purify(rgb: np.ndarray, *, autoencoder: Encoder, steps: int = int(PA
             x_pur.clamp_(0, 1)
         if callback is not None:
             callback(step, {"consistency": float(cons.detach()), "lpips": float(d.detach())})
-    return _apply_work_delta(x, x_prot.detach().cpu(), x_pur.detach().float().cpu())
+    return apply_work_delta(x, x_prot.detach().cpu(), x_pur.detach().float().cpu())

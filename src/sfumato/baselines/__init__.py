@@ -1,9 +1,10 @@
 """Peer protections reimplemented from their papers, for comparing Sfumato against them at matched budgets.
 
 Each baseline is a function ``fn(rgb, *, encoders, target, steps, seed, resolution, quantise, models_dir,
-progress, matched_budget, ...) -> BaselineResult``. Every one runs on Sfumato's encoder adapters, its budget
-objects (:mod:`sfumato.budgets`) and the one optimisation loop (:func:`sfumato.optimize.optimise`), and works
-exactly like :func:`sfumato.style_cloak.cloak_array` around the method's own objective: the encoder sees the
+progress, matched_budget, ...) -> BaselineResult``; the keywords they all share are
+:class:`sfumato.baselines.common.RunOptions`. Every one runs on Sfumato's encoder adapters, its budget
+objects (:mod:`sfumato.optimise.budgets`) and the one optimisation loop (:func:`sfumato.optimise.loop.optimise`), and works
+exactly like :func:`sfumato.protections.cloak.cloak_array` around the method's own objective: the encoder sees the
 image with its long side at ``resolution``, the perturbation lives at that size and is upsampled smoothly to
 the full image, and the result is passed through ``quantise`` (the output codec) with the method's L∞ cap
 measured *after* quantisation. What differs between baselines is only what each paper specifies: the
@@ -20,8 +21,11 @@ name                    paper                                       module
 
 ``matched_budget`` (a :class:`sfumato.config.Budget`) switches any baseline to the benchmark's
 matched-budget mode: the method's L∞ cap (and LPIPS budget, where it has one) become the budget's, and the
-final perturbation is scaled with :func:`sfumato.style_cloak.calibrate` — the same calibration the cloak uses —
+final perturbation is scaled with :func:`sfumato.optimise.calibrate.calibrate` — the same calibration the cloak uses —
 so that the *saved* image has LPIPS ≤ ``budget.lpips`` and L∞ ≤ ``budget.linf``.
+
+The machinery they share (input checks, the working view, the one run of the loop, quantisation
+within the cap, the measurements) is :mod:`sfumato.baselines.common`.
 
 No code of the original tools was used (several are GPL/AGPL or unlicensed); each module cites the paper
 and states where it departs from it.
@@ -29,34 +33,16 @@ and states where it departs from it.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
-    from sfumato.config import Budget
-    from sfumato.encoders.base import Encoder
-    from sfumato.optimise.loop import LoopResult
-    from sfumato.optimise.objectives import LatentTargetObjective
+from sfumato.baselines.common import BaselineResult, quantise_within
 
 __all__ = [
-    "BASELINES", "BaselineResult", "get_baseline",
+    "BASELINES", "BaselineResult", "get_baseline", "quantise_within",
     "photoguard_encoder_attack", "glaze_style_cloak", "nightshade_poison", "mist_textural",
 ]
-
-Quantiser = Callable[[np.ndarray], np.ndarray]
-
-CALIBRATION_MAX_SCALE = 1.5
-"""Largest factor the matched-budget calibration may scale a perturbation by (as :func:`cloak_array`)."""
-
-LINF_TOLERANCE = 1e-6
-"""Float slack allowed when checking the L∞ cap of a quantised image."""
 
 BASELINES: dict[str, str] = {
     "photoguard": "photoguard:photoguard_encoder_attack",
@@ -80,199 +66,3 @@ def __getattr__(name: str) -> Any:
         mod, fn = _FUNCTIONS[name].split(":")
         return getattr(import_module(f"{__name__}.{mod}"), fn)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@dataclass
-class BaselineResult:
-    """The outcome of one baseline run.
-
-    ``image``: the protected image at full size, already passed through ``quantise`` (what the codec
-    stores); ``latent``: per encoder, clean→target and protected→target distances and the relative
-    reduction (same shape as :attr:`sfumato.style_cloak.CloakResult.latent`); ``achieved``: LPIPS, PSNR,
-    SSIM and L∞ of ``image`` against the input (:func:`sfumato.style_cloak.protected_quality`);
-    ``params``: every setting that determined the result (JSON-ready); ``target_image``: what the
-    encoders were aimed at, at the encoder's resolution (``None`` where the target is a latent only).
-    """
-
-    image: np.ndarray
-    name: str
-    params: dict[str, Any]
-    latent: list[dict[str, float]]
-    achieved: dict[str, float]
-    seconds: float
-    steps_run: int
-    history: list[dict] = field(default_factory=list)
-    target_image: np.ndarray | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "params": self.params, "latent": self.latent, "achieved": self.achieved,
-                "seconds": round(self.seconds, 3), "steps_run": self.steps_run}
-
-
-# --------------------------------------------------------------------------------------------- validation
-def check_rgb(rgb: Any, what: str) -> np.ndarray:
-    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
-        got = rgb.shape if isinstance(rgb, np.ndarray) else type(rgb).__name__
-        raise ValueError(f"{what} must be an HxWx3 float RGB array in [0, 1], got {got}")
-    if not np.issubdtype(rgb.dtype, np.floating):
-        raise ValueError(f"{what} must be float in [0, 1], got {rgb.dtype}; divide 8-bit data by 255")
-    if min(rgb.shape[:2]) < 8:
-        raise ValueError(f"{what} is {rgb.shape[0]}x{rgb.shape[1]} pixels; give an image at least 8x8")
-    return np.ascontiguousarray(rgb, dtype=np.float32)
-
-
-def check_settings(*, steps: int, resolution: int, seed: int) -> None:
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-    if not isinstance(resolution, int) or not 64 <= resolution <= 4096:
-        raise ValueError(f"resolution must be an int in [64, 4096] pixels (the encoder's long side), got {resolution!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-
-
-def resolve_eps(eps: float | None, default: float, matched_budget: Budget | None, method: str) -> float:
-    """The L∞ cap to use: the method's default, an explicit ``eps`` or the matched budget's (not both)."""
-    if matched_budget is not None:
-        if eps is not None:
-            raise ValueError(f"{method}: give either eps or matched_budget (which sets eps = budget.linf), not both")
-        return float(matched_budget.linf)
-    value = default if eps is None else float(eps)
-    if not 0 < value <= 1:
-        raise ValueError(f"{method}: eps must be in (0, 1] (pixel units, 16/255 = 0.063), got {value}")
-    return value
-
-
-def check_positive(value: float, name: str, method: str) -> float:
-    if not value > 0:
-        raise ValueError(f"{method}: {name} must be positive, got {value}")
-    return float(value)
-
-
-# --------------------------------------------------------------------------------------------- machinery
-@dataclass
-class Work:
-    """The clean image at the encoder's resolution (1x3xhxw on the encoders' device) and the encoders."""
-
-    x0: torch.Tensor
-    encoders: list[tuple[Encoder, float]]
-    full_size: tuple[int, int]
-
-
-def prepare(rgb: np.ndarray, encoders: Sequence[tuple[Encoder, float]] | None, resolution: int,
-            models_dir: Any, method: str) -> Work:
-    """Check the encoders (default: TAEF2) and resize the image to the encoder's working size."""
-    import torch
-
-    from sfumato.io.tensors import resize, to_nchw, work_size
-
-    if encoders is None:
-        from sfumato.encoders import load_encoder
-
-        encoders = [(load_encoder("taef2", models_dir=models_dir), 1.0)]
-    encs = [tuple(e) if isinstance(e, list) else e for e in encoders]
-    if not encs:
-        raise ValueError(f"{method}: encoders is empty; pass [(encoder, weight)], e.g. [(load_encoder('taef2'), 1.0)]")
-    for item in encs:
-        if not (isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], torch.nn.Module)
-                and isinstance(item[1], int | float) and float(item[1]) > 0):
-            raise ValueError(f"{method}: each encoder must be (Encoder, positive weight), got {item!r}")
-    device = next(encs[0][0].parameters()).device
-    h, w = rgb.shape[:2]
-    x0 = resize(to_nchw(rgb).to(device), work_size(h, w, resolution))
-    return Work(x0.contiguous(memory_format=torch.channels_last), encs, (h, w))
-
-
-def fit_image(img: np.ndarray | float, like: torch.Tensor, what: str) -> torch.Tensor:
-    """A target image at ``like``'s size: an RGB array is resized to cover it and centre-cropped (aspect
-    ratio kept); a number is a uniform grey of that level."""
-    import torch
-
-    from sfumato.io.tensors import resize, to_nchw
-
-    h, w = like.shape[-2:]
-    if isinstance(img, int | float) and not isinstance(img, bool):
-        if not 0 <= float(img) <= 1:
-            raise ValueError(f"{what}: a grey level must be in [0, 1], got {img}")
-        return torch.full_like(like, float(img))
-    t = to_nchw(check_rgb(img, what)).to(like)
-    th, tw = t.shape[-2:]
-    s = max(h / th, w / tw)
-    sh, sw = max(h, round(th * s)), max(w, round(tw * s))
-    t = resize(t, (sh, sw))
-    top, left = (sh - h) // 2, (sw - w) // 2
-    return t[..., top: top + h, left: left + w].clamp(0, 1).contiguous()
-
-
-def finish(name: str, rgb: np.ndarray, work: Work, loop: LoopResult, objective: LatentTargetObjective, *,
-           eps: float, quantise: Quantiser, matched_budget: Budget | None, models_dir: Any,
-           params: dict[str, Any], t_start: float, target_image: torch.Tensor | None) -> BaselineResult:
-    """Upsample δ to the full image, quantise (calibrating to the matched budget if one is given) with the
-    L∞ cap holding on the quantised values, and measure the latent distances and the image quality."""
-    import torch
-
-    from sfumato.io.tensors import resize, to_hwc, to_nchw
-    from sfumato.metrics.saved import protected_quality
-
-    h, w = work.full_size
-    delta = loop.delta
-    if tuple(delta.shape[-2:]) != (h, w):
-        delta = resize(delta, (h, w))
-    delta_full = to_hwc(delta)
-    lpips_net = matched_budget.lpips_net if matched_budget is not None else "alex"
-    out, calibration = quantise_within(rgb, delta_full, eps=eps, quantise=quantise, matched_budget=matched_budget,
-                                       models_dir=models_dir)
-    with torch.no_grad():
-        view = resize(to_nchw(out).to(work.x0), tuple(work.x0.shape[-2:]))
-    latent = objective.distances(view)
-    achieved = protected_quality(out, rgb, lpips_net=lpips_net, models_dir=models_dir)
-    params = dict(params)
-    params.update({"steps_run": loop.steps_run, "resolution_used": list(work.x0.shape[-2:]),
-                   "encoders": [{"id": e.id, "weight": float(wt)} for e, wt in work.encoders],
-                   "matched_budget": matched_budget.to_dict() if matched_budget is not None else None,
-                   "calibration": calibration})
-    return BaselineResult(out, name, params, latent, achieved, time.perf_counter() - t_start, loop.steps_run,
-                          loop.history, to_hwc(target_image) if target_image is not None else None)
-
-
-def quantise_within(rgb: np.ndarray, delta_full: np.ndarray, *, eps: float, quantise: Quantiser,
-                    matched_budget: Budget | None, models_dir: Any) -> tuple[np.ndarray, dict[str, Any]]:
-    """The quantised protected image with |quantised − rgb| ≤ eps everywhere.
-
-    Rounding can push a value up to half a quantisation step past the cap (and an input that is not on the
-    codec's grid moves when quantised even with δ = 0), so the clipping bound is lowered by the measured
-    excess until the cap holds on the quantised result. With a matched budget the perturbation is also
-    scaled by :func:`sfumato.style_cloak.calibrate` so that LPIPS ≤ ``budget.lpips`` on the quantised result.
-    """
-    import torch
-
-    from sfumato.io.tensors import to_nchw
-    from sfumato.optimise.calibrate import calibrate
-
-    lpips_fn = None
-    if matched_budget is not None:
-        from sfumato.metrics.lpips import load_lpips
-
-        lp = load_lpips(matched_budget.lpips_net, models_dir=models_dir)
-
-        def lpips_fn(a: np.ndarray, b: np.ndarray) -> float:
-            with torch.no_grad():
-                return float(lp(to_nchw(a), to_nchw(b))[0])
-
-    bound = eps
-    scale, lp_val = 1.0, None
-    out = rgb
-    for _ in range(8):
-        if lpips_fn is None:
-            out = quantise(np.clip(rgb + np.clip(delta_full, -bound, bound), 0, 1)).astype(np.float32)
-        else:
-            out, scale, lp_val = calibrate(rgb, delta_full, lpips_p=matched_budget.lpips, linf=bound,
-                                           quantise=quantise, lpips_fn=lpips_fn, max_scale=CALIBRATION_MAX_SCALE)
-            out = out.astype(np.float32)
-        excess = float(np.abs(out.astype(np.float64) - rgb).max()) - eps
-        if excess <= LINF_TOLERANCE or bound <= 0:
-            break
-        bound = max(0.0, bound - excess - LINF_TOLERANCE)
-    info: dict[str, Any] = {"linf_clip_bound": bound, "scale": scale}
-    if lpips_fn is not None:
-        info.update({"lpips": lp_val, "max_scale": CALIBRATION_MAX_SCALE})
-    return out, info

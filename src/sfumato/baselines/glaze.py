@@ -14,8 +14,8 @@ How this module realises it, and where it differs from the original:
 
 * Φ is whatever Sfumato encoder adapter is passed (TAEF2 by default). **The original uses the Stable
   Diffusion VAE encoder as Φ and a Stable Diffusion style-transfer model (img2img with a style prompt) as
-  Ω**; here Ω is :func:`sfumato.style_transfer.render_in_style` (WCT in the renderer's latent space) and T is
-  chosen by :func:`sfumato.style_cloak.choose_style` among Sfumato's built-in styles (or a folder).
+  Ω**; here Ω is :func:`sfumato.targets.latent_wct.render_in_style` (WCT in the renderer's latent space) and T is
+  chosen by :func:`sfumato.targets.style_target.choose_style` among Sfumato's built-in styles (or a folder).
 * The distance term is normalised by its clean value (``LatentTargetObjective``), as in Sfumato's cloak:
   α's scale is tied to the feature extractor, and with raw squared TAEF2 latent distances α = 30 would make
   the LPIPS term inert. The penalty uses p itself (no safety margin) and is evaluated at the encoder's
@@ -27,27 +27,13 @@ How this module realises it, and where it differs from the original:
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Unpack
 
 import numpy as np
-import torch
 
-from sfumato.baselines import (
-    BaselineResult,
-    Quantiser,
-    check_positive,
-    check_rgb,
-    check_settings,
-    finish,
-    prepare,
-    resolve_eps,
-)
-from sfumato.io.tensors import round_to_bits, to_nchw
+from sfumato.baselines.common import BaselineResult, BaselineRun, RunOptions, check_positive
+from sfumato.io.tensors import to_nchw
 from sfumato.optimise.budgets import LinfBudget, LpipsBudget
-from sfumato.optimise.loop import optimise
-from sfumato.optimise.objectives import LatentTargetObjective
 from sfumato.targets.latent_wct import render_in_style
 from sfumato.targets.style_target import choose_style
 from sfumato.targets.styles import resolve_style_option
@@ -62,7 +48,6 @@ LR = 0.004
 def glaze_style_cloak(
     rgb: np.ndarray,
     *,
-    encoders: Sequence[tuple[Any, float]] | None = None,
     target: str = "auto",
     style_strength: float = 1.0,
     steps: int = STEPS,
@@ -71,12 +56,7 @@ def glaze_style_cloak(
     lpips_net: str = "alex",
     eps: float | None = None,
     lr: float = LR,
-    seed: int = 0,
-    resolution: int = 512,
-    quantise: Quantiser | None = None,
-    matched_budget: Any = None,
-    models_dir: Any = None,
-    progress: Callable[[int, int], None] | None = None,
+    **options: Unpack[RunOptions],
 ) -> BaselineResult:
     """Glaze style cloak (Eq. 3 of the paper) on ``rgb`` (HxWx3 float32 in [0, 1]).
 
@@ -86,15 +66,12 @@ def glaze_style_cloak(
     sets p = ``budget.lpips``, ``eps = budget.linf``, the LPIPS net, and calibrates the result to the budget.
     The first encoder with a decoder renders the target style.
     """
-    t_start = time.perf_counter()
     method = "glaze"
-    rgb = check_rgb(rgb, "glaze: rgb")
-    check_settings(steps=steps, resolution=resolution, seed=seed)
-    eps_used = resolve_eps(eps, LOOSE_LINF, matched_budget, method)
-    if matched_budget is not None:
+    run = BaselineRun.start(method, rgb, steps=steps, eps=eps, default_eps=LOOSE_LINF, **options)
+    if run.matched_budget is not None:
         if lpips_p is not None:
             raise ValueError("glaze: give either lpips_p or matched_budget (which sets p = budget.lpips), not both")
-        p, net = float(matched_budget.lpips), matched_budget.lpips_net
+        p, net = float(run.matched_budget.lpips), run.matched_budget.lpips_net
     else:
         p, net = float(LPIPS_P if lpips_p is None else lpips_p), lpips_net
     if not 0 < p < 1:
@@ -104,28 +81,22 @@ def glaze_style_cloak(
     if alpha < 0:
         raise ValueError(f"glaze: alpha must be >= 0, got {alpha}")
     check_positive(lr, "lr", method)
-    quantise = quantise or round_to_bits
 
-    work = prepare(rgb, encoders, resolution, models_dir, method)
+    work = run.prepare()
     renderer = next((e for e, _ in work.encoders if getattr(e, "has_decoder", False)), None)
     if renderer is None:
         raise ValueError("glaze: rendering the target style needs an encoder with a decoder (e.g. taef2) among "
                          "the encoders")
     candidates = resolve_style_option(target)
-    style, dists = choose_style(work.x0, renderer, candidates, seed=seed)
+    style, dists = choose_style(work.x0, renderer, candidates, seed=run.seed)
     exemplars = [to_nchw(e).to(work.x0) for e in style.exemplars]
     target_img = render_in_style(renderer, work.x0, exemplars, strength=style_strength)
-    objective = LatentTargetObjective(work.x0, target_img, work.encoders)
-    budgets = [LpipsBudget(p=p, alpha=alpha, net=net, margin=1.0, models_dir=models_dir),
-               LinfBudget(eps=eps_used)]
-    gen = torch.Generator().manual_seed(seed)
-    loop = optimise(work.x0, objective, budgets, steps=steps, lr=lr, generator=gen, update="adam",
-                    callback=progress)
+    budgets = [LpipsBudget(p=p, alpha=alpha, net=net, margin=1.0, models_dir=run.models_dir),
+               LinfBudget(eps=run.eps)]
+    loop, objective = run.optimise_toward(target_img, budgets, steps=steps, lr=lr, update="adam")
     params = {"method": "Glaze style cloak (Shan et al., USENIX Security 2023)", "steps": steps, "update": "adam",
-              "lr": lr, "alpha": alpha, "lpips_p": p, "lpips_net": net, "eps": eps_used, "seed": seed,
-              "resolution": resolution, "target": {"option": target, "style": style.name,
+              "lr": lr, "alpha": alpha, "lpips_p": p, "lpips_net": net, "eps": run.eps, "seed": run.seed,
+              "resolution": run.resolution, "target": {"option": target, "style": style.name,
                                                    "style_distances": {k: round(v, 4) for k, v in dists.items()},
                                                    "strength": style_strength}}
-    return finish(method, rgb, work, loop, objective, eps=eps_used, quantise=quantise,
-                  matched_budget=matched_budget, models_dir=models_dir, params=params, t_start=t_start,
-                  target_image=target_img)
+    return run.finish(loop, objective, params, target_img)

@@ -28,53 +28,36 @@ As for every baseline, the encoder is a Sfumato adapter (TAEF2 by default), not 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Unpack
 
 import numpy as np
-import torch
 
-from sfumato.baselines import (
-    BaselineResult,
-    Quantiser,
-    check_positive,
-    check_rgb,
-    check_settings,
-    finish,
-    fit_image,
-    prepare,
-    resolve_eps,
-)
-from sfumato.io.tensors import round_to_bits
+from sfumato.baselines.common import BaselineResult, BaselineRun, RunOptions, fit_image
 from sfumato.optimise.budgets import LinfBudget, LpipsBudget
-from sfumato.optimise.loop import optimise
-from sfumato.optimise.objectives import LatentTargetObjective
 
 STEPS = 500
+"""Signed-gradient steps (the public release's setting)."""
 EPS = 0.05
+"""L∞ cap in [0, 1] pixel units."""
 STEP_RATIO = 0.1
+"""First step size as a share of the L∞ cap (not published); it decays linearly to 0."""
 LPIPS_P = 0.07
+"""The paper's LPIPS budget p, kept as a soft penalty."""
 ALPHA = 30.0
+"""Weight of the LPIPS penalty (Glaze's α; the paper gives none)."""
 
 
 def nightshade_poison(
     rgb: np.ndarray,
     *,
     target: np.ndarray | None = None,
-    encoders: Sequence[tuple[Any, float]] | None = None,
     steps: int = STEPS,
     eps: float | None = None,
     step_size: float | None = None,
     lpips_p: float | None = None,
     alpha: float = ALPHA,
     lpips_net: str = "alex",
-    seed: int = 0,
-    resolution: int = 512,
-    quantise: Quantiser | None = None,
-    matched_budget: Any = None,
-    models_dir: Any = None,
-    progress: Callable[[int, int], None] | None = None,
+    **options: Unpack[RunOptions],
 ) -> BaselineResult:
     """Nightshade poison of ``rgb`` (HxWx3 float32 in [0, 1]) toward the anchor image ``target``.
 
@@ -84,41 +67,32 @@ def nightshade_poison(
     :class:`sfumato.config.Budget`; sets ``eps = budget.linf``, p = ``budget.lpips`` and calibrates the
     result to the budget.
     """
-    t_start = time.perf_counter()
-    method = "nightshade"
-    rgb = check_rgb(rgb, "nightshade: rgb")
     if target is None:
         raise ValueError("nightshade: target must be an anchor image of the target concept (HxWx3 float array "
                          "in [0, 1]), e.g. a photo of a cat to poison 'dog'")
-    check_settings(steps=steps, resolution=resolution, seed=seed)
-    eps_used = resolve_eps(eps, EPS, matched_budget, method)
-    step = check_positive(step_size if step_size is not None else STEP_RATIO * eps_used, "step_size", method)
-    if matched_budget is not None:
+    method = "nightshade"
+    run = BaselineRun.start(method, rgb, steps=steps, eps=eps, default_eps=EPS, **options)
+    step = run.step_size(step_size, STEP_RATIO)
+    if run.matched_budget is not None:
         if lpips_p is not None:
             raise ValueError("nightshade: give either lpips_p or matched_budget (which sets p = budget.lpips), "
                              "not both")
-        p, net = float(matched_budget.lpips), matched_budget.lpips_net
+        p, net = float(run.matched_budget.lpips), run.matched_budget.lpips_net
     else:
         p, net = float(LPIPS_P if lpips_p is None else lpips_p), lpips_net
     if not 0 <= p < 1:
         raise ValueError(f"nightshade: lpips_p must be in [0, 1) (0 disables the penalty), got {p}; the paper uses 0.07")
     if alpha < 0:
         raise ValueError(f"nightshade: alpha must be >= 0, got {alpha}")
-    quantise = quantise or round_to_bits
 
-    work = prepare(rgb, encoders, resolution, models_dir, method)
+    work = run.prepare()
     anchor = fit_image(target, work.x0, "nightshade: target (anchor image)")
-    objective = LatentTargetObjective(work.x0, anchor, work.encoders)
-    budgets: list = [LinfBudget(eps=eps_used)]
+    budgets: list = [LinfBudget(eps=run.eps)]
     if p > 0 and alpha > 0:
-        budgets.insert(0, LpipsBudget(p=p, alpha=alpha, net=net, margin=1.0, models_dir=models_dir))
-    gen = torch.Generator().manual_seed(seed)
-    loop = optimise(work.x0, objective, budgets, steps=steps, lr=step, generator=gen, update="sign",
-                    decay="linear", callback=progress)
+        budgets.insert(0, LpipsBudget(p=p, alpha=alpha, net=net, margin=1.0, models_dir=run.models_dir))
+    loop, objective = run.optimise_toward(anchor, budgets, steps=steps, lr=step, update="sign", decay="linear")
     params = {"method": "Nightshade poison (Shan et al., IEEE S&P 2024)", "steps": steps, "update": "sign",
-              "eps": eps_used, "step_size": step, "step_schedule": "linear decay to 0", "init": "zero",
-              "lpips_p": p if p > 0 and alpha > 0 else None, "alpha": alpha, "lpips_net": net, "seed": seed,
-              "resolution": resolution, "target": f"anchor image {list(np.shape(target))}"}
-    return finish(method, rgb, work, loop, objective, eps=eps_used, quantise=quantise,
-                  matched_budget=matched_budget, models_dir=models_dir, params=params, t_start=t_start,
-                  target_image=anchor)
+              "eps": run.eps, "step_size": step, "step_schedule": "linear decay to 0", "init": "zero",
+              "lpips_p": p if p > 0 and alpha > 0 else None, "alpha": alpha, "lpips_net": net, "seed": run.seed,
+              "resolution": run.resolution, "target": f"anchor image {list(np.shape(target))}"}
+    return run.finish(loop, objective, params, anchor)

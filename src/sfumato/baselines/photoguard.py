@@ -24,28 +24,12 @@ resolution (long side ``resolution``) and the perturbation upsampled, instead of
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Unpack
 
 import numpy as np
-import torch
 
-from sfumato.baselines import (
-    BaselineResult,
-    Quantiser,
-    check_positive,
-    check_rgb,
-    check_settings,
-    finish,
-    fit_image,
-    prepare,
-    resolve_eps,
-)
-from sfumato.io.tensors import round_to_bits
+from sfumato.baselines.common import BaselineResult, BaselineRun, RunOptions, fit_image
 from sfumato.optimise.budgets import LinfBudget
-from sfumato.optimise.loop import optimise
-from sfumato.optimise.objectives import LatentTargetObjective
 
 EPS = 0.06
 """L∞ cap in [0, 1] pixel units (the demo's 0.12 on [−1, 1])."""
@@ -59,17 +43,11 @@ TARGET_GREY = 0.5
 def photoguard_encoder_attack(
     rgb: np.ndarray,
     *,
-    encoders: Sequence[tuple[Any, float]] | None = None,
     target: np.ndarray | float = TARGET_GREY,
     steps: int = STEPS,
     eps: float | None = None,
     step_size: float | None = None,
-    seed: int = 0,
-    resolution: int = 512,
-    quantise: Quantiser | None = None,
-    matched_budget: Any = None,
-    models_dir: Any = None,
-    progress: Callable[[int, int], None] | None = None,
+    **options: Unpack[RunOptions],
 ) -> BaselineResult:
     """PhotoGuard encoder attack on ``rgb`` (HxWx3 float32 in [0, 1]).
 
@@ -79,25 +57,15 @@ def photoguard_encoder_attack(
     :class:`sfumato.config.Budget`; sets ``eps = budget.linf`` and calibrates the result to LPIPS ≤
     ``budget.lpips``.
     """
-    t_start = time.perf_counter()
-    method = "photoguard"
-    rgb = check_rgb(rgb, "photoguard: rgb")
-    check_settings(steps=steps, resolution=resolution, seed=seed)
-    eps_used = resolve_eps(eps, EPS, matched_budget, method)
-    step = check_positive(step_size if step_size is not None else STEP_RATIO * eps_used, "step_size", method)
-    quantise = quantise or round_to_bits
-
-    work = prepare(rgb, encoders, resolution, models_dir, method)
+    run = BaselineRun.start("photoguard", rgb, steps=steps, eps=eps, default_eps=EPS, **options)
+    step = run.step_size(step_size, STEP_RATIO)
+    work = run.prepare()
     target_img = fit_image(target, work.x0, "photoguard: target")
-    objective = LatentTargetObjective(work.x0, target_img, work.encoders)
-    gen = torch.Generator().manual_seed(seed)
-    loop = optimise(work.x0, objective, [LinfBudget(eps=eps_used)], steps=steps, lr=step, generator=gen,
-                    update="sign", decay="linear", init_noise=eps_used, callback=progress)
-    params = {"method": "PhotoGuard encoder attack (Salman et al., ICML 2023)", "eps": eps_used,
+    loop, objective = run.optimise_toward(target_img, [LinfBudget(eps=run.eps)], steps=steps, lr=step,
+                                          update="sign", decay="linear", init_noise=run.eps)
+    params = {"method": "PhotoGuard encoder attack (Salman et al., ICML 2023)", "eps": run.eps,
               "step_size": step, "step_schedule": "linear decay to 0", "steps": steps, "update": "sign",
-              "init": "uniform in the eps box", "seed": seed, "resolution": resolution,
+              "init": "uniform in the eps box", "seed": run.seed, "resolution": run.resolution,
               "target": f"grey {float(target):.3f}" if isinstance(target, int | float) else
               f"image {list(np.shape(target))}"}
-    return finish(method, rgb, work, loop, objective, eps=eps_used, quantise=quantise,
-                  matched_budget=matched_budget, models_dir=models_dir, params=params, t_start=t_start,
-                  target_image=target_img)
+    return run.finish(loop, objective, params, target_img)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 HELP = "Add a style cloak (Glaze-style) to artworks: files or folders, written to OUT_DIR."
 
@@ -85,29 +88,31 @@ def parse_encoders(specs: list[str] | None) -> tuple[tuple[str, float], ...]:
     return tuple(out)
 
 
+def preset_options(args: argparse.Namespace) -> dict:
+    """The preset and override options shared by cloak, poison and protect, for
+    :func:`sfumato.plans.preset_config` (``--linf`` turned from 1/255 units into pixel units)."""
+    return {"intensity": args.intensity, "quality": args.quality, "lpips": args.lpips,
+            "linf": None if args.linf is None else args.linf / 255, "steps": args.steps,
+            "resolution": args.resolution, "encoders": parse_encoders(args.encoder), "seed": args.seed}
+
+
+def file_options(args: argparse.Namespace) -> dict:
+    """The output options of the file API (:func:`sfumato.api.cloak_file` and its siblings)."""
+    return {"output_format": args.format, "jpeg_quality": args.jpeg_quality, "overwrite": args.overwrite,
+            "ai_view": args.ai_view, "models_dir": args.models_dir}
+
+
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201
-    import dataclasses
-
     from sfumato.config import CloakConfig, Robustness
+    from sfumato.plans import preset_config
 
-    cfg = CloakConfig.preset(intensity=args.intensity, quality=args.quality, encoders=parse_encoders(args.encoder),
-                             target_style=args.target_style, style_strength=args.style_strength, seed=args.seed,
-                             target_renderer=args.target_renderer, target_model=args.target_model,
-                             **({} if args.target_overshoot is None else {"target_overshoot": args.target_overshoot}),
-                             robustness=Robustness(eot=args.eot, masking=args.masking,
-                                                   anti_fingerprint=not args.no_anti_fingerprint,
-                                                   perturbation_scale=args.perturbation_scale))
-    if args.lpips is not None or args.linf is not None:
-        b = cfg.budget
-        b = dataclasses.replace(b, lpips=args.lpips if args.lpips is not None else b.lpips,
-                                linf=args.linf / 255 if args.linf is not None else b.linf)
-        cfg = dataclasses.replace(cfg, budget=b)
-    if args.steps is not None or args.resolution is not None:
-        e = cfg.effort
-        e = dataclasses.replace(e, steps=args.steps if args.steps is not None else e.steps,
-                                resolution=args.resolution if args.resolution is not None else e.resolution)
-        cfg = dataclasses.replace(cfg, effort=e)
-    return cfg
+    return preset_config(CloakConfig, **preset_options(args), target_style=args.target_style,
+                         style_strength=args.style_strength, target_renderer=args.target_renderer,
+                         target_model=args.target_model,
+                         **({} if args.target_overshoot is None else {"target_overshoot": args.target_overshoot}),
+                         robustness=Robustness(eot=args.eot, masking=args.masking,
+                                               anti_fingerprint=not args.no_anti_fingerprint,
+                                               perturbation_scale=args.perturbation_scale))
 
 
 def print_summary(report, label: str) -> None:  # noqa: ANN001
@@ -115,31 +120,34 @@ def print_summary(report, label: str) -> None:  # noqa: ANN001
           f"{len(report.failed)} failed, {report.seconds:.1f} s", file=sys.stderr)
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from sfumato.api import cloak_file
+def run_files(args: argparse.Namespace, label: str, process: Callable[[Any, Path], Any]):  # noqa: ANN201
+    """Run ``process(item, out_dir)`` over the images of ``args.paths`` into ``args.out_dir`` (resume,
+    progress, one line per failure; ``None`` results are not counted as done) and print the summary."""
     from sfumato.batch import collect, run_batch
     from sfumato.io.outputs import manifest_path_for
 
-    cfg = config_from_args(args)
-    xmp = rights_from_args(args, default=False)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    items = collect(args.paths)
+    report = run_batch(collect(args.paths), out_dir, lambda item: process(item, out_dir), resume=args.resume,
+                       manifest_name=lambda stem: manifest_path_for(out_dir, stem), quiet=args.quiet)
+    report.done = [d for d in report.done if d is not None]
+    print_summary(report, label)
+    return report
 
-    def work(item):  # noqa: ANN001, ANN202
-        r = cloak_file(item.source, out_dir, cfg, output_format=args.format, jpeg_quality=args.jpeg_quality,
-                       overwrite=args.overwrite, ai_view=args.ai_view, models_dir=args.models_dir,
-                       rel_stem=item.rel_stem, xmp=xmp)
+
+def run(args: argparse.Namespace) -> int:
+    from sfumato.api import cloak_file
+
+    cfg = config_from_args(args)
+    xmp = rights_from_args(args, default=False)
+
+    def work(item, out_dir: Path):  # noqa: ANN001, ANN202
+        r = cloak_file(item.source, out_dir, cfg, rel_stem=item.rel_stem, xmp=xmp, **file_options(args))
         m = r.manifest
         lat = next(iter(m["latent"].values()))
-        print(f"{item.source} -> {r.output}  lpips={m['achieved']['lpips_alex' if cfg.budget.lpips_net == 'alex' else 'lpips_squeeze']:.4f} "
+        print(f"{item.source} -> {r.output}  lpips={m['achieved'][f'lpips_{cfg.budget.lpips_net}']:.4f} "
               f"linf={m['achieved']['linf'] * 255:.1f}/255 target={m['target']['style']} "
               f"latent_reduction={lat['relative_reduction']:.1%} {m['timing_s']['file_total']:.1f}s")
         return r
 
-    report = run_batch(items, out_dir, work, resume=args.resume,
-                       manifest_name=lambda stem: manifest_path_for(out_dir, stem), quiet=args.quiet)
-    print_summary(report, "cloak")
-    return report.exit_code
+    return run_files(args, "cloak", work).exit_code

@@ -23,6 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     show.add_argument("--dir", default=None, help="keys folder (default ~/.config/sfumato/keys)")
 
 
+def _print_block(title: str, rows: list[tuple[str, object]]) -> None:
+    print(title)
+    for label, value in rows:
+        print(f"  {label}: {value}")
+
+
 def _run(args: argparse.Namespace) -> int:
     from sfumato.optout.keys import init_keys, load_keys
 
@@ -30,21 +36,23 @@ def _run(args: argparse.Namespace) -> int:
     if args.keys_command == "init":
         paths = init_keys(directory, common_name=args.name, organization=args.org, email=args.email,
                           days=args.days, overwrite=args.overwrite)
-        print(f"created signing chain in {paths.dir}")
-        print(f"  signer certificate: {paths.leaf_cert}")
-        print(f"  signer key (keep private, mode 0600): {paths.leaf_key}")
-        print(f"  root CA to share with people who verify your files: {paths.root_cert}")
-        print(f"  root CA key (keep private, mode 0600): {paths.root_key}")
+        _print_block(f"created signing chain in {paths.dir}", [
+            ("signer certificate", paths.leaf_cert),
+            ("signer key (keep private, mode 0600)", paths.leaf_key),
+            ("root CA to share with people who verify your files", paths.root_cert),
+            ("root CA key (keep private, mode 0600)", paths.root_key),
+        ])
         return 0
     from cryptography import x509
 
     paths = load_keys(directory)
     leaf = x509.load_pem_x509_certificate(paths.leaf_cert.read_bytes())
-    print(f"keys folder: {paths.dir}")
-    print(f"  signer: {leaf.subject.rfc4514_string()}")
-    print(f"  issuer: {leaf.issuer.rfc4514_string()}")
-    print(f"  valid until: {leaf.not_valid_after_utc.isoformat()}")
-    print(f"  root CA: {paths.root_cert}")
+    _print_block(f"keys folder: {paths.dir}", [
+        ("signer", leaf.subject.rfc4514_string()),
+        ("issuer", leaf.issuer.rfc4514_string()),
+        ("valid until", leaf.not_valid_after_utc.isoformat()),
+        ("root CA", paths.root_cert),
+    ])
     return 0
 
 

@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace):  # noqa: ANN201
     import json
 
-    from sfumato.server import ServerSettings, _env_token
+    from sfumato.server.settings import ServerSettings, env_token
 
     effort = None
     if args.effort_override:
@@ -62,7 +62,7 @@ def settings_from_args(args: argparse.Namespace):  # noqa: ANN201
             raise ValueError(f"--effort-override is not valid JSON ({e.msg}); e.g. '{{\"steps\": 3}}'") from e
     return ServerSettings(
         host=args.host, port=args.port, data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(),
-        workers=args.workers, max_queue=args.max_queue, token=args.token or _env_token(), ttl_hours=args.ttl_hours,
+        workers=args.workers, max_queue=args.max_queue, token=args.token or env_token(), ttl_hours=args.ttl_hours,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=int(args.max_megapixels * 1e6),
         max_images_per_job=args.max_images_per_job,
         models_dir=Path(args.models_dir) if args.models_dir else None,

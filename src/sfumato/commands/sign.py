@@ -13,7 +13,7 @@ HELP = ("Embed IPTC 'no AI training' rights metadata and sign C2PA Content Crede
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from sfumato.optout.xmp import DATA_MINING_VALUES
+    from sfumato.optout.rights_options import DATA_MINING_VALUES
 
     p.add_argument("files", nargs="+", metavar="FILE", help="JPEG, PNG, WebP or TIFF files")
     where = p.add_mutually_exclusive_group(required=True)
@@ -44,7 +44,8 @@ def _destination(src: Path, args: argparse.Namespace) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sfumato.optout.xmp import RightsOptions, load_rights_config, mark_file
+    from sfumato.optout.rights_options import RightsOptions, load_rights_config
+    from sfumato.optout.xmp import mark_file
 
     rights = load_rights_config(args.rights)
     overrides = {k: getattr(args, k) for k in ("creator", "copyright_notice", "web_statement", "data_mining")

@@ -300,25 +300,28 @@ def _from_hub(cls: type[AutoencoderKL], repo: str, subfolder: str | None, revisi
         "folder containing vae/, or a single .safetensors file, or run once with network to cache it"
     )
     common = {"revision": revision, "local_files_only": local_files_only}
+
+    def download(name: str, sf: str | None, errors: dict[type[Exception], str]) -> str:
+        """``hf_hub_download``, with each error class in ``errors`` turned into that teaching message."""
+        try:
+            return hf_hub_download(repo, name, subfolder=sf, **common)
+        except tuple(errors) as e:
+            raise ModelNotFoundError(next(m for t, m in errors.items() if isinstance(e, t))) from e
+
+    repo_errors: dict[type[Exception], str] = {
+        GatedRepoError: f"Hub model {repo!r} is gated: accept its licence on huggingface.co and log in "
+                        f"(`hf auth login`), or {how}",
+        RepositoryNotFoundError: f"Hub model {repo!r} does not exist (or is private) and no local path of that "
+                                 f"name exists: check the id, log in for private models, or {how}",
+        RevisionNotFoundError: f"Hub model {repo!r} has no revision {revision!r}: check the revision",
+    }
     candidates: list[str | None] = [subfolder] if subfolder is not None else [None, "vae"]
     config_path: str | None = None
     chosen: str | None = None
     missing_locally = False
     for sf in candidates:
         try:
-            config_path = hf_hub_download(repo, CONFIG_NAME, subfolder=sf, **common)
-        except GatedRepoError as e:
-            raise ModelNotFoundError(
-                f"Hub model {repo!r} is gated: accept its licence on huggingface.co and log in "
-                f"(`hf auth login`), or {how}"
-            ) from e
-        except RepositoryNotFoundError as e:
-            raise ModelNotFoundError(
-                f"Hub model {repo!r} does not exist (or is private) and no local path of that name exists: "
-                f"check the id, log in for private models, or {how}"
-            ) from e
-        except RevisionNotFoundError as e:
-            raise ModelNotFoundError(f"Hub model {repo!r} has no revision {revision!r}: check the revision") from e
+            config_path = download(CONFIG_NAME, sf, repo_errors)
         except HFValidationError as e:
             raise ValueError(
                 f"{repo!r} is neither an existing local file/folder nor a valid Hub model id ('owner/name')"
@@ -340,18 +343,13 @@ def _from_hub(cls: type[AutoencoderKL], repo: str, subfolder: str | None, revisi
         raise ModelNotFoundError(
             f"Hub model {repo!r} has no {where}: pass subfolder= naming the folder that holds the VAE"
         )
-    try:
-        weights_path = hf_hub_download(repo, WEIGHTS_NAME, subfolder=chosen, **common)
-    except LocalEntryNotFoundError as e:
-        raise ModelNotFoundError(
-            f"diffusers VAE {repo!r}: {CONFIG_NAME} is cached but {WEIGHTS_NAME} is not, and it cannot be "
-            f"downloaded now (HF_HUB_OFFLINE / local_files_only / no network): {how}"
-        ) from e
-    except EntryNotFoundError as e:
-        raise ModelNotFoundError(
-            f"Hub model {repo!r} has no {WEIGHTS_NAME} in {chosen or 'its root'}: Sfumato loads weights "
-            "only from (unsharded) safetensors"
-        ) from e
+    weights_path = download(WEIGHTS_NAME, chosen, {
+        LocalEntryNotFoundError: f"diffusers VAE {repo!r}: {CONFIG_NAME} is cached but {WEIGHTS_NAME} is not, "
+                                 f"and it cannot be downloaded now (HF_HUB_OFFLINE / local_files_only / no "
+                                 f"network): {how}",
+        EntryNotFoundError: f"Hub model {repo!r} has no {WEIGHTS_NAME} in {chosen or 'its root'}: Sfumato loads "
+                            "weights only from (unsharded) safetensors",
+    })
     folder = Path(config_path).parent
     if Path(weights_path).parent != folder:  # both files come from the same snapshot in the HF cache
         raise RuntimeError(f"config and weights of {repo!r} resolved to different folders: {folder}, {weights_path}")

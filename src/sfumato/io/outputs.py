@@ -9,6 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from sfumato.io.formats import MIN_LOSSY_QUALITY, output_suffix
+from sfumato.io.read import load_image
+from sfumato.io.write import save_image, stored_rgb
+
 LOSSY_FORMATS = frozenset({"JPEG", "AVIF"})
 
 
@@ -28,18 +32,16 @@ def make_quantiser(image: Any, fmt: str, *, jpeg_quality: int = 98, linf: float 
     :func:`sfumato.io.save_image` in a temporary folder. With ``linf`` set, a lossy codec's own error is
     pushed back inside the L∞ cap by re-encoding with the excess subtracted (a few projection rounds).
     """
-    from sfumato.io import image as sio
-
     if fmt not in LOSSY_FORMATS and not (fmt == "WEBP" and not webp_lossless):
-        return lambda rgb: sio.stored_rgb(image, rgb, format=fmt)
+        return lambda rgb: stored_rgb(image, rgb, format=fmt)
 
     ref = image.rgb
 
     def codec(rgb: np.ndarray) -> np.ndarray:
         with tempfile.TemporaryDirectory(prefix="sfumato-q-") as d:
-            p = sio.save_image(image, rgb, Path(d) / f"q{sio.output_suffix(fmt)}", format=fmt,
-                               jpeg_quality=jpeg_quality, exif=b"", xmp=b"")
-            return sio.load_image(p).rgb
+            p = save_image(image, rgb, Path(d) / f"q{output_suffix(fmt)}", format=fmt,
+                           jpeg_quality=jpeg_quality, exif=b"", xmp=b"")
+            return load_image(p).rgb
 
     def q(rgb: np.ndarray) -> np.ndarray:
         inp = rgb
@@ -63,7 +65,7 @@ def manifest_path_for(out_dir: Path, stem: str) -> Path:
 
 
 def check_jpeg_quality(q: int) -> None:
-    if not 95 <= q <= 100:
+    if not MIN_LOSSY_QUALITY <= q <= 100:
         raise ValueError(f"JPEG quality {q} is not allowed: below 95 (and with 4:2:0 chroma) the codec erases "
                          "most of the perturbation; use 95-100")
 

@@ -204,7 +204,7 @@ class LPIPS(nn.Module):
 
     def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The raw (not unit-normalised) activations at LPIPS's taps for ``x`` in [0, 1], differentiable.
-        Used as ImageNet features for neural style transfer (:mod:`sfumato.neural_style`)."""
+        Used as ImageNet features for neural style transfer (:mod:`sfumato.targets.gatys`)."""
         return self._taps(torch.addcmul(self._b01, x, self._a01))
 
     def _distance(self, fx: list[torch.Tensor], fy: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Budget objects applied by the shared optimisation loop (:mod:`sfumato.optimize`).
+"""Budget objects applied by the shared optimisation loop (:mod:`sfumato.optimise.loop`).
 
 A budget constrains a perturbation in two ways: ``project`` (a hard constraint applied to δ after every
 step, like the L∞ box of PGD — Madry et al., ICLR 2018) and ``penalty`` (a soft term added to the loss,
@@ -66,7 +66,7 @@ class LpipsBudget(BudgetTerm):
     """Soft LPIPS ceiling: ``alpha * max(LPIPS(x_adv, x0) - p * margin, 0)``.
 
     ``margin`` < 1 leaves head-room for 8-bit quantisation and resizing to the full image; the final
-    calibration in :mod:`sfumato.perturb` enforces ``p`` exactly on the saved file.
+    calibration in :mod:`sfumato.optimise.perturb` enforces ``p`` exactly on the saved file.
 
     ``view`` maps the optimised image to the one a person sees (e.g. the full-size file). ``crops``
     (optional ``(top, left, height, width)`` regions of that view) makes each step measure one region,

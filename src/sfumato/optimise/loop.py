@@ -11,9 +11,8 @@ Either rule takes a step size that is constant, decays linearly to zero, or foll
 down to ``lr / 10`` (``decay``).
 
 An optional ``transform(x, gen)`` is applied to ``x0 + δ`` before the objective at every step
-(expectation over transformation, Athalye et al., ICML 2018). An optional multi-scale schedule runs the
-first ``coarse_fraction`` of the steps with ``coarse=True`` so the objective can look at a downscaled
-view (cheaper encoder passes). Early stopping ends the loop once the objective reports enough progress.
+(expectation over transformation, Athalye et al., ICML 2018). Early stopping ends the loop once the
+objective reports enough progress.
 
 An optional ``param_size`` parameterises δ on a coarser grid that is upsampled bilinearly to the image
 (a low-frequency perturbation: with no energy in the top octave, it is not removed by the low-pass
@@ -34,8 +33,8 @@ import torch.nn.functional as F
 
 from sfumato.optimise.budgets import BudgetTerm
 
-# objective(x_adv, coarse) -> (loss, progress in [0, 1] or None)
-Objective = Callable[[torch.Tensor, bool], tuple[torch.Tensor, float | None]]
+# objective(x_adv) -> (loss, progress in [0, 1] or None)
+Objective = Callable[[torch.Tensor], tuple[torch.Tensor, float | None]]
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
@@ -69,11 +68,9 @@ def optimise(
     generator: torch.Generator,
     update: Literal["adam", "sign"] = "adam",
     decay: Literal["none", "linear", "cosine"] = "none",
-    coarse_fraction: float = 0.0,
     early_stop: float = 0.0,
     transform: Transform | None = None,
     init_noise: float = 0.0,
-    delta0: torch.Tensor | None = None,
     callback: Callable[[int, int], None] | None = None,
     param_size: tuple[int, int] | None = None,
 ) -> LoopResult:
@@ -96,10 +93,7 @@ def optimise(
     def lift(d: torch.Tensor) -> torch.Tensor:
         return F.interpolate(d, size=size, mode="bilinear", align_corners=False) if coarse_grid else d
 
-    if delta0 is not None:  # on δ's own grid (``param_size`` when given)
-        delta = delta0.detach().clone().to(x0)
-    else:
-        delta = torch.zeros_like(x0_p)
+    delta = torch.zeros_like(x0_p)
     if init_noise > 0:
         noise = torch.rand(delta.shape, generator=generator, dtype=x0.dtype, device="cpu").to(x0.device)
         delta = delta + (noise * 2 - 1) * init_noise
@@ -107,18 +101,16 @@ def optimise(
         delta = b.project(delta, x0_p)
     delta.requires_grad_(True)
     opt = torch.optim.Adam([delta], lr=lr) if update == "adam" else None
-    n_coarse = int(round(steps * coarse_fraction))
     best_loss, best_delta = float("inf"), delta.detach().clone()
     history: list[dict] = []
     stopped = False
     step = 0
     for step in range(1, steps + 1):
-        coarse = step <= n_coarse
         x_adv = x0 + lift(delta)
         for b in budgets:
             b.observe(x_adv.detach(), step)
         x_in = transform(x_adv, generator) if transform is not None else x_adv
-        obj, progress = objective(x_in, coarse)
+        obj, progress = objective(x_in)
         pen = sum((b.penalty(x_adv) for b in budgets), start=obj.new_zeros(()))
         loss = obj + pen
         if opt is not None:
@@ -128,8 +120,8 @@ def optimise(
         loss.backward()
         lv = float(loss.detach())
         # Track the best fine-scale iterate, δ *before* this step's update (the one the loss belongs to).
-        # Coarse losses are not comparable with fine ones; transformed losses are noisy.
-        if not coarse and transform is None and lv < best_loss:
+        # Transformed losses are noisy, so with a transform there is no best iterate.
+        if transform is None and lv < best_loss:
             best_loss, best_delta = lv, delta.detach().clone()
         with torch.no_grad():
             lr_now = step_size(lr, step, steps, decay)
@@ -143,12 +135,12 @@ def optimise(
                 projected = b.project(projected, x0_p)
             delta.copy_(projected)
         history.append({"step": step, "loss": lv, "objective": float(obj.detach()), "penalty": float(pen.detach()),
-                        "progress": progress, "coarse": coarse})
+                        "progress": progress})
         if callback is not None:
             callback(step, steps)
-        if early_stop > 0 and not coarse and progress is not None and progress >= early_stop and float(pen.detach()) == 0:
+        if early_stop > 0 and progress is not None and progress >= early_stop and float(pen.detach()) == 0:
             stopped = True
             break
-    # Without a comparable loss history (EOT or all-coarse), the last iterate is the answer.
+    # Without a comparable loss history (EOT), the last iterate is the answer.
     final = best_delta if best_loss < float("inf") and not stopped else delta.detach().clone()
     return LoopResult(lift(final), step, time.perf_counter() - t0, history, stopped)

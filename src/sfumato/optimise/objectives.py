@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from sfumato.encoders.base import Encoder
 from sfumato.io.tensors import resize
@@ -17,69 +16,54 @@ from sfumato.io.tensors import resize
 class EncoderTarget:
     encoder: Encoder
     weight: float
-    fine: torch.Tensor
-    coarse: torch.Tensor
-    clean_dist_fine: float
-    clean_dist_coarse: float
+    latent: torch.Tensor
+    clean_dist: float
 
 
 class LatentTargetObjective:
     """Σ_E w_E ‖E(view(x)) − t_E‖² / ‖E(view(x0)) − t_E‖² over an encoder ensemble; progress is the
-    weighted mean of 1 − ‖E(view(x)) − t_E‖ / ‖E(view(x0)) − t_E‖ (share of the way to the target)."""
+    weighted mean of 1 − ‖E(view(x)) − t_E‖ / ‖E(view(x0)) − t_E‖ (share of the way to the target).
+    ``overshoot`` > 1 aims t_E past the target image's latent along the same direction."""
 
-    def __init__(self, x0: torch.Tensor, target_image: torch.Tensor | None,
-                 encoders: Sequence[tuple[Encoder, float]], *, target_latents: Sequence[torch.Tensor] | None = None,
-                 coarse_scale: float = 0.5, overshoot: float = 1.0) -> None:
-        self.size_fine = tuple(x0.shape[-2:])
-        self.size_coarse = (max(8, round(x0.shape[-2] * coarse_scale)), max(8, round(x0.shape[-1] * coarse_scale)))
+    def __init__(self, x0: torch.Tensor, target_image: torch.Tensor, encoders: Sequence[tuple[Encoder, float]], *,
+                 overshoot: float = 1.0) -> None:
+        self.size = tuple(x0.shape[-2:])
         self.targets: list[EncoderTarget] = []
         self.image_targets: list[torch.Tensor] = []  # the target image's own latents (before overshoot)
         self.overshoot = overshoot
         wsum = sum(w for _, w in encoders)
         with torch.no_grad():
-            for i, (enc, w) in enumerate(encoders):
-                if target_latents is not None:
-                    tf = target_latents[i]
-                    tc = tf  # caller-provided latents are used at both scales via resizing of the view
-                    tc = F.interpolate(tf, size=enc.encode(resize(x0, self.size_coarse)).shape[-2:],
-                                       mode="area")
-                else:
-                    tf = enc.encode(target_image)
-                    tc = enc.encode(resize(target_image, self.size_coarse))
-                z0f, z0c = enc.encode(x0), enc.encode(resize(x0, self.size_coarse))
-                self.image_targets.append(tf)
+            for enc, w in encoders:
+                t = enc.encode(target_image)
+                z0 = enc.encode(x0)
+                self.image_targets.append(t)
                 if overshoot != 1.0:  # aim past the target along the same latent direction
-                    tf, tc = z0f + overshoot * (tf - z0f), z0c + overshoot * (tc - z0c)
-                df = float((z0f - tf).norm())
-                dc = float((z0c - tc).norm())
-                self.targets.append(EncoderTarget(enc, w / wsum, tf, tc, max(df, 1e-8), max(dc, 1e-8)))
+                    t = z0 + overshoot * (t - z0)
+                self.targets.append(EncoderTarget(enc, w / wsum, t, max(float((z0 - t).norm()), 1e-8)))
 
-    def __call__(self, x: torch.Tensor, coarse: bool) -> tuple[torch.Tensor, float]:
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
         loss = x.new_zeros(())
         prog = 0.0
-        view = resize(x, self.size_coarse) if coarse else resize(x, self.size_fine)
-        view = view.contiguous(memory_format=torch.channels_last)
+        view = resize(x, self.size).contiguous(memory_format=torch.channels_last)
         for t in self.targets:
-            z = t.encoder.encode(view)
-            tgt, d0 = (t.coarse, t.clean_dist_coarse) if coarse else (t.fine, t.clean_dist_fine)
-            d = (z - tgt).flatten().norm()
-            loss = loss + t.weight * (d / d0) ** 2
-            prog += t.weight * (1 - float(d.detach()) / d0)
+            d = (t.encoder.encode(view) - t.latent).flatten().norm()
+            loss = loss + t.weight * (d / t.clean_dist) ** 2
+            prog += t.weight * (1 - float(d.detach()) / t.clean_dist)
         return loss, prog
 
     def distances(self, x: torch.Tensor) -> list[dict[str, float]]:
-        """Per encoder: clean→target, x→target, relative reduction (for manifests), at the fine view."""
+        """Per encoder: clean→target, x→target, relative reduction (for manifests)."""
         out = []
         with torch.no_grad():
-            v = resize(x, self.size_fine)
+            v = resize(x, self.size)
             for t, zi in zip(self.targets, self.image_targets, strict=True):
                 z = t.encoder.encode(v)
-                d = float((z - t.fine).norm())
-                row = {"encoder": t.encoder.id, "clean_to_target": t.clean_dist_fine,
-                       "protected_to_target": d, "relative_reduction": 1 - d / t.clean_dist_fine}
+                d = float((z - t.latent).norm())
+                row = {"encoder": t.encoder.id, "clean_to_target": t.clean_dist,
+                       "protected_to_target": d, "relative_reduction": 1 - d / t.clean_dist}
                 if self.overshoot != 1.0:  # the same measure toward the target image's own latent
                     di = float((z - zi).norm())
-                    row["reduction_toward_target_image"] = 1 - di / (t.clean_dist_fine / self.overshoot)
+                    row["reduction_toward_target_image"] = 1 - di / (t.clean_dist / self.overshoot)
                 out.append(row)
         return out
 
@@ -93,9 +77,9 @@ def full_resolution_view(objective, x0: torch.Tensor, full: tuple[int, int]):  #
         return objective
     work = tuple(x0.shape[-2:])
 
-    def wrapped(x: torch.Tensor, coarse: bool):  # noqa: ANN202
+    def wrapped(x: torch.Tensor):  # noqa: ANN202
         d = x - x0
-        return objective(x0 + resize(resize(d, full), work), coarse)
+        return objective(x0 + resize(resize(d, full), work))
 
     return wrapped
 
@@ -108,10 +92,10 @@ class WeightedObjectives:
         total = sum(w for _, _, w in parts)
         self.parts = [(n, o, w / total) for n, o, w in parts]
 
-    def __call__(self, x: torch.Tensor, coarse: bool) -> tuple[torch.Tensor, float]:
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
         loss, prog = x.new_zeros(()), 0.0
         for _, o, w in self.parts:
-            lo, pr = o(x, coarse)
+            lo, pr = o(x)
             loss, prog = loss + w * lo, prog + w * pr
         return loss, prog
 

@@ -22,7 +22,7 @@ import torch
 from sfumato.config import Budget, Effort
 from sfumato.encoders.base import Encoder
 from sfumato.io.outputs import Quantiser
-from sfumato.io.tensors import resize, round_to_bits, to_hwc, to_nchw
+from sfumato.io.tensors import resize, round_to_bits, to_hwc, to_nchw, work_size
 from sfumato.metrics.saved import protected_quality
 from sfumato.optimise.budgets import LinfBudget, LpipsBudget
 from sfumato.optimise.calibrate import calibrate
@@ -49,6 +49,12 @@ def image_seed(rgb: np.ndarray, seed: int) -> int:
     h = hashlib.sha256(str(int(seed)).encode())
     h.update(np.ascontiguousarray(rgb[:: max(1, rgb.shape[0] // 512), :: max(1, rgb.shape[1] // 512)]).tobytes())
     return int(h.hexdigest()[:8], 16)
+
+
+def work_view(rgb: np.ndarray, resolution: int) -> torch.Tensor:
+    """The image as a trainer sees it: long side ``resolution`` (1x3xhxw, channels-last)."""
+    h, w = rgb.shape[:2]
+    return resize(to_nchw(rgb), work_size(h, w, resolution)).contiguous(memory_format=torch.channels_last)
 
 
 def robust_setup(x0: torch.Tensor, robustness: Any, encoders: Sequence[tuple[Encoder, float]]
@@ -78,9 +84,9 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
     the full image ``rgb``, calibrate it on the quantised result, and measure what was achieved.
     ``eps_map`` scales the L∞ cap per pixel (adaptive masking); ``init_noise`` starts δ from seeded
     uniform noise of that amplitude (anti-fingerprint); ``radial_lpips`` shrinks δ where a step went above
-    the LPIPS ceiling (:class:`~sfumato.budgets.LpipsBudget`; used by poison and protect, whose photos
+    the LPIPS ceiling (:class:`~sfumato.optimise.budgets.LpipsBudget`; used by poison and protect, whose photos
     overshoot); ``perturbation_scale`` < 1 optimises δ on a coarser grid (a low-frequency perturbation,
-    see :func:`~sfumato.optimize.optimise`)."""
+    see :func:`~sfumato.optimise.loop.optimise`)."""
     from sfumato.metrics.lpips import load_lpips
 
     quantise = quantise or round_to_bits
@@ -96,7 +102,7 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
                            check=saved_file_lpips(rgb, x0, budget.lpips_net, models_dir), radial=radial_lpips),
                LinfBudget(eps=budget.linf, eps_map=eps_map)]
     loop = optimise(x0, full_resolution_view(objective, x0, (h, w)), budgets, steps=effort.steps, lr=effort.lr,
-                    generator=gen, update=update, coarse_fraction=effort.coarse_fraction,  # type: ignore[arg-type]
+                    generator=gen, update=update,  # type: ignore[arg-type]
                     decay="cosine" if effort.lr_schedule == "cosine" else "none",
                     early_stop=effort.early_stop, transform=transform, callback=progress, init_noise=init_noise,
                     param_size=param_size)

@@ -25,7 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sfumato.optout.xmp import RightsOptions, extract_xmp_file, mark_file, read_xmp_rights, sniff_format
+from sfumato.optout.rights_options import RightsOptions
+from sfumato.optout.xmp import mark_file
+from sfumato.optout.xmp_containers import extract_xmp_file, sniff_format
+from sfumato.optout.xmp_packet import read_xmp_rights
 
 TRAINING_MINING_KINDS = ("ai_generative_training", "ai_training", "ai_inference", "data_mining")
 TRAINING_MINING_LABELS = ("c2pa.training-mining", "cawg.training-mining")

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from sfumato.io.atomic import write_bytes_atomic
 
 ROOT_CERT = "root-ca.pem"
 ROOT_KEY = "root-ca.key"
@@ -53,21 +54,6 @@ def default_keys_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base).expanduser() / "sfumato" / "keys"
-
-
-def _write_private(path: Path, data: bytes, mode: int) -> None:
-    """Atomically write ``data`` to ``path`` with ``mode`` set before any byte is written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def init_keys(
@@ -162,10 +148,10 @@ def init_keys(
         return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                serialization.NoEncryption())
 
-    _write_private(paths.root_key, key_pem(root_key), 0o600)
-    _write_private(paths.leaf_key, key_pem(leaf_key), 0o600)
-    _write_private(paths.root_cert, root_cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    _write_private(paths.leaf_cert, leaf_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_bytes_atomic(paths.root_key, key_pem(root_key), mode=0o600)
+    write_bytes_atomic(paths.leaf_key, key_pem(leaf_key), mode=0o600)
+    write_bytes_atomic(paths.root_cert, root_cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+    write_bytes_atomic(paths.leaf_cert, leaf_cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     return paths
 
 

@@ -19,13 +19,14 @@ None of this is enforcement against a crawler that ignores it; the README says s
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from sfumato.io.atomic import write_bytes_atomic
+from sfumato.optout.dict_options import DictOptions
 
 CATEGORIES = ("training", "user-fetch", "search", "preview")
 IMAGE_MEDIA_EXTENSIONS = (
@@ -46,7 +47,7 @@ KIT_FILES = (
 
 
 @dataclass(frozen=True, kw_only=True)
-class SiteKitOptions:
+class SiteKitOptions(DictOptions):
     """Choices for :func:`write_site_kit`.
 
     ``tdm_policy``: optional URL of a policy/licence page (TDMRep ``tdm-policy``).
@@ -54,6 +55,8 @@ class SiteKitOptions:
     ``deny_user_agents``: make the server snippets answer 403 to the blocked user agents.
     ``ai_txt_block_all``: in ai.txt also disallow ``/`` (all content, text included), not only media.
     """
+
+    OPTIONS_NAME: ClassVar[str] = "site-kit"
 
     tdm_policy: str | None = None
     block_user_fetch: bool = False
@@ -66,17 +69,6 @@ class SiteKitOptions:
                 f"tdm_policy={self.tdm_policy!r} must be an http(s) URL without spaces or quotes, "
                 "e.g. https://example.com/ai-policy"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SiteKitOptions:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown site-kit option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**data)
 
 
 @lru_cache(maxsize=1)
@@ -133,11 +125,15 @@ def _header(comment: str = "#") -> str:
     )
 
 
+def _kit_text(lines: list[str]) -> str:
+    """A kit file: the generated-by comment line, then ``lines``, newline-terminated."""
+    return "\n".join([_header().rstrip("\n"), *lines, ""])
+
+
 def render_robots_txt(options: SiteKitOptions) -> str:
     data = load_crawler_list()
     by_agent = {c["user_agent"]: c for c in data["crawlers"]}
     lines = [
-        _header().rstrip("\n"),
         "# Blocks crawlers that collect content for AI/ML training; search engines stay allowed.",
         "# robots.txt is a request (RFC 9309): well-behaved crawlers follow it, others may not.",
         "",
@@ -150,13 +146,12 @@ def render_robots_txt(options: SiteKitOptions) -> str:
     lines += ["Disallow: /", ""]
     lines.append("# Everyone else, search engines included (e.g. " + ", ".join(allowed_agents(options)[:6])
                  + "), may crawl.")
-    lines += ["User-agent: *", "Allow: /", ""]
-    return "\n".join(lines)
+    lines += ["User-agent: *", "Allow: /"]
+    return _kit_text(lines)
 
 
 def render_ai_txt(options: SiteKitOptions) -> str:
     lines = [
-        _header().rstrip("\n"),
         "# ai.txt (Spawning convention): media on this site may not be used to train AI models.",
         "",
         "User-Agent: *",
@@ -164,8 +159,7 @@ def render_ai_txt(options: SiteKitOptions) -> str:
     lines += [f"Disallow: *.{ext}" for ext in IMAGE_MEDIA_EXTENSIONS]
     if options.ai_txt_block_all:
         lines.append("Disallow: /")
-    lines.append("")
-    return "\n".join(lines)
+    return _kit_text(lines)
 
 
 def render_tdmrep(options: SiteKitOptions) -> str:
@@ -181,49 +175,55 @@ def _ua_regex(agents: list[str]) -> str:
     return "(" + "|".join(a.replace(".", "[.]") for a in agents) + ")"
 
 
-def render_nginx(options: SiteKitOptions) -> str:
-    lines = [
-        _header().rstrip("\n"),
-        "# Include inside a server { } block:  include /etc/nginx/snippets/nginx-noai.conf;",
-        "# Note: nginx drops inherited add_header lines in any location that has its own add_header;",
-        "# include this file in such locations as well.",
-        'add_header X-Robots-Tag "noai, noimageai" always;',
-        'add_header tdm-reservation "1" always;',
-    ]
+def _server_snippet(options: SiteKitOptions, *, intro: list[str], header: str, after_headers: list[str],
+                    deny: list[str]) -> str:
+    """The response headers in one server's syntax (``header`` formats one ``name``/``value``), then,
+    with ``deny_user_agents``, the ``deny`` lines answering 403 to the blocked crawlers."""
+    headers = [("X-Robots-Tag", "noai, noimageai"), ("tdm-reservation", "1")]
     if options.tdm_policy:
-        lines.append(f'add_header tdm-policy "{options.tdm_policy}" always;')
+        headers.append(("tdm-policy", options.tdm_policy))
+    lines = [*intro, *(header.format(name=n, value=v) for n, v in headers), *after_headers]
     if options.deny_user_agents:
-        lines += [
+        lines += deny
+    return _kit_text(lines)
+
+
+def render_nginx(options: SiteKitOptions) -> str:
+    return _server_snippet(
+        options,
+        intro=[
+            "# Include inside a server { } block:  include /etc/nginx/snippets/nginx-noai.conf;",
+            "# Note: nginx drops inherited add_header lines in any location that has its own add_header;",
+            "# include this file in such locations as well.",
+        ],
+        header='add_header {name} "{value}" always;',
+        after_headers=[],
+        deny=[
             "# Refuse the listed AI-training crawlers outright (they may still lie about their name).",
             f'if ($http_user_agent ~* "{_ua_regex(request_agents(options))}") {{',
             "    return 403;",
             "}",
-        ]
-    lines.append("")
-    return "\n".join(lines)
+        ],
+    )
 
 
 def render_apache(options: SiteKitOptions) -> str:
-    lines = [
-        _header().rstrip("\n"),
-        "# Put in the <VirtualHost> or an .htaccess file (needs mod_headers; the 403 part needs mod_rewrite).",
-        "<IfModule mod_headers.c>",
-        '    Header always set X-Robots-Tag "noai, noimageai"',
-        '    Header always set tdm-reservation "1"',
-    ]
-    if options.tdm_policy:
-        lines.append(f'    Header always set tdm-policy "{options.tdm_policy}"')
-    lines.append("</IfModule>")
-    if options.deny_user_agents:
-        lines += [
+    return _server_snippet(
+        options,
+        intro=[
+            "# Put in the <VirtualHost> or an .htaccess file (needs mod_headers; the 403 part needs mod_rewrite).",
+            "<IfModule mod_headers.c>",
+        ],
+        header='    Header always set {name} "{value}"',
+        after_headers=["</IfModule>"],
+        deny=[
             "<IfModule mod_rewrite.c>",
             "    RewriteEngine On",
             f'    RewriteCond "%{{HTTP_USER_AGENT}}" "{_ua_regex(request_agents(options))}" [NC]',
             "    RewriteRule .* - [F,L]",
             "</IfModule>",
-        ]
-    lines.append("")
-    return "\n".join(lines)
+        ],
+    )
 
 
 def render_readme(options: SiteKitOptions) -> str:
@@ -285,21 +285,6 @@ def site_kit_files(options: SiteKitOptions | None = None) -> dict[str, str]:
     }
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_site_kit(directory: Path | str, options: SiteKitOptions | None = None, *,
                    overwrite: bool = False) -> list[Path]:
     """Write the kit into ``directory``; refuses (before writing anything) to replace existing files
@@ -316,6 +301,8 @@ def write_site_kit(directory: Path | str, options: SiteKitOptions | None = None,
         )
     written = []
     for rel, text in files.items():
-        _atomic_write_text(d / rel, text)
-        written.append(d / rel)
+        path = d / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, text.encode("utf-8"), mode=0o644)
+        written.append(path)
     return written

@@ -3,22 +3,24 @@ different style.
 
 Method of Shan et al., "Glaze: Protecting Artists from Style Mimicry by Text-to-Image Models" (USENIX
 Security 2023), Eq. 3:  minimise ‖Φ(x+δ) − Φ(Ω(x, T))‖² + α·max(LPIPS(x+δ, x) − p, 0), where Φ is the
-encoder, Ω(x, T) renders x in target style T (:mod:`sfumato.style_transfer`) and p the LPIPS budget.
+encoder, Ω(x, T) renders x in target style T and p the LPIPS budget.
 
 What Sfumato adds around that objective:
 
 * built-in procedural target styles (no data needed) or the user's reference folders, chosen as in
-  Glaze between the 50th and 75th percentile of style distance (:func:`choose_style`);
-* Ω rendered by whitening–colouring in an autoencoder's latent space (:mod:`sfumato.style_transfer`);
-* the shared machinery of :mod:`sfumato.perturb`: trainer-resolution view, encoder ensembles, and the
-  budget enforced on the quantised image exactly as it will be saved.
+  Glaze between the 50th and 75th percentile of style distance (:mod:`sfumato.targets.style_target`);
+* Ω rendered by neural style transfer by default (Gatys et al., CVPR 2016, :mod:`sfumato.targets.gatys`),
+  or by whitening–colouring in an autoencoder's latent space (:mod:`sfumato.targets.latent_wct`) or a
+  diffusers img2img pipeline (:mod:`sfumato.targets.img2img`), per ``CloakConfig.target_renderer``;
+* the shared machinery of :mod:`sfumato.optimise.perturb`: trainer-resolution view, encoder ensembles,
+  and the budget enforced on the quantised image exactly as it will be saved.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,28 +29,24 @@ import torch
 from sfumato.config import CloakConfig
 from sfumato.encoders.base import Encoder
 from sfumato.encoders.cache import load_encoders
+from sfumato.io.outputs import Quantiser
 from sfumato.io.tensors import resize, round_to_bits, to_hwc, to_nchw, work_size
 from sfumato.optimise.loop import Transform
 from sfumato.optimise.objectives import LatentTargetObjective
-from sfumato.optimise.perturb import Quantiser, image_seed, perturb_toward, robust_setup
+from sfumato.optimise.perturb import image_seed, perturb_toward, robust_setup
+from sfumato.protections.result import ProtectionResult, outcome_fields
 from sfumato.targets.style_target import render_target
 
 
-@dataclass
-class CloakResult:
+@dataclass(kw_only=True)
+class CloakResult(ProtectionResult):
     """The outcome of :func:`cloak_array`: the protected image (already passed through the output
-    codec's quantisation), what it was aimed at and what was measured."""
+    codec's quantisation), what it was aimed at (``target``; ``target_image`` on request) and what was
+    measured."""
 
-    image: np.ndarray
     config: CloakConfig
     target: dict[str, Any]
-    latent: list[dict[str, float]]
-    achieved: dict[str, float]
-    timing_s: dict[str, float]
-    steps_run: int
-    scale: float
     target_image: np.ndarray | None = None
-    history: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "latent": self.latent, "achieved": self.achieved,
@@ -113,11 +111,8 @@ def cloak_array(
               "choice": "auto (50th-75th percentile of style distance)" if config.target_style == "auto"
               else "given", "strength": config.style_strength, "overshoot": config.target_overshoot, "seed_used": seed_used,
               "work_size": list(x0.shape[-2:]), **vetting}
-    return CloakResult(res.image, config, target, res.latent, res.achieved,
-                       {k: round(v, 3) for k, v in timing.items()}, res.loop.steps_run, res.scale,
-                       to_hwc(target_img) if keep_target_image else None, res.loop.history)
-
-
+    return CloakResult(**outcome_fields(res, timing), config=config, target=target,
+                       target_image=to_hwc(target_img) if keep_target_image else None)
 
 
 __all__ = ["CloakResult", "cloak_array"]

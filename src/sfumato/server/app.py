@@ -22,226 +22,44 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers, MutableHeaders, UploadFile
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.datastructures import UploadFile
+from starlette.types import Scope
 
 from sfumato._version import __version__
-from sfumato.server import ServerSettings, is_loopback
-from sfumato.server.jobs import (
+from sfumato.server.errors import JobError
+from sfumato.server.forms import form_schema, parse_options
+from sfumato.server.jobs import JobRunner
+from sfumato.server.middleware import BodyLimit, Guard
+from sfumato.server.modes import (
     INTENSITIES,
     MODES,
     OUTPUT_FORMATS,
     QUALITIES,
-    JobError,
     JobOptions,
-    JobRunner,
     builtin_style_names,
-    check_available,
     concept_names,
-    spooled_zip,
 )
+from sfumato.server.results import check_available
+from sfumato.server.schemas import ERRORS, Health, JobCreated, JobView, Problem
+from sfumato.server.settings import ServerSettings
 
 log = logging.getLogger("sfumato.server")
 
 STATIC_DIR = Path(str(files("sfumato.server") / "static"))
 
-_OPTION_FIELDS = {
-    "mode": str, "intensity": str, "quality": str, "target_style": str, "concept": str, "target": str,
-    "seed": int, "output_format": str, "jpeg_quality": int, "ai_view": bool, "check": bool,
-}
-_OPTIONAL = {"concept", "target", "output_format"}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
 _INDEX_CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
               "connect-src 'self'; object-src 'none'; frame-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
               "form-action 'self'")
-
-
-# --------------------------------------------------------------------------------------------------
-# response models (for the OpenAPI schema)
-
-
-class FileRef(BaseModel):
-    name: str
-    url: str
-    download_name: str
-
-
-class ImageView(BaseModel):
-    index: int
-    id: str
-    name: str
-    status: str
-    progress: float
-    step: int | None = None
-    steps: int | None = None
-    eta_s: float | None = None
-    error: str | None = None
-    report_error: str | None = None
-    seconds: float | None = None
-    width: int
-    height: int
-    format: str
-    bytes: int
-    files: dict[str, FileRef]
-    summary: dict[str, Any] | None = None
-    manifest: dict[str, Any] | None = None
-
-
-class JobView(BaseModel):
-    id: str
-    status: str
-    mode: str
-    options: dict[str, Any]
-    error: str | None = None
-    created: float
-    started: float | None = None
-    finished: float | None = None
-    expires: float | None = None
-    queue_position: int | None = None
-    progress: float
-    eta_s: float | None = None
-    counts: dict[str, int]
-    images: list[ImageView]
-    url: str
-    zip_url: str
-
-
-class JobCreated(BaseModel):
-    id: str
-    status: str
-    url: str
-    images: int
-
-
-class Health(BaseModel):
-    status: str
-    version: str
-    workers: int
-    busy: bool
-    max_queue: int
-    jobs: dict[str, int]
-    auth_required: bool
-
-
-class Problem(BaseModel):
-    detail: str
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "missing or wrong API token"},
-    404: {"model": Problem, "description": "no such job (deleted or expired) or file"},
-}
-
-
-# --------------------------------------------------------------------------------------------------
-# middleware
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class BodyLimit:
-    """Refuses request bodies over ``limit(scope)`` bytes with 413, by ``Content-Length`` and while
-    streaming (chunked uploads), before they are spooled to disk."""
-
-    def __init__(self, app: ASGIApp, limit: Callable[[Scope], int]) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.limit(scope)
-        msg = (f"request body over this server's limit of {limit // (1024 * 1024)} MiB; send fewer or smaller "
-               "images per job")
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await JSONResponse({"detail": msg}, status_code=413, headers={"Connection": "close"})(scope, receive, send)
-            return
-        received = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if started:
-                raise
-            await JSONResponse({"detail": msg}, status_code=413, headers={"Connection": "close"})(scope, receive, send)
-
-
-_SECURITY_HEADERS = (("x-content-type-options", "nosniff"), ("referrer-policy", "no-referrer"),
-                     ("x-frame-options", "DENY"))
-
-
-class Guard:
-    """Refuses requests a browser could be tricked into sending: with a loopback binding, a ``Host``
-    that is not a loopback name (DNS rebinding, 421); state-changing requests from another web origin
-    (403). Adds ``nosniff``/``no-referrer``/``DENY`` headers to every response."""
-
-    def __init__(self, app: ASGIApp, bound_host: str) -> None:
-        self.app = app
-        self.loopback = is_loopback(bound_host)
-        self.allowed_hosts = {"localhost", "127.0.0.1", "::1", bound_host.lower().strip("[]")}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        host_header = headers.get("host", "")
-        host = (urlsplit("//" + host_header).hostname or "").lower()
-        if self.loopback and host not in self.allowed_hosts:
-            await JSONResponse({"detail": f"unexpected Host {host!r} for a server bound to a loopback address "
-                                          "(DNS-rebinding protection); open it as http://127.0.0.1:<port>/"},
-                               status_code=421)(scope, receive, send)
-            return
-        origin = headers.get("origin")
-        if scope["method"] not in ("GET", "HEAD", "OPTIONS") and origin is not None \
-                and urlsplit(origin).netloc.lower() != host_header.lower():
-            await JSONResponse({"detail": f"cross-origin request from {origin} refused; use this server's own "
-                                          "page or a non-browser client"}, status_code=403)(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                h = MutableHeaders(scope=message)
-                for k, v in _SECURITY_HEADERS:
-                    if k not in h:
-                        h[k] = v
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -316,21 +134,23 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 "max_queue": settings.max_queue,
                 "jobs": counts, "auth_required": settings.auth_required}
 
-    @app.get("/v1/options", tags=["server"], dependencies=[Depends(require_token)], responses=_ERRORS)
+    @app.get("/v1/options", tags=["server"], dependencies=[Depends(require_token)], responses=ERRORS)
     def options() -> dict[str, Any]:
         """What the server offers: modes (and whether this version has them), presets, styles, concepts and
         the concepts it has anchor images for (poison/protect), limits."""
-        from sfumato.config import INTENSITY_PRESETS, QUALITY_PRESETS
+        from sfumato.config import preset_budget, preset_effort
 
+        budgets = {k: preset_budget("cloak", k) for k in INTENSITIES}  # what the UI shows for each preset
+        efforts = {k: preset_effort("cloak", k) for k in QUALITIES}
         ad = settings.anchors_dir
         return {
             "modes": {name: {"title": m.title, "description": m.description,
                              "available": m.missing() is None, "unavailable_reason": m.unavailable_message()}
                       for name, m in MODES.items()},
             "intensities": {k: {"lpips": b.lpips, "linf": b.linf, "linf_255": round(b.linf * 255, 2)}
-                            for k, b in INTENSITY_PRESETS.items() if k in INTENSITIES},
+                            for k, b in budgets.items()},
             "qualities": {k: {"steps": e.steps, "resolution": e.resolution}
-                          for k, e in QUALITY_PRESETS.items() if k in QUALITIES},
+                          for k, e in efforts.items()},
             "target_styles": ["auto", *builtin_style_names()],
             "concepts": concept_names(),
             "anchor_targets": sorted(d.name for d in ad.iterdir() if d.is_dir()) if ad is not None and ad.is_dir()
@@ -347,12 +167,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.post(
         "/v1/jobs", status_code=202, response_model=JobCreated, tags=["jobs"],
         dependencies=[Depends(require_token)],
-        responses={**_ERRORS,
+        responses={**ERRORS,
                    413: {"model": Problem, "description": "an image or the request is over the size/pixel limits"},
                    415: {"model": Problem, "description": "an upload is not a usable image (content is sniffed)"},
                    422: {"model": Problem, "description": "invalid options"},
                    429: {"model": Problem, "description": "queue full; see the Retry-After header"}},
-        openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _form_schema()}}}},
+        openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form_schema()}}}},
     )
     async def create_job(request: Request) -> JSONResponse:
         """Queue a job: every uploaded image is protected with the same options."""
@@ -398,7 +218,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                             headers={"Location": url})
 
     @app.get("/v1/jobs/{job_id}", response_model=JobView, tags=["jobs"], dependencies=[Depends(require_token)],
-             responses=_ERRORS)
+             responses=ERRORS)
     async def get_job(job_id: str) -> dict[str, Any]:
         """Status, progress (0-1) and ETA in seconds of a job, with each image's files and manifest."""
         view = await run_in_threadpool(get_runner().describe, job_id)
@@ -407,7 +227,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return view
 
     @app.get("/v1/jobs/{job_id}/files/{name}", tags=["jobs"], dependencies=[Depends(require_token)],
-             responses={**_ERRORS, 200: {"content": {"application/octet-stream": {}},
+             responses={**ERRORS, 200: {"content": {"application/octet-stream": {}},
                                          "description": "the file"}})
     async def get_file(job_id: str, name: str) -> FileResponse:
         """One stored file of a job, by the ``name`` given in the job description."""
@@ -419,7 +239,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             if job is None:
                 return None
             path = runner.file_path(job, name)
-            view = runner._view(job, "")
+            view = runner.view(job)
             shown = next((f["download_name"] for im in view["images"] for f in im["files"].values()
                           if f["name"] == name), None)
             return (path, shown) if path is not None and shown is not None else None
@@ -434,18 +254,18 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return FileResponse(path, filename=shown, media_type=_media_type(path), headers=headers)
 
     @app.get("/v1/jobs/{job_id}/zip", tags=["jobs"], dependencies=[Depends(require_token)],
-             responses={**_ERRORS, 200: {"content": {"application/zip": {}}, "description": "the results"},
+             responses={**ERRORS, 200: {"content": {"application/zip": {}}, "description": "the results"},
                         409: {"model": Problem, "description": "no finished image yet"}})
     async def get_zip(job_id: str) -> StreamingResponse:
         """Every finished image's results (protected file, manifest, AI views, report) as one zip."""
         runner = get_runner()
         runner.job_dir(job_id)
-        f = await run_in_threadpool(spooled_zip, runner, job_id)
+        f = await run_in_threadpool(runner.zip_file, job_id)
         return StreamingResponse(_chunks(f), media_type="application/zip",
                                  headers={"Content-Disposition": f'attachment; filename="sfumato-{job_id[:8]}.zip"'})
 
     @app.delete("/v1/jobs/{job_id}", status_code=204, tags=["jobs"], dependencies=[Depends(require_token)],
-                responses=_ERRORS)
+                responses=ERRORS)
     async def delete_job(job_id: str) -> Response:
         """Delete a job and all its files now (a running job stops at its next step)."""
         found = await run_in_threadpool(get_runner().delete, job_id)
@@ -454,60 +274,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return Response(status_code=204)
 
     return app
-
-
-def parse_options(fields: dict[str, str]) -> JobOptions:
-    """Job options from multipart form fields (strings), with one-line errors (HTTP 422)."""
-    unknown = set(fields) - set(_OPTION_FIELDS)
-    if unknown:
-        raise JobError(422, f"unknown option(s) {sorted(unknown)}; known: {sorted(_OPTION_FIELDS)}")
-    kw: dict[str, Any] = {}
-    for key, raw in fields.items():
-        typ = _OPTION_FIELDS[key]
-        value = raw.strip()
-        if key in _OPTIONAL and value == "":
-            kw[key] = None
-        elif typ is bool:
-            if value.lower() not in _TRUE | _FALSE:
-                raise JobError(422, f"option {key!r} must be true or false, got {raw!r}")
-            kw[key] = value.lower() in _TRUE
-        elif typ is int:
-            try:
-                kw[key] = int(value)
-            except ValueError:
-                raise JobError(422, f"option {key!r} must be an integer, got {raw!r}") from None
-        else:
-            kw[key] = value
-    try:
-        return JobOptions(**kw)
-    except ValueError as e:
-        raise JobError(422, str(e)) from e
-
-
-def _form_schema() -> dict[str, Any]:
-    d = JobOptions().to_dict()
-    props: dict[str, Any] = {
-        "images": {"type": "array", "items": {"type": "string", "format": "binary"},
-                   "description": "one or more image files (PNG, JPEG, WebP, TIFF); the content is checked"},
-        "mode": {"type": "string", "enum": list(MODES), "default": d["mode"]},
-        "intensity": {"type": "string", "enum": list(INTENSITIES), "default": d["intensity"],
-                      "description": "perceptual budget preset"},
-        "quality": {"type": "string", "enum": list(QUALITIES), "default": d["quality"],
-                    "description": "search effort preset"},
-        "target_style": {"type": "string", "default": d["target_style"],
-                         "description": "'auto' or a built-in style name (see GET /v1/options)"},
-        "concept": {"type": "string", "description": "concept shown in the images (poison; see GET /v1/options)"},
-        "target": {"type": "string", "description": "concept a poisoned model should learn instead (poison)"},
-        "seed": {"type": "integer", "default": d["seed"], "minimum": 0},
-        "output_format": {"type": "string", "enum": list(OUTPUT_FORMATS),
-                          "description": "default: the input's format family"},
-        "jpeg_quality": {"type": "integer", "default": d["jpeg_quality"], "minimum": 95, "maximum": 100},
-        "ai_view": {"type": "boolean", "default": d["ai_view"],
-                    "description": "also render what the encoder sees, before and after"},
-        "check": {"type": "boolean", "default": d["check"],
-                  "description": "also write the verification report (when this version has it)"},
-    }
-    return {"type": "object", "required": ["images"], "properties": props}
 
 
 _MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".tif": "image/tiff",

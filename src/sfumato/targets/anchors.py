@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from sfumato.encoders.base import Encoder
-from sfumato.io.tensors import fit_to, to_hwc
+from sfumato.io.tensors import fit_to
 
 __all__ = ["AnchorSet", "generate_anchors", "load_anchor_folder"]
 
@@ -94,7 +94,7 @@ def load_anchor_folder(path: str | os.PathLike[str], *, concept: str, max_images
     Raises ``FileNotFoundError`` (no such folder), ``ValueError`` (not a folder, or no images in it) and
     :class:`sfumato.io.ImageError` (an unreadable image file).
     """
-    from sfumato.io.image import iter_image_paths, load_image
+    from sfumato.io import iter_image_paths, load_image
 
     concept = _check_concept(concept)
     max_images = _check_int("max_images", max_images, 1)
@@ -273,7 +273,3 @@ def choose_anchor(x0: torch.Tensor, anchors: Sequence[np.ndarray], encoders: Seq
             raise ValueError(f"anchor_index {index} but only {len(anchors)} anchors were given")
         return index, dists
     return int(np.argmin(dists)), dists
-
-
-def anchor_preview(anchors: Sequence[np.ndarray], idx: int, size: tuple[int, int]) -> np.ndarray:
-    return to_hwc(fit_to(anchors[idx], size))

@@ -10,7 +10,7 @@ Features: the ImageNet-trained SqueezeNet-1.1 backbone that LPIPS ships (:mod:`s
 taps after stages 1, 2, 3, 4 and 6 for style and stage 4 for content. Measured on the shared paintings
 (Sfumato's ``benchmarks/style_efficacy.py``; the independent MobileNetV2 style judge looks at the
 TAEF2 AI view of the target): these targets are judged to be another artist far more often than the
-latent whitening-colouring targets of :mod:`sfumato.style_transfer`.
+latent whitening-colouring targets of :mod:`sfumato.targets.latent_wct`.
 
 This network is used only to *render and choose targets* (allowed: the target is an image, the
 perturbation is then optimised against generative-model encoders only). It never sees the perturbation.

@@ -5,9 +5,9 @@ Security 2023, §5.2) renders the artwork in the target style with Stable Diffus
 with the target style's name, before cloaking toward it. Sfumato does the same when the user has a
 text-to-image pipeline locally (``target_renderer="img2img"``, ``target_model=FOLDER_OR_ID``); no weights
 are downloaded unless the Hugging Face cache already holds them. Without one, use the Gatys renderer
-(:mod:`sfumato.neural_style`).
+(:mod:`sfumato.targets.gatys`).
 
-The pipeline is loaded like the poison's anchor generator (:func:`sfumato.anchors.load_pipeline`:
+The pipeline is loaded like the poison's anchor generator (:func:`sfumato.targets.anchors.load_pipeline`:
 safetensors only, float32) and turned into its image-to-image variant with
 ``AutoPipelineForImage2Image.from_pipe`` (same weights, no copy).
 """

@@ -21,17 +21,6 @@ def _flat(z: torch.Tensor) -> torch.Tensor:
     return z.reshape(z.shape[1], -1)
 
 
-def latent_stats(z: torch.Tensor) -> torch.Tensor:
-    """Per-channel mean and standard deviation of a latent (a compact style descriptor), shape [2C]."""
-    f = _flat(z)
-    return torch.cat([f.mean(1), f.std(1)])
-
-
-def style_distance(za: torch.Tensor, zb: torch.Tensor) -> float:
-    """Distance between the latent style statistics of two images (used for choosing targets)."""
-    return float((latent_stats(za) - latent_stats(zb)).norm())
-
-
 def adain(zc: torch.Tensor, zs: Sequence[torch.Tensor]) -> torch.Tensor:
     """Per-channel mean/std of ``zc`` replaced by the pooled statistics of the style latents."""
     fs = torch.cat([_flat(z) for z in zs], dim=1)

@@ -25,7 +25,7 @@ def choose_style(x_work: torch.Tensor, renderer: Encoder, candidates: Sequence[A
                  ) -> tuple[Any, dict[str, float]]:
     """Glaze's target choice: a candidate whose style distance from the artwork lies between the
     ``low_pct`` and ``high_pct`` percentiles of all candidates' distances (seeded pick among those).
-    Style distance: Gram matrices of ImageNet SqueezeNet features (:func:`sfumato.neural_style.gram_distance`)."""
+    Style distance: Gram matrices of ImageNet SqueezeNet features (:func:`sfumato.targets.gatys.gram_distance`)."""
     dists = style_distances(x_work, candidates, models_dir=models_dir)
     return ranked_styles(x_work, candidates, seed=seed, low_pct=low_pct, high_pct=high_pct,
                          models_dir=models_dir, dists=dists)[0], dists
@@ -72,9 +72,9 @@ def render_target(x0: torch.Tensor, renderer: Encoder, candidates: Sequence[Any]
                   seed: int, models_dir=None) -> tuple[torch.Tensor, Any, dict[str, Any]]:  # noqa: ANN001
     """Ω(x, T): render the work-resolution artwork ``x0`` in a target style and vet it.
 
-    ``config.target_renderer`` = ``"gatys"`` (neural style transfer, :mod:`sfumato.neural_style`),
-    ``"latent-wct"`` (:func:`sfumato.style_transfer.render_in_style`) or ``"img2img"`` (a diffusers pipeline,
-    ``config.target_model``; :mod:`sfumato.img2img_style`). The renderer's latent of the result
+    ``config.target_renderer`` = ``"gatys"`` (neural style transfer, :mod:`sfumato.targets.gatys`),
+    ``"latent-wct"`` (:func:`sfumato.targets.latent_wct.render_in_style`) or ``"img2img"`` (a diffusers pipeline,
+    ``config.target_model``; :mod:`sfumato.targets.img2img`). The renderer's latent of the result
     is blended with the artwork's by ``style_strength``. A candidate is kept only if its own AI view (the
     renderer's decode of its latent) is closer in Gram style distance to the target style's exemplars than
     to the artwork; otherwise the next candidate (:func:`ranked_styles`) is tried, up to

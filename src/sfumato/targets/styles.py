@@ -243,7 +243,7 @@ def builtin_styles() -> list[StyleSource]:
 
 def folder_style(path: str | Path, *, max_images: int = 8, max_side: int = 512) -> StyleSource:
     """Reference images of a target style (a folder); images are downscaled to ``max_side``."""
-    from sfumato.io import image as sio
+    import sfumato.io as sio
 
     folder = Path(path)
     if not folder.is_dir():

@@ -1,27 +1,27 @@
-"""Self-contained HTML rendering of a :class:`sfumato.verify.CheckReport` (``sfumato check --report``).
+"""Self-contained HTML rendering of a check report, :class:`sfumato.verification.results.CheckReport`
+(``sfumato check --report``).
 
 One file, no external CSS, JavaScript, fonts or images: thumbnails (at most 256 px on a side) are embedded
 as base64 JPEG data URIs, so a report can be mailed, archived or committed as an example and stays small.
-The JSON form of the same report is :meth:`CheckReport.to_dict`.
+The JSON form of the same report is :meth:`CheckReport.to_dict`. (``encode_thumbnail`` is re-exported from
+:mod:`sfumato.verification.thumbnails`.)
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sfumato.verification.thumbnails import encode_thumbnail
+
 if TYPE_CHECKING:  # pragma: no cover
-    from sfumato.verification.check import AttackResult, CheckReport
+    from sfumato.verification.results import AttackResult, CheckReport
 
 __all__ = ["encode_thumbnail", "render_html", "write_html"]
-
-MAX_THUMB_SIDE = 256
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;
@@ -38,23 +38,6 @@ figure img{display:block;border:1px solid #ccc;max-width:256px;max-height:256px}
 figcaption{font-size:.8em;color:#444;max-width:256px}
 td img{max-width:128px;max-height:128px;display:block}
 """
-
-
-def encode_thumbnail(rgb: np.ndarray, *, max_side: int = MAX_THUMB_SIDE, quality: int = 85) -> str:
-    """A ``data:image/jpeg;base64,...`` URI of ``rgb`` (float ``HxWx3`` in [0, 1]) shrunk to ``max_side``."""
-    from PIL import Image
-
-    a = np.asarray(rgb)
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise ValueError(f"encode_thumbnail expects an HxWx3 image, got shape {a.shape}")
-    im = Image.fromarray((np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8))
-    h, w = a.shape[:2]
-    s = max_side / max(h, w)
-    if s < 1:
-        im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _e(v: Any) -> str:

@@ -1,0 +1,164 @@
+"""Planning a batch of poison or protect runs over files, before any pixel moves.
+
+* :func:`load_mapping` — the C → A pairs of a mapping file (JSON, TOML or CSV), for batches with several
+  concepts;
+* :func:`anchor_set` / :func:`anchor_sets` — the anchor images of each target A: a folder of pictures of A,
+  or pictures drawn by a text-to-image model (:mod:`sfumato.targets.anchors`);
+* :func:`assign_concept` — per image, the concept C the candidate scorer says it shows best
+  (Nightshade's candidate selection, Shan et al., IEEE S&P 2024, §5.2, applied to several concepts);
+* :func:`preset_config`, :func:`poison_config`, :func:`protect_config` — configs from the named presets
+  (``intensity``/``quality``) with the overrides the command line and the server offer;
+* :func:`plan_poison` — all of the above for one batch: a :class:`PoisonPlan` that gives each image its
+  config and anchors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sfumato.config import PoisonConfig, ProtectConfig
+
+__all__ = ["PoisonPlan", "anchor_set", "anchor_sets", "assign_concept", "load_mapping", "plan_poison",
+           "poison_config", "preset_config", "protect_config"]
+
+
+def load_mapping(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """C → A pairs from a mapping file, each ``{"concept": C, "target": A}`` plus an optional
+    ``"anchors"`` folder of pictures of A for that pair.
+
+    JSON: ``{"dog": "cat", ...}`` or ``[{"concept": ..., "target": ..., "anchors": ...}, ...]``; TOML:
+    ``[[pair]]`` tables with the same keys; anything else is read as CSV rows ``concept,target[,anchors]``
+    (an optional ``concept,target`` header, ``#`` comment rows). Raises ``ValueError`` for a pair without
+    a concept or a target, or a file without pairs.
+    """
+    import csv
+    import json
+    import tomllib
+
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    if p.suffix.lower() == ".json":
+        data = json.loads(text)
+    elif p.suffix.lower() == ".toml":
+        data = tomllib.loads(text).get("pair", [])
+    else:
+        rows = [r for r in csv.reader(text.splitlines()) if r and not r[0].startswith("#")]
+        if rows and rows[0][:2] == ["concept", "target"]:
+            rows = rows[1:]
+        data = [{"concept": r[0].strip(), "target": r[1].strip(),
+                 **({"anchors": r[2].strip()} if len(r) > 2 and r[2].strip() else {})} for r in rows]
+    if isinstance(data, dict):
+        data = [{"concept": k, "target": v} for k, v in data.items()]
+    pairs = []
+    for d in data:
+        if not isinstance(d, dict) or "concept" not in d or "target" not in d:
+            raise ValueError(f"{path}: each pair needs 'concept' and 'target' (got {d!r})")
+        pairs.append(d)
+    if not pairs:
+        raise ValueError(f"{path}: no C -> A pairs found")
+    return pairs
+
+
+def anchor_set(target: str, *, folder: str | os.PathLike[str] | None = None, model: str | None = None,
+               count: int = 4, seed: int = 0) -> Any:
+    """The :class:`~sfumato.targets.anchors.AnchorSet` of concept ``target``: the images in ``folder``
+    when given, else ``count`` images drawn by the text-to-image ``model`` with ``seed``. Raises
+    ``ValueError`` when neither is given."""
+    from sfumato.targets.anchors import generate_anchors, load_anchor_folder
+
+    if folder:
+        return load_anchor_folder(folder, concept=target)
+    if model:
+        return generate_anchors(model, concept=target, n=count, seed=seed)
+    raise ValueError(f"no anchors for target {target!r}: give --anchors DIR (images of it) or "
+                     "--anchor-model ID_OR_PATH")
+
+
+def anchor_sets(pairs: Sequence[dict[str, str]], *, folder: str | os.PathLike[str] | None = None,
+                model: str | None = None, count: int = 4, seed: int = 0) -> dict[str, Any]:
+    """``concept -> AnchorSet`` for each pair: the pair's own ``"anchors"`` folder, else ``folder``, else
+    images drawn by ``model`` (see :func:`anchor_set`)."""
+    return {p["concept"]: anchor_set(p["target"], folder=p.get("anchors") or folder, model=model, count=count,
+                                     seed=seed) for p in pairs}
+
+
+def assign_concept(image: str | os.PathLike[str] | np.ndarray, concepts: Sequence[str], scorer: Any) -> str:
+    """The concept of ``concepts`` that ``scorer`` (a :class:`~sfumato.judges.scorers.ConceptScorer`) gives
+    the highest score on ``image`` (a path or an ``HxWx3`` float array); the first one on a tie."""
+    if isinstance(image, np.ndarray):
+        rgb = image
+    else:
+        import sfumato.io as sio
+
+        rgb = sio.load_image(image).rgb
+    scores = {c: float(scorer.score([rgb], c)[0]) for c in concepts}
+    return max(scores, key=scores.__getitem__)
+
+
+def preset_config(cls: Any, *, intensity: str = "default", quality: str = "default", lpips: float | None = None,
+                  linf: float | None = None, steps: int | None = None, resolution: int | None = None,
+                  **kw: Any) -> Any:
+    """``cls.preset(intensity=..., quality=..., **kw)`` (a cloak, poison or protect config) with the budget's
+    ``lpips`` and ``linf`` (in [0, 1] pixel units) and the effort's ``steps`` and ``resolution``
+    overridden where given."""
+    cfg = cls.preset(intensity=intensity, quality=quality, **kw)
+    if lpips is not None or linf is not None:
+        b = cfg.budget
+        cfg = dataclasses.replace(cfg, budget=dataclasses.replace(
+            b, lpips=b.lpips if lpips is None else lpips, linf=b.linf if linf is None else linf))
+    if steps is not None or resolution is not None:
+        e = cfg.effort
+        cfg = dataclasses.replace(cfg, effort=dataclasses.replace(
+            e, steps=e.steps if steps is None else steps, resolution=e.resolution if resolution is None else resolution))
+    return cfg
+
+
+def poison_config(concept: str, target: str, **options: Any) -> Any:
+    """A :class:`~sfumato.config.PoisonConfig` of ``concept`` → ``target`` from the poison presets and
+    ``options`` (see :func:`preset_config`; other keywords are config fields)."""
+    return preset_config(PoisonConfig, concept=concept, target=target, **options)
+
+
+def protect_config(concept: str, target: str, **options: Any) -> Any:
+    """A :class:`~sfumato.config.ProtectConfig` (joint cloak + poison) from the protect presets and
+    ``options`` (see :func:`preset_config`; other keywords are config fields, e.g. ``target_style``)."""
+    return preset_config(ProtectConfig, concept=concept, target=target, **options)
+
+
+@dataclass(frozen=True)
+class PoisonPlan:
+    """Configs and anchors per concept C, and the scorer that checks candidates and assigns images."""
+
+    configs: dict[str, Any]
+    anchors: dict[str, Any]
+    scorer: Any = None
+
+    def concept_of(self, src: str | os.PathLike[str]) -> str:
+        """The concept the image at ``src`` is poisoned as: the only one, or the one it shows best."""
+        if len(self.configs) == 1:
+            return next(iter(self.configs))
+        return assign_concept(src, list(self.configs), self.scorer)
+
+    def for_image(self, src: str | os.PathLike[str]) -> tuple[Any, Any]:
+        """``(config, anchors)`` for the image at ``src``."""
+        concept = self.concept_of(src)
+        return self.configs[concept], self.anchors[concept]
+
+
+def plan_poison(pairs: Sequence[dict[str, str]], *, make_config: Callable[[str, str], Any], scorer: Any = None,
+                anchors: str | os.PathLike[str] | None = None, anchor_model: str | None = None,
+                anchor_count: int = 4, seed: int = 0) -> PoisonPlan:
+    """A :class:`PoisonPlan` for ``pairs`` (see :func:`load_mapping`): anchors per pair (see
+    :func:`anchor_sets`), ``make_config(concept, target)`` per pair (e.g. :func:`poison_config` with
+    the options bound). Several pairs need a ``scorer`` to assign each image; ``ValueError`` otherwise."""
+    sets = anchor_sets(pairs, folder=anchors, model=anchor_model, count=anchor_count, seed=seed)
+    if len(pairs) > 1 and scorer is None:
+        raise ValueError("--mapping with several concepts needs a scorer to assign images")
+    return PoisonPlan({p["concept"]: make_config(p["concept"], p["target"]) for p in pairs}, sets, scorer)

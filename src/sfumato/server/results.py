@@ -1,0 +1,204 @@
+"""What a finished job gives back: the client's view of a job (status, progress, ETA, files, manifest
+summaries), its stored files by name, the zip of its results, and the optional verification report
+(``sfumato check``) written next to each protected image."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from sfumato.io.atomic import write_text_atomic
+from sfumato.server.errors import JobError
+from sfumato.server.modes import first_missing
+from sfumato.server.store import DEFAULT_IMAGE_SECONDS
+
+EXTRA_KINDS = {".ai_view.before.png": "ai_view_before", ".ai_view.after.png": "ai_view_after", ".txt": "caption"}
+"""Extra outputs of a protection (by suffix after the image id) and the file kind the job records."""
+
+_FILE_RE = re.compile(r"^[0-9a-f]{32}(\.[a-z0-9_]+)+$")
+
+
+def check_available() -> bool:
+    """Whether this sfumato has the verification report (``sfumato.verification.check.check`` and
+    ``sfumato.verification.report.write_html``)."""
+    return first_missing(("sfumato.verification.check:check", "sfumato.verification.report:write_html")) is None
+
+
+def verification_report(original: Path, protected: Path, manifest: dict[str, Any], out_dir: Path, stem: str, *,
+                        attacks: str, models_dir: Path | None) -> list[Path]:
+    """Run ``sfumato check`` on a finished image (:func:`sfumato.verification.check.check` with the original
+    and the manifest) and write ``<stem>.report.html`` (:func:`sfumato.verification.report.write_html`) and
+    ``<stem>.check.json`` in ``out_dir``."""
+    from sfumato.verification.check import check
+    from sfumato.verification.report import write_html
+
+    rep = check(protected, original=original, manifest=manifest, attacks=attacks, models_dir=models_dir)
+    html = write_html(rep, out_dir / f"{stem}.report.html")
+    js = out_dir / f"{stem}.check.json"
+    write_text_atomic(js, rep.to_json() + "\n")
+    return [html, js]
+
+
+def file_path(jobs_dir: Path, job: dict[str, Any], name: str) -> Path | None:
+    """The stored file called ``name`` in ``job`` (only names the job recorded; never a client path)."""
+    if not _FILE_RE.match(name):
+        return None
+    d = jobs_dir / job["id"]
+    for im in job["images"]:
+        for kind, fname in json.loads(im["files"]).items():
+            if fname == name:
+                p = d / ("in" if kind == "input" else "out") / fname
+                return p if p.is_file() else None
+    return None
+
+
+def job_view(job: dict[str, Any], *, live: dict[tuple[str, int], dict[str, Any]], avg: float | None,
+             n_workers: int, base_url: str = "") -> dict[str, Any]:
+    """The client's view of a stored job (the ``JobView`` of the API): per-image status, progress, ETA,
+    file URLs with download names, manifest and summary. ``live``: the running images' progress steps;
+    ``avg``: recent seconds per image (``None`` before any finished)."""
+    now = time.time()
+    job_url = f"{base_url}/v1/jobs/{job['id']}"
+    images = []
+    stems: dict[str, int] = {}
+    remaining_s = 0.0
+    eta_known = avg is not None
+    total_progress = 0.0
+    for im in job["images"]:
+        stem, ext = os.path.splitext(im["display_name"])
+        stem = stem or "image"
+        stems[stem] = stems.get(stem, 0) + 1
+        if stems[stem] > 1:
+            stem = f"{stem}-{stems[stem]}"
+        files = json.loads(im["files"])
+        current = live.get((job["id"], im["idx"]))
+        step = current["step"] if current else None
+        steps = current["steps"] if current else None
+        status = im["status"]
+        if status in ("done", "failed"):
+            frac = 1.0
+            eta = 0.0
+        elif status == "running":
+            elapsed = now - (im["started"] or now)
+            frac = min(0.99, step / steps) if step and steps else 0.0
+            if avg is not None:
+                eta = max(avg - elapsed, 1.0)
+            elif frac > 0.05:
+                eta = elapsed / frac - elapsed
+                eta_known = True
+            else:
+                eta = None
+                eta_known = False
+        else:
+            frac = 0.0
+            eta = avg
+        total_progress += frac
+        if eta is not None:
+            remaining_s += eta
+        manifest = json.loads(im["manifest"]) if im["manifest"] else None
+        images.append({
+            "index": im["idx"], "id": im["id"], "name": im["display_name"], "status": status,
+            "progress": round(frac, 4), "step": step, "steps": steps,
+            "eta_s": round(eta, 1) if eta is not None else None,
+            "error": im["error"], "report_error": im["report_error"], "seconds": im["seconds"],
+            "width": im["width"], "height": im["height"], "format": im["format"], "bytes": im["bytes"],
+            "files": {kind: {"name": name, "url": f"{job_url}/files/{name}",
+                             "download_name": _download_name(kind, stem, ext, name)}
+                      for kind, name in files.items()},
+            "summary": _summary(manifest),
+            "manifest": manifest,
+        })
+    n = len(images)
+    ahead_s = (job["images_ahead"] * (avg or DEFAULT_IMAGE_SECONDS) / n_workers) if job["status"] == "queued" \
+        else 0.0
+    counts = {s: sum(1 for i in images if i["status"] == s) for s in ("queued", "running", "done", "failed")}
+    final = job["status"] in ("done", "failed")
+    return {
+        "id": job["id"], "status": job["status"], "mode": job["mode"], "options": json.loads(job["options"]),
+        "error": job["error"], "created": job["created"], "started": job["started"],
+        "finished": job["finished"], "expires": job["expires"],
+        "queue_position": job["queue_position"],
+        "progress": round(total_progress / n, 4) if n else 1.0,
+        "eta_s": 0.0 if final else (round(remaining_s + ahead_s, 1) if eta_known else None),
+        "counts": {"total": n, **counts},
+        "images": images,
+        "url": job_url, "zip_url": f"{job_url}/zip",
+    }
+
+
+def _download_name(kind: str, stem: str, ext: str, stored: str) -> str:
+    suffix = stored[32:]  # stored names are <uuid hex><suffixes>
+    if kind == "input":
+        return f"{stem}{suffix.replace('.original', '', 1)}"
+    if kind == "output":
+        return f"{stem}.protected{suffix}"
+    return f"{stem}{suffix}"
+
+
+def _summary(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not manifest:
+        return None
+    budget = manifest.get("budget") or {}
+    achieved = manifest.get("achieved") or {}
+    net = budget.get("lpips_net", "alex")
+    latent = manifest.get("latent") or {}
+    first = next(iter(latent.values()), {}) if isinstance(latent, dict) else {}
+    return {
+        "lpips": achieved.get(f"lpips_{net}"), "lpips_net": net, "linf": achieved.get("linf"),
+        "psnr": achieved.get("psnr"), "ssim": achieved.get("ssim"),
+        "budget_lpips": budget.get("lpips"), "budget_linf": budget.get("linf"),
+        "within_budget": manifest.get("within_budget"),
+        "target": _target_name(manifest.get("target")),
+        "latent_reduction": first.get("relative_reduction") if isinstance(first, dict) else None,
+    }
+
+
+def _target_name(t: Any) -> str | None:
+    """The target's name: a style (cloak), a concept (poison) or both (protect)."""
+    if isinstance(t, dict):
+        style = t.get("style")
+        if isinstance(style, dict):
+            style = style.get("style")
+        return " + ".join(str(x) for x in (style, t.get("concept")) if x) or None
+    return str(t) if t else None
+
+
+def write_zip(jobs_dir: Path, job: dict[str, Any], view: dict[str, Any], dest: IO[bytes]) -> int:
+    """Write every result of a finished image of ``job`` (protected file, manifest, AI views, report) into
+    a zip with the display names of its ``view``; returns how many files went in."""
+    n = 0
+    with zipfile.ZipFile(dest, "w") as z:
+        for im in view["images"]:
+            if im["status"] != "done":
+                continue
+            for kind, f in im["files"].items():
+                if kind == "input":
+                    continue
+                p = file_path(jobs_dir, job, f["name"])
+                if p is None:
+                    continue
+                comp = zipfile.ZIP_DEFLATED if p.suffix in (".json", ".html", ".txt", ".tif") else zipfile.ZIP_STORED
+                z.write(p, arcname=f["download_name"], compress_type=comp)
+                n += 1
+    if n == 0:
+        raise JobError(409, f"job {job['id']} has no finished image yet; wait until one is done")
+    return n
+
+
+def spooled_zip(write: Callable[[IO[bytes]], int]) -> IO[bytes]:
+    """A zip written by ``write(file)`` in a temporary file (in memory up to 8 MiB), rewound."""
+    f = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
+    try:
+        write(f)
+    except BaseException:
+        f.close()
+        raise
+    f.seek(0)
+    return f

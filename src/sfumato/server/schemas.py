@@ -1,0 +1,81 @@
+"""Response models of the ``sfumato serve`` HTTP API (they make its OpenAPI schema at ``/openapi.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class FileRef(BaseModel):
+    name: str
+    url: str
+    download_name: str
+
+
+class ImageView(BaseModel):
+    index: int
+    id: str
+    name: str
+    status: str
+    progress: float
+    step: int | None = None
+    steps: int | None = None
+    eta_s: float | None = None
+    error: str | None = None
+    report_error: str | None = None
+    seconds: float | None = None
+    width: int
+    height: int
+    format: str
+    bytes: int
+    files: dict[str, FileRef]
+    summary: dict[str, Any] | None = None
+    manifest: dict[str, Any] | None = None
+
+
+class JobView(BaseModel):
+    id: str
+    status: str
+    mode: str
+    options: dict[str, Any]
+    error: str | None = None
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    expires: float | None = None
+    queue_position: int | None = None
+    progress: float
+    eta_s: float | None = None
+    counts: dict[str, int]
+    images: list[ImageView]
+    url: str
+    zip_url: str
+
+
+class JobCreated(BaseModel):
+    id: str
+    status: str
+    url: str
+    images: int
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    workers: int
+    busy: bool
+    max_queue: int
+    jobs: dict[str, int]
+    auth_required: bool
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing or wrong API token"},
+    404: {"model": Problem, "description": "no such job (deleted or expired) or file"},
+}
+"""The error responses every authenticated job route documents."""
