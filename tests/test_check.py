@@ -122,6 +122,54 @@ def test_check_end_to_end_json_and_html(cloaked: Path, painting: Path, small_cor
     assert (tmp_path / "report.html").stat().st_size < 400_000
 
 
+def test_check_trainer_views_json_html_and_cli(cloaked: Path, painting: Path, small_corpus: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Every trainer view and the worst one, in the JSON, the HTML, the summary and the CLI's table; the work
+    view reproduces the work-size figure; the style judge reads every view's AI view."""
+    import functools
+
+    import sfumato.attacks.trainer_views as tv
+    from sfumato.cli import main
+    from sfumato.verification.report import write_html
+
+    small = functools.partial(tv.trainer_views, scales=(64, 96), crop_side=32)  # the real buckets, scaled down
+    manifest = json.loads(cloaked.with_name(f"{cloaked.stem}.sfumato.json").read_text())
+    views = small(SIDE, SIDE, work_size=tuple(manifest["target"]["work_size"]), seed=0)  # (h, w)
+    rep = check(cloaked, original=painting, attacks=["jpeg-q95-444"], corpus_dir=small_corpus, seed=0, views=views)
+    v = rep.to_dict()["views"]
+    names = [r["name"] for r in v["rows"]]
+    assert names[0] == "work" and {"bucket-64", "bucket-96"} <= set(names)  # native = work here
+    assert any(n.startswith("crop32@") for n in names)
+    work = v["rows"][0]
+    assert work["toward"] == pytest.approx(rep.latent["taef2"]["relative_reduction"], abs=1e-5)
+    assert v["worst"]["view"]["toward"] == min(r["toward"] for r in v["rows"])
+    assert v["budget"]["source"] == "manifest" and 0 <= v["ceiling"]["scale"] <= 1
+    for r in v["rows"]:
+        assert -1 < r["toward"] <= 1 and -1 <= r["cosine"] <= 1 and r["ceiling_toward"] is not None
+        j = r["judges"]["style"]
+        assert j["artist"] == rep.judges["style"]["reference_artist"] and 0 <= j["p_protected"] <= 1
+        assert tv.TrainerView.from_dict(r["view"]).name == r["name"]
+    assert "style" in v["worst"]["judges"]
+    assert f"Worst trainer view: {v['worst']['view']['name']}" in rep.summary
+    html = write_html(rep, tmp_path / "views.html").read_text(encoding="utf-8")
+    assert "<h2>Trainer views</h2>" in html and "(worst)" in html and "ceiling control" in html
+    for n in names:
+        assert n in html
+
+    # the CLI measures the views by default (here with the buckets scaled down) and --no-views skips them
+    monkeypatch.setattr(tv, "trainer_views", small)
+    j = tmp_path / "cli.json"
+    assert main(["check", str(cloaked), "--original", str(painting), "--attacks", "median-3", "--no-judges",
+                 "--json", str(j), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "trainer view" in out and "bucket-96" in out and "Worst trainer view" in out
+    assert json.loads(j.read_text())["views"]["worst"]["view"]["name"] in out
+    assert main(["check", str(cloaked), "--original", str(painting), "--attacks", "median-3", "--no-judges",
+                 "--no-views", "--json", str(j), "--quiet"]) == 0
+    assert "trainer view" not in capsys.readouterr().out and json.loads(j.read_text())["views"] is None
+
+
 def test_check_measures_at_the_cloaks_own_work_size(painting: Path, tmp_path: Path) -> None:
     """The anti-fingerprint jitter moves the cloak's working size off ``effort.resolution``; check() must
     re-render the target and measure there, or it aims at a differently drawn target (a Gatys rendering at
@@ -188,7 +236,7 @@ def test_cli_check(cloaked: Path, painting: Path, tmp_path: Path, capsys: pytest
 
     j, h = tmp_path / "r.json", tmp_path / "r.html"
     rc = main(["check", str(cloaked), "--original", str(painting), "--attacks", "jpeg-q75-420,crop-90",
-               "--no-judges", "--json", str(j), "--report", str(h), "--quiet"])
+               "--no-judges", "--no-views", "--json", str(j), "--report", str(h), "--quiet"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "jpeg-q75-420" in out and "crop-90" in out and "pointillism" in out

@@ -85,7 +85,9 @@ def test_protect_an_image_in_the_browser(tmp_path: Path, models_dir: Path, origi
             page.click("#submit")
 
             page.wait_for_selector('.job .image[data-status="done"]', timeout=300_000)
-            assert page.inner_text(".job .job-head .status") == "done"
+            # the image is done before the job (its verification report is written next): wait for the job
+            page.wait_for_function("document.querySelector('.job .job-head .status').innerText === 'done'",
+                                   timeout=120_000)
             page.wait_for_function(IMG_READY_JS, arg=".compare img.after", timeout=30_000)
             page.wait_for_function(IMG_READY_JS, arg=".compare img.before", timeout=30_000)
             metrics = page.inner_text(".metrics")

@@ -27,6 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(else $SFUMATO_CORPUS_DIR)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random attacks (recorded in the report)")
     p.add_argument("--no-judges", action="store_true", help="skip the independent judges")
+    p.add_argument("--views", action=argparse.BooleanOptionalAction, default=True,
+                   help="measure the latent protection (and the judges) at every trainer view: buckets of "
+                        "512/768/1024 px long side, native size, random crops, the work size; the worst view is "
+                        "what a trainer gets by choosing the size (default on; --no-views is faster)")
     p.add_argument("--list-attacks", action="store_true", help="list the available attacks and exit")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
 
@@ -35,6 +39,25 @@ def _fmt(v: float | None, pct: bool = False) -> str:
     if v is None:
         return "-"
     return f"{v:.0%}" if pct else f"{v:.1f}"
+
+
+def _print_views(v: dict) -> None:
+    target = v.get("measure") == "target"
+    head = f"{'trainer view':18s} {'size':>9s} " + (f"{'toward':>7s} {'cosine':>6s} {'ceiling':>7s}" if target
+                                                     else f"{'shift':>7s}")
+    print(head)
+    for r in v["rows"]:
+        size = f"{r['size'][0]}x{r['size'][1]}"
+        name = r["name"] + (" (up)" if r.get("upscaled") else "")
+        if target:
+            line = (f"{name:18s} {size:>9s} {_fmt(r['toward'], True):>7s} "
+                    f"{'-' if r['cosine'] is None else format(r['cosine'], '.2f'):>6s} "
+                    f"{_fmt(r['ceiling_toward'], True):>7s}")
+        else:
+            line = f"{name:18s} {size:>9s} {_fmt(r['shift_relative'], True):>7s}"
+        for n, j in (r.get("judges") or {}).items():
+            line += f"  {n} p({j['artist']}) {j['p_original']:.0%}->{j['p_protected']:.0%}"
+        print(line)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = check(args.protected, original=args.original, manifest=args.manifest, attacks=args.attacks,
                    encoders=tuple(args.encoder or ("taef2",)), models_dir=args.models_dir,
-                   corpus_dir=args.corpus_dir, seed=args.seed, judges=not args.no_judges, progress=progress)
+                   corpus_dir=args.corpus_dir, seed=args.seed, judges=not args.no_judges, progress=progress,
+                   views=bool(args.views))
     lat = next(iter(report.latent.values()), {})
     if report.protection_measure == "target":
         print(f"latent protection: {_fmt(lat.get('relative_reduction'), True)} of the way to target "
@@ -76,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     for a in report.attacks:
         print(f"{a.name:22s} {'yes' if a.usable else 'no':>6s} {_fmt(a.quality.get('psnr_vs_protected')):>6s} "
               f"{_fmt(a.retained, True):>8s}  {a.verdict}")
+    if report.views:
+        _print_views(report.views)
     print(report.summary)
     for n in report.notes:
         print(f"note: {n}", file=sys.stderr)

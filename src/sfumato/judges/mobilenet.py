@@ -319,3 +319,12 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def image_items(images: Any) -> list[Any]:
+    """A judge's input as a list: one path, an image batch (array or tensor) or a sequence of either."""
+    if isinstance(images, str | os.PathLike):
+        return [images]
+    if isinstance(images, np.ndarray) or hasattr(images, "detach"):
+        return as_image_list(images)
+    return list(images)

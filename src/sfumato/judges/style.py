@@ -7,6 +7,15 @@ class weights) on standardised 1280-d penultimate embeddings of the int8 MobileN
 (the "CNN features off-the-shelf" linear probe of Razavian et al., CVPR-W 2014). It shares nothing with
 the encoders Sfumato attacks and never enters an optimisation loss: numpy in, numpy out.
 
+**Which corpus.** :meth:`StyleJudge.default` trains on the old 5-artist ``corpus/art`` folder; that
+judge is **confounded by source**: most Monets and all Cézannes there are 256 px CycleGAN JPEGs while
+the other artists are large files from other repositories, so its accuracy (0.94-0.97 below) partly
+measures the file's source, not the style. Keep it only as a secondary measure, labelled so. The
+de-confounded judges are trained on fixed splits (:mod:`sfumato.judges.splits`): this class on
+``corpus/art128`` (14 painters, one 128 px pipeline; :mod:`sfumato.judges.art128`), the crop-level
+:class:`sfumato.judges.crop.CropStyleJudge` on the full-resolution ``ace_*`` files, and the AlexNet
+Gram judge :class:`sfumato.judges.gram.GramStyleJudge`.
+
 Views (the same at training and prediction time, recorded in the saved judge):
 
 * the whole image squashed to 224x224 (composition and palette), plus, when ``tiles=True``,
@@ -14,7 +23,7 @@ Views (the same at training and prediction time, recorded in the saved judge):
   (brushwork at a closer scale). Images whose shorter side exceeds 896 px are first downscaled to 896.
 
 Every view of a training image is a training sample (a cheap augmentation); a prediction averages the
-class probabilities of an image's views. On the shared corpus (5 artists, 193 paintings, stratified 30 %
+class probabilities of an image's views. On the old, source-confounded corpus (5 artists, 193 paintings, stratified 30 %
 hold-out, split seeds 0-4, C=1) the tiles lift mean held-out accuracy from 0.83 (whole image only) to
 0.94 (0.97 on seed 0); C=0.1 gives the same within 0.01.
 ``class_weight="balanced"`` compensates the corpus's imbalance (104 Monet vs 12 Signac paintings).
@@ -34,18 +43,20 @@ from typing import Any
 
 import numpy as np
 
+from sfumato.judges.base import MobileNetJudge
 from sfumato.judges.mobilenet import (
     INPUT_SIZE,
     VARIANTS,
     MobileNetV2,
     as_image_list,
+    image_items,
     list_images,
     load_mobilenet,
     resize_float,
 )
 
 __all__ = ["ENV_CORPUS_DIR", "SplitReport", "StyleJudge", "embed_views", "evaluate_split", "evaluate_splits",
-           "image_views", "reference_from_folders"]
+           "fit_logistic", "image_views", "linear_proba", "reference_from_folders"]
 
 ENV_CORPUS_DIR = "SFUMATO_CORPUS_DIR"
 FORMAT = "sfumato.style_judge/1"
@@ -105,6 +116,24 @@ def _check_reference(reference: Mapping[str, Sequence[Item]], min_per_artist: in
                              f"at least {min_per_artist} are needed")
 
 
+def linear_proba(features: np.ndarray, *, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray,
+                 intercept: np.ndarray) -> np.ndarray:
+    """Class probabilities ``[n, n_classes]`` of a stored logistic regression (the parameters
+    :func:`fit_logistic` returns) on feature rows ``[n, d]``; binary models store one logit row."""
+    z = ((np.asarray(features, dtype=np.float64) - mean) / scale) @ coef.T + intercept
+    if coef.shape[0] == 1:  # binary logistic regression: one logit for the second class
+        p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
+        return np.stack([1.0 - p1, p1], axis=1)
+    return _softmax(z)
+
+
+def fit_logistic(features: list[np.ndarray], labels: list[str], *, C: float, seed: int) -> dict[str, Any]:
+    """Fit the judges' classifier: L2 multinomial logistic regression, balanced class weights, on
+    standardised features. ``features[i]`` is an ``[n_views, d]`` block of rows labelled ``labels[i]``.
+    Returns plain arrays (``artists``, ``mean``, ``scale``, ``coef``, ``intercept``) for JSON storage."""
+    return _fit(features, labels, C=C, seed=seed)
+
+
 def _fit(features: list[np.ndarray], labels: list[str], *, C: float, seed: int) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
@@ -119,7 +148,7 @@ def _fit(features: list[np.ndarray], labels: list[str], *, C: float, seed: int) 
             "coef": clf.coef_.astype(np.float64), "intercept": clf.intercept_.astype(np.float64)}
 
 
-class StyleJudge:
+class StyleJudge(MobileNetJudge):
     """Artist classifier: logistic regression on standardised MobileNetV2 embeddings (see module doc)."""
 
     def __init__(self, *, artists: Sequence[str], mean: np.ndarray, scale: np.ndarray, coef: np.ndarray,
@@ -146,12 +175,6 @@ class StyleJudge:
 
     def __repr__(self) -> str:
         return f"StyleJudge(artists={self.artists}, variant={self.variant!r}, tiles={self.tiles})"
-
-    @property
-    def model(self) -> MobileNetV2:
-        if self._model is None:
-            self._model = load_mobilenet(models_dir=self.models_dir, variant=self.variant)
-        return self._model
 
     # -- training ------------------------------------------------------------------------------------
 
@@ -188,6 +211,9 @@ class StyleJudge:
                 models_dir: str | os.PathLike[str] | None = None) -> StyleJudge:
         """The judge trained on the shared art corpus ``<corpus>/art/<artist>/`` (cached per process).
 
+        **Confounded by source** (see the module doc): a secondary measure only; prefer the art128 judge
+        (:func:`sfumato.judges.art128.train_art128_judge`).
+
         ``corpus_dir`` defaults to the ``SFUMATO_CORPUS_DIR`` environment variable.
         """
         art = _art_dir(corpus_dir)
@@ -201,22 +227,13 @@ class StyleJudge:
     def _proba_from_features(self, feats: list[np.ndarray]) -> np.ndarray:
         out = np.empty((len(feats), len(self.artists)), dtype=np.float64)
         for i, f in enumerate(feats):
-            z = ((f - self.mean) / self.scale) @ self.coef.T + self.intercept
-            if len(self.artists) == 2:  # binary logistic regression: one logit for the second class
-                p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
-                p = np.stack([1.0 - p1, p1], axis=1)
-            else:
-                p = _softmax(z)
-            out[i] = p.mean(axis=0)
+            out[i] = linear_proba(f, mean=self.mean, scale=self.scale, coef=self.coef,
+                                  intercept=self.intercept).mean(axis=0)
         return out
 
     def predict_proba(self, images: Any) -> np.ndarray:
         """``[N, n_artists]`` probabilities (columns in the order of ``artists``), averaged over views."""
-        return self._proba_from_features(embed_views(self.model, _items(images), tiles=self.tiles))
-
-    def predict(self, images: Any) -> list[str]:
-        """The most probable artist per image."""
-        return [self.artists[j] for j in self.predict_proba(images).argmax(axis=1)]
+        return self._proba_from_features(embed_views(self.model, image_items(images), tiles=self.tiles))
 
     def artist_score(self, images: Any, artist: str) -> np.ndarray:
         """``[N]`` probability that each image is by ``artist``."""
@@ -242,12 +259,6 @@ class StyleJudge:
             "intercept": self.intercept.tolist(),
         }
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the judge as JSON (exact float64 round trip)."""
-        p = Path(path)
-        p.write_text(json.dumps(self.to_dict()), encoding="utf-8")
-        return p
-
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, models_dir: str | os.PathLike[str] | None = None) -> StyleJudge:
         """Read a judge written by :meth:`save`."""
@@ -271,14 +282,6 @@ class StyleJudge:
 
 
 _DEFAULT_CACHE: dict[tuple[str, str], StyleJudge] = {}
-
-
-def _items(images: Any) -> list[Any]:
-    if isinstance(images, str | os.PathLike):
-        return [images]
-    if isinstance(images, np.ndarray) or hasattr(images, "detach"):
-        return as_image_list(images)
-    return list(images)
 
 
 def _art_dir(corpus_dir: str | os.PathLike[str] | None) -> Path:

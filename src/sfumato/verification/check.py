@@ -26,6 +26,11 @@ optimised for and a trainer resizes to):
   nearly orthogonal to ``u``. With several encoders the smallest value counts. Geometric attacks (crop)
   compare with references reframed the same way (without a target this makes a crop retain everything
   by construction: that measure cannot see what reframing does to a perturbation);
+* **trainer views** (``views=True``; :mod:`~sfumato.verification.views`): the latent protection at every
+  size and crop a trainer may encode at (buckets of 512/768/1024 px long side, the native size, random
+  crops, the work size; :func:`sfumato.attacks.trainer_views.trainer_views`), with a ceiling control (the
+  budget-limited blend toward the target itself) and the style judge on each view's AI view; ``worst`` is
+  the view a trainer would pick;
 * **verdicts**: ``survives`` when ``retained`` >= 2/3, ``removed`` when < 1/3, else ``weakened``;
   **best-of-N**: the usable attack that leaves the least (usable: PSNR vs the protected image >= 25 dB
   or LPIPS vs the original <= 0.3, :func:`sfumato.attacks.is_usable`).
@@ -63,6 +68,7 @@ from sfumato.verification.latents import (
 from sfumato.verification.results import AttackResult, CheckReport
 from sfumato.verification.target import rerender_target
 from sfumato.verification.thumbnails import ATTACK_THUMB_SIDE, THUMB_SIDE, thumbnail
+from sfumato.verification.trainer_check import views_step, views_summary
 from sfumato.verification.verdicts import (
     MIN_PROTECTION,
     NOT_TESTED,
@@ -212,6 +218,7 @@ def check(
     concept_judge: Any = None,
     upscaler: Callable[[np.ndarray], np.ndarray] | None = None,
     progress: Callable[[str], None] | None = None,
+    views: bool | Sequence[Any] = False,
 ) -> CheckReport:
     """Measure a protected image's protection and how much of it survives each attack (see module doc).
 
@@ -221,7 +228,10 @@ def check(
     (:data:`sfumato.attacks.ATTACKS`). ``encoders``: encoder specs to measure (``load_encoder``).
     ``corpus_dir``: folder with ``art/<artist>/`` for the default style judge (or give ``style_judge``, a
     :class:`~sfumato.judges.StyleJudge` or a saved judge's path). ``upscaler``: passed to
-    ``noisy-upscale``. ``progress(message)`` reports each step.
+    ``noisy-upscale``. ``progress(message)`` reports each step. ``views``: measure at every trainer view
+    (``True``: :func:`~sfumato.attacks.trainer_views.trainer_views` of the image, seeded by ``seed``; or a
+    list of :class:`~sfumato.attacks.trainer_views.TrainerView`); off by default in the API (it costs a few
+    encoder passes per view), on by default in ``sfumato check``.
     """
     from sfumato.attacks import resolve_attacks
     from sfumato.metrics.lpips import load_lpips
@@ -252,6 +262,8 @@ def check(
         say(f"attack {spec.name}")
         results.append(_attack_step(run, spec))
     best_d = _best_of_n(results)
+    view_info = views_step(inp, ae, target_view, panel, quality, int(seed), models_dir, views, notes, say)
+    text = summary(results, best_d, base.measure, base.ok) + views_summary(view_info)
     return CheckReport(
         protected=_file_entry(inp.p_path, inp.x_p),
         original=_file_entry(inp.o_path, inp.x_p) if inp.x_o is not None else None,
@@ -262,7 +274,7 @@ def check(
                   "upscaler": None if upscaler is None else getattr(upscaler, "__name__", "given")},
         thresholds=thresholds(),
         quality=quality, target=target_info, latent=base.latent, protection_measure=base.measure, judges=judge_info,
-        attacks=results, best_of_n=best_d, summary=summary(results, best_d, base.measure, base.ok),
+        attacks=results, best_of_n=best_d, summary=text, views=view_info,
         not_tested=list(NOT_TESTED), notes=notes, seconds=round(time.perf_counter() - t_start, 3), images=images,
     )
 

@@ -113,6 +113,64 @@ def _judges_section(r: CheckReport) -> str:
     return "".join(out)
 
 
+def _views_section(r: CheckReport) -> str:
+    v = r.views
+    if not v:
+        return ""
+    rows_in = v.get("rows") or []
+    judges = sorted({n for row in rows_in for n in (row.get("judges") or {})})
+    target = v.get("measure") == "target"
+    out = ["<h2>Trainer views</h2>",
+           "<p>A trainer does not encode the image at the size the protection was optimised at (the <i>work</i> "
+           "view): it resizes it to a bucket (512, 768 or 1024 px long side), keeps its native size, or takes a "
+           f"random crop. Each view below is encoded with {_e(v.get('encoder', ''))}. "]
+    if target:
+        out.append("<i>Toward</i>: the share of the way from the original's latent to the target's that the "
+                   "protected file's latent moved at that view; <i>cosine</i>: how straight that move points at "
+                   "the target. <i>Ceiling control</i>: the same measure for the naive move toward the target "
+                   "itself within the same budget (the target blended into the original up to the LPIPS budget, "
+                   "L∞-capped) — a control, not a bound: the optimised cloak may beat it where it was optimised.")
+    else:
+        out.append("No target is known: the latent shift away from the original is shown, relative to the "
+                   "original latent's norm.")
+    out.append(" Views marked ↑ enlarge a small image, as a trainer does. The <b>worst view</b> is the "
+               "protection a trainer gets by choosing the size.</p>")
+    header = ["view", "size (px)"] + (["toward", "cosine", "ceiling control", "of ceiling"] if target else
+                                      ["shift / |latent|"])
+    for n in judges:
+        header.append(f"{n} judge p(artist) original → protected")
+    worst = (v.get("worst") or {}).get("view") or {}
+    rows = []
+    for row in rows_in:
+        name = _e(row["name"]) + (" ↑" if row.get("upscaled") else "")
+        if row["name"] == worst.get("name"):
+            name = f"<b>{name}</b> (worst)"
+        cells = [name, f"{row['size'][0]}x{row['size'][1]}"]
+        if target:
+            cells += [_pct(row.get("toward")), _f(row.get("cosine"), "{:.2f}"), _pct(row.get("ceiling_toward")),
+                      _pct(row.get("share_of_ceiling"))]
+        else:
+            cells.append(_pct(row.get("shift_relative")))
+        for n in judges:
+            j = (row.get("judges") or {}).get(n)
+            cells.append("–" if not j else f"{_e(j['artist'])}: {_pct(j['p_original'])} → {_pct(j['p_protected'])}")
+        rows.append(cells)
+    out.append(_table(header, rows, raw=True))
+    if worst:
+        text = (f"<p><b>Worst view</b>: {_e(worst['name'])} ({_e(worst['size'][0])}x{_e(worst['size'][1])} px), "
+                + (f"toward {_pct(worst.get('toward'))}" if target else f"shift {_pct(worst.get('value'))}"))
+        for n, j in ((v.get("worst") or {}).get("judges") or {}).items():
+            text += (f"; {_e(n)} judge's worst view: {_e(j['name'])}, p({_e(j['artist'])}) "
+                     f"{_pct(j['p_original'])} → {_pct(j['p_protected'])}")
+        out.append(text + ".</p>")
+    c, b = v.get("ceiling"), v.get("budget")
+    if c and b:
+        out.append(f"<p class=small>Ceiling control: blend scale {c['scale']:.3f} of the target, LPIPS "
+                   f"{c['lpips']:.4f} (budget {b['lpips']}, from the {_e(b.get('source', ''))}), L∞ "
+                   f"{c['linf'] * 255:.1f}/255. Time for all views: {v.get('seconds', 0):.0f} s.</p>")
+    return "".join(out)
+
+
 def _attack_rows(r: CheckReport) -> list[list[str]]:
     artist = (r.judges.get("style") or {}).get("reference_artist")
     rows = []
@@ -186,6 +244,7 @@ def render_html(report: CheckReport) -> str:
                              "relative reduction", "manifest said"], rows))
     else:
         parts.append("<p>Not measured (needs the original).</p>")
+    parts.append(_views_section(r))
     parts.append(_judges_section(r))
     # attacks
     parts.append("<h2>Attacks</h2><p>Each attack is a real operation applied to the protected image (the "

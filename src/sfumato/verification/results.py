@@ -68,6 +68,9 @@ class CheckReport:
     seconds: float
     sfumato_version: str = __version__
     images: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    views: dict[str, Any] | None = None
+    """Trainer views (:mod:`sfumato.verification.views`): ``rows`` per view, ``worst``, ``ceiling``,
+    ``budget``; ``None`` when not measured."""
 
     def to_dict(self, *, include_images: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -84,6 +87,7 @@ class CheckReport:
             "judges": self.judges,
             "attacks": [a.to_dict(include_images=include_images) for a in self.attacks],
             "best_of_n": self.best_of_n,
+            "views": self.views,
             "summary": self.summary,
             "not_tested": self.not_tested,
             "notes": self.notes,

@@ -1,0 +1,95 @@
+"""The large-painting part of ``benchmarks/meter.py`` (``--ace N``): the ``default`` cloak on N ``ace_*``
+hold-out paintings (:func:`sfumato.judges.splits.ace_split`, round-robin over the painters, each
+Lanczos-downscaled to a 1024 px long side, the "published" file), measured at every trainer view with
+the latent measure and the crop-level judge (:func:`sfumato.judges.reference.train_ace_judge`, trained
+on the ace training split only) reading the AI view of each bucket view (512/768/1024) as 224 px crops.
+Rows go to ``<out>/ace.jsonl`` (resumable)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _common import load_downscaled
+from meter_measure import LINF_MAX, LPIPS_MAX, _models, ai_view
+
+SIDE = 1024
+
+
+def ace_images(corpus: Path, n: int) -> list[tuple[str, Path]]:
+    from sfumato.judges.reference import ACE_HOLDOUT
+    from sfumato.judges.splits import ace_split, split_rank
+
+    _, hold = ace_split(corpus, holdout_per_artist=ACE_HOLDOUT)
+    ranked = {a: sorted(ps, key=lambda p: split_rank(p.name)) for a, ps in sorted(hold.items())}
+    out = [(a, ps[i]) for i in range(ACE_HOLDOUT) for a, ps in ranked.items() if i < len(ps)]
+    return out[:n]
+
+
+def run_ace(corpus: Path, out: Path, n: int, *, seed: int) -> None:
+    from sfumato.attacks.trainer_views import trainer_views
+    from sfumato.config import CloakConfig
+    from sfumato.judges.reference import train_ace_judge
+    from sfumato.metrics.saved import protected_quality
+    from sfumato.protections.cloak import cloak_array
+    from sfumato.verification.views import measure_views, worst_views
+
+    path = out / "ace.jsonl"
+    done = {json.loads(line)["key"] for line in path.read_text().splitlines()} if path.exists() else set()
+    st = _models(corpus, out)
+    judge = None
+    for artist, p in ace_images(corpus, n):
+        key = f"{artist}/{p.stem}"
+        if key in done:
+            continue
+        judge = judge or train_ace_judge(corpus, cache_dir=out / "judges")
+        rgb = load_downscaled(p, SIDE)
+        t = time.perf_counter()
+        r = cloak_array(rgb, CloakConfig.preset(seed=seed), keep_target_image=True)
+        secs = time.perf_counter() - t
+        q = protected_quality(r.image, rgb, lpips_net="alex")
+        views = trainer_views(*rgb.shape[:2], work_size=tuple(r.target["work_size"]), seed=seed)
+        lat = measure_views(rgb, r.image, r.target_image, st["taef2"], {"lpips": LPIPS_MAX, "linf": LINF_MAX},
+                            views, lpips=st["lpips"])
+        judged = []
+        for v in views:
+            if v.kind != "bucket":
+                continue
+            pc = judge.predict_proba_crops([ai_view(st["taef2"], rgb, v)])[0]
+            pp = judge.predict_proba_crops([ai_view(st["taef2"], r.image, v)])[0]
+            judged.append({"name": v.name, "clean": pc.round(5).tolist(), "protected": pp.round(5).tolist()})
+        row = {"key": key, "artist": artist, "size": list(rgb.shape[:2]), "seconds": round(secs, 1),
+               "quality": {k: round(float(x), 5) for k, x in q.items()}, "artists": list(judge.artists),
+               "views": [{k: x.get(k) for k in ("name", "size", "toward", "cosine", "ceiling_toward")} for x in lat],
+               "worst": worst_views(lat)["view"], "crop_judge": judged}
+        with path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"[ace] {key}: cloak {secs:.0f} s, lpips {q['lpips_alex']:.4f}", flush=True)
+
+
+def ace_report(out: Path) -> list[str]:
+    path = out / "ace.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    if not rows:
+        return ["(no ace rows)"]
+    lines = [f"**Large paintings (ace_* hold-out, {len(rows)} images, 1024 px long side), sfumato-default**", "",
+             "| painting | LPIPS | " + " | ".join(f"toward {v['name']}" for v in rows[0]["views"]) +
+             " | worst view | " + " | ".join(f"crop judge p(true) {j['name']} clean→protected"
+                                            for j in rows[0]["crop_judge"]) + " |",
+             "|---|---|" + "---|" * (len(rows[0]["views"]) + 1 + len(rows[0]["crop_judge"]))]
+    for r in rows:
+        k = r["artists"].index(r["artist"])
+
+        def pj(j: dict[str, Any], k: int = k) -> str:
+            c, p = j["clean"], j["protected"]
+            mark = "" if int(np.argmax(c)) != k else (" (flipped)" if int(np.argmax(p)) != k else " (kept)")
+            return f"{c[k]:.2f}→{p[k]:.2f}{mark}"
+
+        lines.append(f"| {r['key']} | {r['quality']['lpips_alex']:.4f} | "
+                     + " | ".join(f"{v['toward']:.3f}" for v in r["views"])
+                     + f" | {r['worst']['name']} ({r['worst']['toward']:.3f}) | "
+                     + " | ".join(pj(j) for j in r["crop_judge"]) + " |")
+    return lines
