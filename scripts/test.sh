@@ -9,4 +9,7 @@ for s in .ci/install-optout.sh .ci/install-web.sh; do
 done
 export SFUMATO_MODELS_DIR="${SFUMATO_MODELS_DIR:-$(cd .. && pwd)/shared/models}"
 .venv/bin/ruff check src tests benchmarks scripts
+# the fast tier must run without ../shared (tiny random models only); then everything, with the real weights
+SFUMATO_SHARED_DIR=/nonexistent SFUMATO_MODELS_DIR=/nonexistent SFUMATO_CACHE_DIR="$(mktemp -d)" \
+  .venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
