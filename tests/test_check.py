@@ -246,3 +246,15 @@ def test_cli_check(cloaked: Path, painting: Path, tmp_path: Path, capsys: pytest
     assert main(["check", "--list-attacks"]) == 0
     assert "impress-paper" in capsys.readouterr().out
     assert main(["check"]) == 2
+
+
+def test_check_uses_the_deconfounded_art128_judge_when_the_corpus_has_one(cloaked: Path, painting: Path,
+                                                                          corpus_dir: Path) -> None:
+    from sfumato.verification.check import check
+
+    rep = check(cloaked, original=painting, attacks=["jpeg-q95-444"], corpus_dir=corpus_dir, seed=0)
+    d = rep.to_dict() if hasattr(rep, "to_dict") else rep.__dict__
+    style = d["judges"]["style"]
+    assert len(style["artists"]) == 14 and "vincent_van_gogh" in style["artists"]
+    assert any("art128 whole-image judge" in n for n in d["notes"])
+    assert 0.0 <= style["ai_view_protected"]["p_artist"] <= 1.0

@@ -37,7 +37,7 @@ from sfumato.judges.mobilenet import as_image_list, resize_float
 from sfumato.judges.splits import SPLIT_SALT, ace_split, art128_split
 from sfumato.judges.style import StyleJudge
 
-__all__ = ["ACE_HOLDOUT", "ART128_HOLDOUT", "ART128_SIDE", "art128_view", "evaluate_holdout",
+__all__ = ["ACE_HOLDOUT", "ART128_HOLDOUT", "ART128_SIDE", "Art128Judge", "art128_judge", "art128_view", "evaluate_holdout",
            "train_ace_judge", "train_art128_judge", "train_gram_judge"]
 
 ART128_SIDE = 128
@@ -118,3 +118,31 @@ def evaluate_holdout(judge: Judge, holdout: Mapping[str, Sequence[Path]], *, nam
     if proba is None:
         proba = judge.predict_proba(paths, **predict_kwargs)
     return heldout_report(name, judge.artists, proba, labels, [p.name for p in paths]), proba
+
+
+class Art128Judge:
+    """The art128 whole-image judge as ``sfumato check`` uses it: any image is first squashed to 128x128
+    (:func:`art128_view`), the scale its training paintings have. De-confounded (one source for every
+    painter); held-out accuracy per artist in docs/judges.md."""
+
+    def __init__(self, judge: StyleJudge) -> None:
+        self.judge = judge
+        self.artists = list(judge.artists)
+
+    def predict_proba(self, images: Any) -> np.ndarray:
+        return self.judge.predict_proba(art128_view(images))
+
+    def predict(self, images: Any) -> list[str]:
+        return [self.artists[j] for j in self.predict_proba(images).argmax(axis=1)]
+
+
+_ART128_JUDGES: dict[tuple[str, str], Art128Judge] = {}
+
+
+def art128_judge(corpus_dir: str | os.PathLike[str], *,
+                 models_dir: str | os.PathLike[str] | None = None) -> Art128Judge:
+    """The :class:`Art128Judge` trained on ``<corpus_dir>/art128``'s training split (once per process)."""
+    key = (str(Path(corpus_dir).resolve()), str(models_dir))
+    if key not in _ART128_JUDGES:
+        _ART128_JUDGES[key] = Art128Judge(train_art128_judge(corpus_dir, models_dir=models_dir))
+    return _ART128_JUDGES[key]

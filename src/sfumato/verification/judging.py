@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["JudgePanel", "concept_entry", "setup_judges", "style_entry"]
+__all__ = ["JudgePanel", "concept_entry", "default_style_judge", "setup_judges", "style_entry"]
 
 
 def style_entry(judge: Any, img: np.ndarray, artist: str) -> dict[str, Any]:
@@ -72,6 +72,25 @@ class JudgePanel:
         return jd
 
 
+def default_style_judge(corpus_dir: Any, models_dir: Any, notes: list[str]) -> Any:
+    """The de-confounded art128 judge when ``<corpus_dir>/art128`` exists; otherwise the judge trained on
+    ``<corpus_dir>/art``, which is confounded by source (said in ``notes``)."""
+    from pathlib import Path
+
+    from sfumato.judges.style import StyleJudge
+
+    if (Path(corpus_dir).expanduser() / "art128").is_dir():
+        from sfumato.judges.reference import art128_judge
+
+        notes.append("Style judge: the art128 whole-image judge (14 painters from one source, images squashed to "
+                     "128 px; held-out accuracy per artist in docs/judges.md).")
+        return art128_judge(Path(corpus_dir).expanduser() / "art128", models_dir=models_dir)
+    notes.append("Style judge: trained on <corpus>/art, which is confounded by source (most Monets and all "
+                 "Cezannes there are 256 px CycleGAN JPEGs); a corpus with an art128/ folder gives the "
+                 "de-confounded judge.")
+    return StyleJudge.default(corpus_dir=corpus_dir, models_dir=models_dir)
+
+
 def setup_judges(judges: bool, style_judge: Any, concept_judge: Any, corpus_dir: Any, models_dir: Any,
                  notes: list[str]) -> JudgePanel:
     """Load the judges (or take the given ones); each one skipped says why in ``notes``."""
@@ -89,7 +108,7 @@ def setup_judges(judges: bool, style_judge: Any, concept_judge: Any, corpus_dir:
             if importlib.util.find_spec("sklearn") is None:
                 notes.append("Style judge skipped: training it needs scikit-learn (the 'judges' extra).")
             else:
-                style_judge = StyleJudge.default(corpus_dir=corpus_dir, models_dir=models_dir)
+                style_judge = default_style_judge(corpus_dir or os.environ[ENV_CORPUS_DIR], models_dir, notes)
         else:
             notes.append(f"Style judge skipped: no corpus of reference paintings (pass corpus_dir / --corpus-dir "
                          f"or set {ENV_CORPUS_DIR}).")
