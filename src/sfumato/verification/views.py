@@ -80,33 +80,23 @@ def ceiling_blend(original: np.ndarray, target: Any, budget: Mapping[str, Any], 
     import torch
 
     from sfumato.io.tensors import quantize, resize, to_hwc, to_nchw
+    from sfumato.optimise.calibrate import calibrate
 
     h, w = original.shape[:2]
     t = to_hwc(resize(_nchw(target), (h, w))).clip(0, 1)
     cap, limit = float(budget["linf"]), float(budget["lpips"])
-    diff = t - original
-    xo_t = to_nchw(original)
 
-    def blend(s: float) -> tuple[np.ndarray, float]:
-        x = quantize(np.clip(original + np.clip(s * diff, -cap, cap), 0, 1))
-        x = np.clip(x, original - cap, original + cap)  # rounding may not add to the cap (on-grid for k/255)
+    def on_grid(x: np.ndarray) -> np.ndarray:  # rounding may not add to the cap (on-grid for k/255)
+        return np.clip(quantize(x), original - cap, original + cap)
+
+    def lpips_fn(a: np.ndarray, b: np.ndarray) -> float:
         with torch.no_grad():
-            return x, float(lpips(to_nchw(x), xo_t)[0])
+            return float(lpips(to_nchw(a), to_nchw(b))[0])
 
-    best, best_lp = original, 0.0
-    x1, lp1 = blend(1.0)
-    if lp1 <= limit:
-        best, best_lp, lo = x1, lp1, 1.0
-    else:
-        lo, hi = 0.0, 1.0
-        for _ in range(steps):
-            mid = (lo + hi) / 2
-            xm, lpm = blend(mid)
-            if lpm <= limit:
-                lo, best, best_lp = mid, xm, lpm
-            else:
-                hi = mid
-    return best, {"scale": lo, "lpips": best_lp, "linf": float(np.abs(best - original).max())}
+    # the same search the protections' budget calibration runs, on the perturbation t - x_o, scale <= 1
+    best, scale, best_lp = calibrate(original, t - original, lpips_p=limit, linf=cap, quantise=on_grid,
+                                     lpips_fn=lpips_fn, max_scale=1.0, iters=steps)
+    return best, {"scale": scale, "lpips": best_lp, "linf": float(np.abs(best - original).max())}
 
 
 def judge_classes(judge: Any) -> list[str]:
