@@ -12,4 +12,4 @@ export SFUMATO_MODELS_DIR="${SFUMATO_MODELS_DIR:-$(cd .. && pwd)/shared/models}"
 # the fast tier must run without ../shared (tiny random models only); then everything, with the real weights
 SFUMATO_SHARED_DIR=/nonexistent SFUMATO_MODELS_DIR=/nonexistent SFUMATO_CACHE_DIR="$(mktemp -d)" \
   .venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow"
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+SFUMATO_JUDGE_CACHE_DIR="${SFUMATO_JUDGE_CACHE_DIR:-$(mktemp -d)}" .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

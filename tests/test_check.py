@@ -258,3 +258,140 @@ def test_check_uses_the_deconfounded_art128_judge_when_the_corpus_has_one(cloake
     assert len(style["artists"]) == 14 and "vincent_van_gogh" in style["artists"]
     assert any("art128 whole-image judge" in n for n in d["notes"])
     assert 0.0 <= style["ai_view_protected"]["p_artist"] <= 1.0
+
+
+# ------------------------------------------------------------------ the crop judge at the trainer's scale
+class _StubStyle:
+    """A stand-in style judge (no weights): two painters scored by the image's mean brightness."""
+
+    artists = ["dark_painter", "bright_painter"]
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, int]] = []
+
+    def predict_proba(self, imgs: list[np.ndarray]) -> np.ndarray:
+        self.sizes += [tuple(i.shape[:2]) for i in imgs]
+        m = np.array([float(np.mean(i)) for i in imgs])
+        return np.stack([1 - m, m], axis=1)
+
+    def predict(self, imgs: list[np.ndarray]) -> list[str]:
+        return [self.artists[int(k)] for k in self.predict_proba(imgs).argmax(axis=1)]
+
+
+class _StubConcept:
+    """A stand-in concept judge: one concept, one class."""
+
+    concepts = ["thing"]
+    model = type("M", (), {"labels": ["object"]})()
+
+    def probabilities(self, imgs: list[np.ndarray]) -> np.ndarray:
+        return np.ones((len(imgs), 1))
+
+    def scores(self, imgs: list[np.ndarray], probs: np.ndarray) -> np.ndarray:
+        return probs
+
+    def classify(self, imgs: list[np.ndarray], probs: np.ndarray) -> list[str]:
+        return ["thing"] * len(imgs)
+
+
+@pytest.fixture()
+def no_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """check() without ../shared: a tiny random TAE as encoder and autoencoder, a mean-abs stand-in for LPIPS."""
+    import torch
+
+    import sfumato.metrics.lpips as lp
+    import sfumato.verification.check as chk
+    from sfumato.encoders.tae import tiny_random_tae
+
+    tae = tiny_random_tae(seed=1)
+    monkeypatch.setattr(chk, "cached_encoder", lambda spec, models_dir: tae)
+    monkeypatch.setattr(lp, "load_lpips", lambda *a, **k: (lambda x, y: (x - y).abs().mean(dim=(1, 2, 3))))
+    assert torch.is_grad_enabled() is not None
+
+
+CHEAP = {"mode": "poison", "config": {"effort": {"resolution": 64}}}  # measure at 64 px: the shift only
+
+
+def _pair(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    x = np.stack([0.3 + 0.4 * yy, 0.2 + 0.6 * xx, 0.5 + 0.2 * np.sin(11 * xx)], axis=-1).astype(np.float32)
+    return x, np.clip(x + rng.choice([-6 / 255, 6 / 255], size=x.shape), 0, 1).astype(np.float32)
+
+
+def test_crop_judge_reads_the_trainer_views_of_512_px_and_up_fast(no_weights: None, tmp_path: Path) -> None:
+    """An injected crop judge reads the AI view of every bucket/native view >= 512 px (not the work view, not
+    the crops) of an image over 256 px; its reference artist is its own reading of the original; JSON, HTML
+    and the whole-image judge's rows carry it. An image of <= 256 px gets a note instead."""
+    from sfumato.attacks.trainer_views import trainer_views
+    from sfumato.verification.report import write_html
+
+    x_o, x_p = _pair(240, 300)
+    views = trainer_views(240, 300, work_size=(51, 64), seed=0, scales=(512,), crop_side=128)
+    assert [v.name for v in views] == ["work", "bucket-512", "native", "crop128@512", "crop128@native"]
+    crop = _StubStyle()
+    rep = check(x_p, original=x_o, manifest=CHEAP, attacks=["jpeg-q95-444"], style_judge=_StubStyle(),
+                concept_judge=_StubConcept(), crop_judge=crop, seed=0, views=views)
+    d = json.loads(json.dumps(rep.to_dict()))
+    cr = d["judges"]["crop_style"]
+    assert cr["reference_from"] == "original" and cr["reference_artist"] == crop.predict([x_o])[0]
+    assert cr["artists"] == crop.artists and cr["view_min_side"] == 512 and "knows only" in cr["known_artists_only"]
+    assert [v["view"] for v in cr["views"]] == ["bucket-512"] and cr["views"][0]["size"] == [512, 410]
+    v = cr["views"][0]
+    assert v["still_attributed"] == (v["prediction"] == cr["reference_artist"]) and 0 <= v["p_artist"] <= 1
+    assert (410, 512) in crop.sizes and (240, 300) in crop.sizes  # the bucket's AI view, the original
+    assert (128, 128) not in crop.sizes and (51, 64) not in crop.sizes  # not the crop, not the work view
+    rows = {r["name"]: r for r in d["views"]["rows"]}
+    assert "crop_style" in rows["bucket-512"]["judges"] and "style" in rows["bucket-512"]["judges"]
+    for name in ("work", "native", "crop128@512", "crop128@native"):  # under 512 px, or a crop
+        assert "crop_style" not in rows[name]["judges"] and "style" in rows[name]["judges"]
+    assert rows["bucket-512"]["judges"]["crop_style"]["p_protected"] == pytest.approx(v["p_artist"])
+    html = write_html(rep, tmp_path / "crop.html").read_text(encoding="utf-8")
+    assert "Crop judge" in html and "crop_style judge" in html and "it knows only these" in html
+
+    # views off: only the reference reading, and a note saying why
+    off = check(x_p, original=x_o, manifest=CHEAP, attacks=["jpeg-q95-444"], style_judge=_StubStyle(),
+                concept_judge=_StubConcept(), crop_judge=_StubStyle(), seed=0)
+    assert off.judges["crop_style"]["views"] == [] and any("were not measured" in n for n in off.notes)
+
+    # a small image (<= 256 px long side): no crop judge, and a note
+    s_o, s_p = _pair(160, 200)
+    small = check(s_p, original=s_o, manifest=CHEAP, attacks=["jpeg-q95-444"], style_judge=_StubStyle(),
+                  concept_judge=_StubConcept(), crop_judge=_StubStyle(), seed=0,
+                  views=trainer_views(160, 200, work_size=(51, 64), seed=0, scales=(96,), crop_side=48))
+    assert "crop_style" not in small.judges and any("Crop judge not used" in n for n in small.notes)
+    assert all("crop_style" not in r["judges"] and "style" in r["judges"] for r in small.views["rows"])
+
+
+def test_check_reads_a_600px_hold_out_painting_with_the_ace_crop_judge(corpus_dir: Path) -> None:
+    """The real corpus (art128 + ace files) sets up both style judges; on a ~600 px copy of an ace *hold-out*
+    painting (never a training one) the crop judge reads the 512 px bucket and the native view."""
+    from sfumato.attacks.trainer_views import trainer_views
+    from sfumato.io import load_image
+    from sfumato.judges.splits import ace_split
+
+    train, hold = ace_split(corpus_dir)
+    src = hold["vincent_van_gogh"][0]
+    assert src not in train["vincent_van_gogh"]
+    full = load_image(src).rgb
+    h, w = full.shape[:2]
+    s = 600 / max(h, w)
+    im = Image.fromarray((full * 255 + 0.5).astype(np.uint8)).resize((round(w * s), round(h * s)),
+                                                                       Image.Resampling.LANCZOS)
+    x_o, (h, w) = np.asarray(im, dtype=np.float32) / 255, im.size[::-1]
+    rng = np.random.default_rng(0)
+    x_p = np.clip(x_o + rng.choice([-4 / 255, 4 / 255], size=x_o.shape), 0, 1).astype(np.float32)
+    views = trainer_views(h, w, work_size=(round(h * 64 / max(h, w)), round(w * 64 / max(h, w))), seed=0,
+                          scales=(512,), max_views=3)
+    assert [v.name for v in views] == ["work", "bucket-512", "native"]
+    rep = check(x_p, original=x_o, manifest=CHEAP, attacks=["jpeg-q95-444"], corpus_dir=corpus_dir, seed=0,
+                views=views)
+    d = json.loads(json.dumps(rep.to_dict()))
+    assert len(d["judges"]["style"]["artists"]) == 14  # the whole-image art128 judge is still there
+    cr = d["judges"]["crop_style"]
+    assert len(cr["artists"]) == 5 and cr["reference_artist"] in cr["artists"] and cr["reference_from"] == "original"
+    assert [v["view"] for v in cr["views"]] == ["bucket-512", "native"]
+    for v in cr["views"]:
+        assert 0 <= v["p_artist"] <= 1 and v["still_attributed"] == (v["prediction"] == cr["reference_artist"])
+    assert any("Crop judge: the ace crop-level judge" in n for n in d["notes"])
+    assert "crop_style" in d["views"]["worst"]["judges"]

@@ -16,7 +16,8 @@ Three de-confounded judges, so that a verdict is neither one network's opinion n
 
 The old 5-artist ``corpus/art`` judge (:meth:`StyleJudge.default`) is **confounded by source** and is
 a secondary measure only. ``cache_dir`` (never inside the repository) keeps a trained judge as JSON,
-keyed by its settings and the split's file names and sizes.
+keyed by its settings and the split's file names and sizes. :func:`art128_judge` and :func:`ace_judge`
+(what ``sfumato check`` uses) train once per process and keep the result in :func:`judge_cache_dir`.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ from sfumato.judges.mobilenet import as_image_list, resize_float
 from sfumato.judges.splits import SPLIT_SALT, ace_split, art128_split
 from sfumato.judges.style import StyleJudge
 
-__all__ = ["ACE_HOLDOUT", "ART128_HOLDOUT", "ART128_SIDE", "Art128Judge", "art128_judge", "art128_view", "evaluate_holdout",
-           "train_ace_judge", "train_art128_judge", "train_gram_judge"]
+__all__ = ["ACE_HOLDOUT", "ART128_HOLDOUT", "ART128_SIDE", "ENV_JUDGE_CACHE_DIR", "Art128Judge", "ace_judge",
+           "art128_judge", "art128_view", "evaluate_holdout", "judge_cache_dir", "train_ace_judge",
+           "train_art128_judge", "train_gram_judge"]
 
 ART128_SIDE = 128
 ART128_HOLDOUT = 8
 ACE_HOLDOUT = 3
+ENV_JUDGE_CACHE_DIR = "SFUMATO_JUDGE_CACHE_DIR"
 
 Judge = StyleJudge | CropStyleJudge | GramStyleJudge
 
@@ -66,11 +69,16 @@ def _cached(kind: str, cls: Any, split: Mapping[str, Sequence[Path]], settings: 
             train: Any) -> Any:
     path = Path(cache_dir).expanduser() / _key(kind, split, settings) if cache_dir is not None else None
     if path is not None and path.is_file():
-        return cls.load(path, models_dir=models_dir)
+        try:
+            return cls.load(path, models_dir=models_dir)
+        except (ValueError, KeyError, OSError):  # unreadable or stale: train again and overwrite
+            pass
     judge = train()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        judge.save(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        judge.save(tmp)
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
     return judge
 
 
@@ -136,13 +144,33 @@ class Art128Judge:
         return [self.artists[j] for j in self.predict_proba(images).argmax(axis=1)]
 
 
+def judge_cache_dir() -> Path:
+    """Where :func:`art128_judge` and :func:`ace_judge` keep trained judges (JSON):
+    ``$SFUMATO_JUDGE_CACHE_DIR``, else ``~/.cache/sfumato/judges``."""
+    base = os.environ.get(ENV_JUDGE_CACHE_DIR)
+    return Path(base).expanduser() if base else Path.home() / ".cache" / "sfumato" / "judges"
+
+
 _ART128_JUDGES: dict[tuple[str, str], Art128Judge] = {}
+_ACE_JUDGES: dict[tuple[str, str], CropStyleJudge] = {}
 
 
 def art128_judge(corpus_dir: str | os.PathLike[str], *,
                  models_dir: str | os.PathLike[str] | None = None) -> Art128Judge:
-    """The :class:`Art128Judge` trained on ``<corpus_dir>/art128``'s training split (once per process)."""
+    """The :class:`Art128Judge` trained on ``<corpus_dir>/art128``'s training split (once per process,
+    kept in :func:`judge_cache_dir`)."""
     key = (str(Path(corpus_dir).resolve()), str(models_dir))
     if key not in _ART128_JUDGES:
-        _ART128_JUDGES[key] = Art128Judge(train_art128_judge(corpus_dir, models_dir=models_dir))
+        _ART128_JUDGES[key] = Art128Judge(train_art128_judge(corpus_dir, models_dir=models_dir,
+                                                             cache_dir=judge_cache_dir()))
     return _ART128_JUDGES[key]
+
+
+def ace_judge(corpus_dir: str | os.PathLike[str], *,
+              models_dir: str | os.PathLike[str] | None = None) -> CropStyleJudge:
+    """The crop-level judge trained on the ``ace_*`` training split of ``<corpus_dir>/art`` (once per
+    process, kept in :func:`judge_cache_dir`; training takes about half a minute on one CPU core)."""
+    key = (str(Path(corpus_dir).resolve()), str(models_dir))
+    if key not in _ACE_JUDGES:
+        _ACE_JUDGES[key] = train_ace_judge(corpus_dir, models_dir=models_dir, cache_dir=judge_cache_dir())
+    return _ACE_JUDGES[key]

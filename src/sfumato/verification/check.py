@@ -13,8 +13,9 @@ optimised for and a trainer resizes to):
   the image's latent has moved. Always (with an original): the *shift away* ``‖E(x) − E(original)‖``;
 * the **AI view** (TAEF2 decode of the latent) of the original and protected images;
 * **independent judges** on the AI views (:mod:`sfumato.judges`): the style judge's probability for the
-  artist the original is attributed to, and the concept judge's top concepts. They never took part in
-  making the protection;
+  artist the original is attributed to, and the concept judge's top concepts; for an image over 256 px,
+  the crop judge at the trainer's scale on every bucket and native trainer view of >= 512 px
+  (:mod:`~sfumato.verification.judging`). They never took part in making the protection;
 * every **attack** (:mod:`sfumato.attacks`) applied to the protected image, then the same measures.
   ``retained`` is the share of the protection left after the attack: with a target,
   ``relative_reduction(attacked) / relative_reduction(protected)`` (the attack's own distortion counts
@@ -216,6 +217,7 @@ def check(
     judges: bool = True,
     style_judge: Any = None,
     concept_judge: Any = None,
+    crop_judge: Any = None,
     upscaler: Callable[[np.ndarray], np.ndarray] | None = None,
     progress: Callable[[str], None] | None = None,
     views: bool | Sequence[Any] = False,
@@ -227,7 +229,12 @@ def check(
     file is read when present. ``attacks``: ``"default"``, ``"all"``, or names/specs
     (:data:`sfumato.attacks.ATTACKS`). ``encoders``: encoder specs to measure (``load_encoder``).
     ``corpus_dir``: folder with ``art/<artist>/`` for the default style judge (or give ``style_judge``, a
-    :class:`~sfumato.judges.StyleJudge` or a saved judge's path). ``upscaler``: passed to
+    :class:`~sfumato.judges.StyleJudge` or a saved judge's path). ``crop_judge``: the crop-level style
+    judge at the trainer's scale, read on the AI view of every bucket and native trainer view of >= 512 px
+    when the protected image's long side is over 256 px: ``None`` (default) trains the ace judge when the
+    corpus has ``art/<artist>/ace_*`` files (cached), ``False`` switches it off, or give a judge (anything
+    with ``artists`` and ``predict_proba``; ``predict_proba_crops`` is used when present) or a saved
+    :class:`~sfumato.judges.crop.CropStyleJudge`'s path. ``upscaler``: passed to
     ``noisy-upscale``. ``progress(message)`` reports each step. ``views``: measure at every trainer view
     (``True``: :func:`~sfumato.attacks.trainer_views.trainer_views` of the image, seeded by ``seed``; or a
     list of :class:`~sfumato.attacks.trainer_views.TrainerView`); off by default in the API (it costs a few
@@ -253,7 +260,8 @@ def check(
     base = measure_baseline(EncoderViews(inp.size, encs), inp.x_p, inp.x_o, target_view, inp.manifest, notes)
     av_p, av_o = _ai_views_step(inp, ae, images, say)
     say("judges")
-    panel = setup_judges(judges, style_judge, concept_judge, corpus_dir, models_dir, notes)
+    panel = setup_judges(judges, style_judge, concept_judge, corpus_dir, models_dir, notes, crop_judge=crop_judge,
+                         long_side=max(inp.x_p.shape[:2]))
     judge_info = panel.read_baseline(ae.id, inp.x_p, inp.x_o, av_p, av_o)
     run = _Run(inputs=inp, seed=int(seed), autoencoder=ae, lpips=load_lpips("alex", models_dir=models_dir),
                baseline=base, judges=panel, upscaler=upscaler, models_dir=models_dir)
@@ -263,6 +271,7 @@ def check(
         results.append(_attack_step(run, spec))
     best_d = _best_of_n(results)
     view_info = views_step(inp, ae, target_view, panel, quality, int(seed), models_dir, views, notes, say)
+    panel.read_crop_views(judge_info, view_info, notes)
     text = summary(results, best_d, base.measure, base.ok) + views_summary(view_info)
     return CheckReport(
         protected=_file_entry(inp.p_path, inp.x_p),

@@ -96,6 +96,7 @@ def _judges_section(r: CheckReport) -> str:
             if key in st:
                 rows.append([label, st[key]["prediction"], _pct(st[key]["p_artist"])])
         out.append(_table(["image", "judge's prediction", f"p({artist})"], rows))
+    out.append(_crop_judge_part(j.get("crop_style")))
     ct = j.get("concept")
     if ct:
         out.append("<p><b>Concept judge</b>: an ImageNet classifier (MobileNetV2) whose classes are grouped into "
@@ -108,8 +109,27 @@ def _judges_section(r: CheckReport) -> str:
                 rows.append([label, ct[key]["label"], ", ".join(f"{c} {p:.0%}" for c, p in ct[key]["top"]),
                              ", ".join(f"{c} {p:.0%}" for c, p in ct[key].get("top_classes", []))])
         out.append(_table(["image", "concept", "top concepts", "top ImageNet classes"], rows))
-    if not st and not ct:
+    if not st and not ct and not j.get("crop_style"):
         out.append("<p>No judge was run (see the notes).</p>")
+    return "".join(out)
+
+
+def _crop_judge_part(cr: dict[str, Any] | None) -> str:
+    """The crop judge's paragraph and table: its reading of each trainer view of >= 512 px."""
+    if not cr:
+        return ""
+    artist = cr["reference_artist"]
+    out = [f"<p><b>Crop judge</b> (the trainer's scale): the same kind of classifier on 224 px crops of the "
+           f"trainer's views, trained on full-resolution paintings of {len(cr['artists'])} painters "
+           f"({_e(', '.join(cr['artists']))}) — it knows only these. It attributes the "
+           f"{_e(cr['reference_from'])} image to <b>{_e(artist)}</b> (p {_pct(cr['reference_image']['p_artist'])})"
+           f" and reads the AI view of every bucket and native view of at least {_e(cr['view_min_side'])} px.</p>"]
+    rows = [[_e(v["view"]) + (" ↑" if v.get("upscaled") else ""), f"{v['size'][0]}x{v['size'][1]}",
+             _e(v["prediction"]), "yes" if v["still_attributed"] else "no", _pct(v.get("p_original")),
+             _pct(v["p_artist"])] for v in cr.get("views") or []]
+    if rows:
+        out.append(_table(["trainer view", "size (px)", "prediction (protected)", f"still {artist}?",
+                           f"p({artist}) original's AI view", f"p({artist}) protected's AI view"], rows, raw=True))
     return "".join(out)
 
 
@@ -153,7 +173,10 @@ def _views_section(r: CheckReport) -> str:
             cells.append(_pct(row.get("shift_relative")))
         for n in judges:
             j = (row.get("judges") or {}).get(n)
-            cells.append("–" if not j else f"{_e(j['artist'])}: {_pct(j['p_original'])} → {_pct(j['p_protected'])}")
+            cell = "–" if not j else f"{_e(j['artist'])}: {_pct(j['p_original'])} → {_pct(j['p_protected'])}"
+            if j and j.get("prediction") != j["artist"]:
+                cell += f"<br><span class=small>now {_e(j['prediction'])}</span>"
+            cells.append(cell)
         rows.append(cells)
     out.append(_table(header, rows, raw=True))
     if worst:

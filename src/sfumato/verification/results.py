@@ -60,6 +60,8 @@ class CheckReport:
     latent: dict[str, dict[str, float | None]]
     protection_measure: str
     judges: dict[str, Any]
+    """``style`` (whole image), ``crop_style`` (crop judge at the trainer's scale, with its reading of each
+    trainer view >= 512 px), ``concept`` (keys in docs/threat-model.md); a judge not run is absent."""
     attacks: list[AttackResult]
     best_of_n: dict[str, Any] | None
     summary: str

@@ -1,5 +1,7 @@
 """The trainer-views step of ``sfumato check``: which views, which budget for the ceiling control, which
-judges, and the report's ``views`` section and its line in the summary (the measure itself is
+judges (the whole-image style judge on every view, the crop judge on buckets and the native size of at
+least 512 px: :meth:`~sfumato.verification.judging.JudgePanel.view_judges`), and the report's ``views``
+section and its line in the summary (the measure itself is
 :func:`sfumato.verification.views.measure_views`)."""
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from typing import Any
 from sfumato.verification.inputs import CheckInputs
 from sfumato.verification.judging import JudgePanel
 
-__all__ = ["views_budget", "views_step", "views_summary"]
+__all__ = ["JUDGE_LABELS", "views_budget", "views_step", "views_summary"]
+
+JUDGE_LABELS = {"style": "whole-image style", "crop_style": "crop (trainer's scale) style"}
+"""How the summary names each judge of the trainer views."""
 
 
 def views_budget(inp: CheckInputs, quality: dict[str, float] | None,
@@ -46,9 +51,9 @@ def views_step(inp: CheckInputs, ae: Any, target_view: Any, panel: JudgePanel, q
     h, w = inp.x_p.shape[:2]
     vlist = trainer_views(h, w, work_size=inp.size, seed=seed) if views is True else list(views)
     budget = views_budget(inp, quality, notes) if target_view is not None else None
-    judges = {"style": panel.style} if panel.style is not None and panel.artist is not None else {}
+    judges, artists, wanted = panel.view_judges()
     rows = measure_views(inp.x_o, inp.x_p, target_view, ae, budget, vlist, models_dir=models_dir,
-                         autoencoder=ae, judges=judges, artist=panel.artist, progress=say)
+                         autoencoder=ae, judges=judges, artist=artists, progress=say, judge_views=wanted)
     ceiling = rows[0].pop("ceiling", None) if rows else None
     if any(v.upscaled for v in vlist):
         notes.append("Trainer views marked 'upscaled' enlarge the file to a bucket, as a trainer does with a small "
@@ -75,6 +80,6 @@ def views_summary(info: dict[str, Any] | None) -> str:
         s = (f" Smallest latent shift at trainer view {wv['name']} ({wv['size'][0]}x{wv['size'][1]} px): "
              f"{wv['value']:.1%} of the clean latent's norm")
     for name, j in info["worst"].get("judges", {}).items():
-        s += (f"; {name} judge at its worst view ({j['name']}): p({j['artist']}) "
+        s += (f"; {JUDGE_LABELS.get(name, name)} judge at its worst view ({j['name']}): p({j['artist']}) "
               f"{j['p_original']:.0%} → {j['p_protected']:.0%}")
     return s + "."

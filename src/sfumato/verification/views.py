@@ -28,8 +28,11 @@ target (re-rendered at the work size, as ``check`` does) and ``E`` the encoder:
 Judges (anything with ``predict_proba(list of HxWx3 float arrays) -> (n, classes)`` and ``.artists`` or
 ``.classes``) read the AI view (the autoencoder's decode of the view's latent) of the original and of the
 protected file at every view: ``p_original``/``p_protected`` are their probabilities for the true artist
-(the given artist when the judge knows it, else the judge's own attribution of the original file); the
-worst view for a judge is where ``p_protected`` is highest.
+(the given artist when the judge knows it, else the judge's own attribution of the original file),
+``prediction`` the judge's top class on the protected file's AI view and ``still_attributed`` whether that
+is the true artist; the worst view for a judge is where ``p_protected`` is highest. A judge may read only
+some views (``judge_views``: the crop judge of ``sfumato check`` reads buckets and the native size of at
+least 512 px).
 """
 
 from __future__ import annotations
@@ -109,12 +112,14 @@ def judge_classes(judge: Any) -> list[str]:
     return [str(c) for c in names]
 
 
-def _true_artists(judges: Mapping[str, Any], artist: str | None, original: np.ndarray) -> dict[str, str]:
+def _true_artists(judges: Mapping[str, Any], artist: str | Mapping[str, str] | None,
+                  original: np.ndarray) -> dict[str, str]:
     out = {}
     for name, j in judges.items():
         classes = judge_classes(j)
-        if artist is not None and artist in classes:
-            out[name] = artist
+        given = artist.get(name) if isinstance(artist, Mapping) else artist
+        if given is not None and given in classes:
+            out[name] = given
         else:
             out[name] = classes[int(np.argmax(np.asarray(j.predict_proba([original]))[0]))]
     return out
@@ -142,8 +147,9 @@ def _ai_view(autoencoder: Any, z: torch.Tensor, size: tuple[int, int]) -> np.nda
 def measure_views(original: np.ndarray, protected: np.ndarray, target: Any, encoder: Any,
                   budget: Mapping[str, Any] | None, views: Sequence[TrainerView], *, lpips: Any = None,
                   models_dir: Any = None, autoencoder: Any = None, judges: Mapping[str, Any] | None = None,
-                  artist: str | None = None, ceiling: bool = True, ceiling_steps: int = CEILING_STEPS,
-                  progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                  artist: str | Mapping[str, str] | None = None, ceiling: bool = True,
+                  ceiling_steps: int = CEILING_STEPS, progress: Callable[[str], None] | None = None,
+                  judge_views: Mapping[str, Callable[[TrainerView], bool]] | None = None) -> list[dict[str, Any]]:
     """Latent protection of ``protected`` at every view (see the module docstring), one dict per view.
 
     ``original``/``protected``: ``HxWx3`` float arrays in [0, 1] of the same size. ``target``: the cloak's
@@ -152,11 +158,14 @@ def measure_views(original: np.ndarray, protected: np.ndarray, target: Any, enco
     ``lpips`` and ``linf`` (and optionally ``lpips_net``, default ``alex``) for the ceiling control, or
     ``None`` (no ceiling). ``lpips``: a loaded LPIPS (else loaded from ``models_dir``). ``judges``: name →
     judge; they read the AI views made by ``autoencoder`` (default: ``encoder`` when it has a decoder).
+    ``artist``: the true artist for every judge, or one per judge name. ``judge_views``: judge name → which
+    views it reads (a predicate on the :class:`TrainerView`; judges not named read every view).
 
     Each dict: ``name``, ``kind``, ``size`` ([w, h] the encoder sees), ``upscaled``, ``view`` (the
     :class:`TrainerView` parameters), ``toward``, ``cosine``, ``shift_relative``, ``ceiling_toward``,
     ``ceiling_cosine``, ``share_of_ceiling``, ``judges`` ({name: {artist, p_original, p_protected,
-    prediction}}), ``seconds``; and on the first, ``ceiling`` (the blend's ``scale``, ``lpips``, ``linf``).
+    prediction, still_attributed}}, the judges that read the view), ``seconds``; and on the first,
+    ``ceiling`` (the blend's ``scale``, ``lpips``, ``linf``).
     """
     if original.shape != protected.shape:
         raise ValueError(f"original {original.shape} and protected {protected.shape} differ in size")
@@ -193,16 +202,18 @@ def measure_views(original: np.ndarray, protected: np.ndarray, target: Any, enco
                                                                            z_o, z_t)
                 if row["ceiling_toward"] > 1e-6:
                     row["share_of_ceiling"] = row["toward"] / row["ceiling_toward"]
-        if judges:
+        readers = {n: j for n, j in judges.items() if n not in (judge_views or {}) or judge_views[n](view)}
+        if readers:
             av_o, av_p = _ai_view(ae, z_o, (oh, ow)), _ai_view(ae, z_p, (oh, ow))
             row["judges"] = {}
-            for name, j in judges.items():
+            for name, j in readers.items():
                 classes = judge_classes(j)
                 p = np.asarray(j.predict_proba([av_o, av_p]), dtype=np.float64)
                 k = classes.index(truth[name])
+                pred = classes[int(np.argmax(p[1]))]
                 row["judges"][name] = {"artist": truth[name], "p_original": float(p[0, k]),
-                                       "p_protected": float(p[1, k]),
-                                       "prediction": classes[int(np.argmax(p[1]))]}
+                                       "p_protected": float(p[1, k]), "prediction": pred,
+                                       "still_attributed": pred == truth[name]}
         row["seconds"] = round(time.perf_counter() - t0, 3)
         rows.append(row)
     if rows and c_info is not None:
