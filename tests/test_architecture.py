@@ -21,6 +21,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("protections", ("sfumato.protections", "sfumato.baselines")),
     ("judges", ("sfumato.judges",)),
     ("verification", ("sfumato.verification",)),
+    ("mimicry lab", ("sfumato.lab",)),
     ("opt-out", ("sfumato.optout",)),
     ("facade", ("sfumato.api", "sfumato.plans", "sfumato.batch")),
     ("shells", ("sfumato.commands", "sfumato.server", "sfumato.cli", "sfumato")),

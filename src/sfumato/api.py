@@ -352,3 +352,22 @@ def _encoder_entry(spec: str, weight: float, models_dir) -> dict[str, Any]:  # n
 
     e = cached_encoder(spec, models_dir)
     return {"id": e.id, "weight": weight, "weights_sha256": dict(e.weights_sha256)}
+
+
+def lab_style(root: Any, *, artist: str, protected: Any, **kw: Any) -> Any:
+    """The mimicry lab's style experiment (:func:`sfumato.lab.style.style_lab`, same arguments): train a
+    small generator on the clean dataset and on each protected variant, and judge how much of ``artist``'s
+    style it learnt. Returns a :class:`sfumato.lab.result.LabResult` (write it with
+    :func:`sfumato.lab.report.write_report`)."""
+    from sfumato.lab.style import style_lab
+
+    return style_lab(root, artist=artist, protected=protected, **kw)
+
+
+def lab_poison(root: Any, *, concept: str, target: str, poisoned: Any, **kw: Any) -> Any:
+    """The mimicry lab's concept experiment (:func:`sfumato.lab.concept.concept_lab`, same arguments):
+    train with the first N files of ``concept`` replaced by their poisoned versions, and judge whether the
+    generator draws ``target`` instead. Returns a :class:`sfumato.lab.result.LabResult`."""
+    from sfumato.lab.concept import concept_lab
+
+    return concept_lab(root, concept=concept, target=target, poisoned=poisoned, **kw)

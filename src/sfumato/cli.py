@@ -22,6 +22,7 @@ COMMANDS = {
     "verify": "verify",
     "keys": "keys",
     "optout-site": "optout_site",
+    "lab": "lab",
 }
 
 

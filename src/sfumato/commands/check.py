@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(else $SFUMATO_CORPUS_DIR)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random attacks (recorded in the report)")
     p.add_argument("--no-judges", action="store_true", help="skip the independent judges")
+    p.add_argument("--no-crop-judge", action="store_true",
+                   help="skip the crop-level style judge (5 painters, trainer-scale views of images > 256 px)")
     p.add_argument("--views", action=argparse.BooleanOptionalAction, default=True,
                    help="measure the latent protection (and the judges) at every trainer view: buckets of "
                         "512/768/1024 px long side, native size, random crops, the work size; the worst view is "
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     report = check(args.protected, original=args.original, manifest=args.manifest, attacks=args.attacks,
                    encoders=tuple(args.encoder or ("taef2",)), models_dir=args.models_dir,
                    corpus_dir=args.corpus_dir, seed=args.seed, judges=not args.no_judges, progress=progress,
-                   views=bool(args.views))
+                   views=bool(args.views), crop_judge=False if args.no_crop_judge else None)
     lat = next(iter(report.latent.values()), {})
     if report.protection_measure == "target":
         print(f"latent protection: {_fmt(lat.get('relative_reduction'), True)} of the way to target "

@@ -1,0 +1,151 @@
+"""Mimicry lab benchmark (issue 17): train a small latent generator on protected images and judge what
+it learned. Every figure of the lab section of docs/benchmarks.md and README comes from this script.
+
+    # style: clean vs one artist's images protected (made by benchmarks/lab_protect.py)
+    OMP_NUM_THREADS=2 python benchmarks/lab.py style --artist vincent_van_gogh \\
+        --variants sfumato-default sfumato-slow glaze-same-target --seeds 0 1
+    # concept: poison the first 100 dogs (128 px views) toward cat, then train with N = 25/50/100
+    OMP_NUM_THREADS=1 python benchmarks/lab.py make-poison --n 100
+    OMP_NUM_THREADS=2 python benchmarks/lab.py concept --n 25 50 100 --seeds 0 1
+    python benchmarks/lab.py report                      # markdown tables from the stored runs
+
+Data: ``corpus/art128`` (14 painters, one 128 px pipeline) for style; ``corpus/pets`` (300 cats, 300
+dogs) plus ``corpus/art128`` as a third concept ("painting") for the concept experiment, all at their
+128 px square view (centre crop, Lanczos). Poison anchors: ``corpus/photos/cat`` (8 DreamBooth cat photos,
+not among the training cats). Generator: :class:`sfumato.lab.config.LabConfig` preset ``cpu`` (rectified
+flow U-Net on 16x16x32 TAEF2 latents). Judges: art128 MobileNetV2 probe and AlexNet-Gram judge (trained
+on the art128 training split only) for style; the ImageNet MobileNetV2 concept judge for concepts. No
+judge enters a loss, a target or an anchor choice.
+
+Each (experiment, variant, seed) run is stored as one JSON line in ``runs/lab/<experiment>.jsonl`` (its
+samples as ``.npz``) and skipped when present, so runs resume and can be spread over sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared"))
+CORPUS = SHARED / "corpus"
+MODELS = Path(os.environ.get("SFUMATO_MODELS_DIR", SHARED / "models"))
+OUT = ROOT / "runs" / "lab"
+CONCEPT_CLASSES = {"cat": CORPUS / "pets" / "cat", "dog": CORPUS / "pets" / "dog", "painting": CORPUS / "art128"}
+
+
+def log(s: str) -> None:
+    print(s, flush=True)
+
+
+def stored(name: str) -> list[dict]:
+    f = OUT / f"{name}.jsonl"
+    return [json.loads(x) for x in f.read_text().splitlines() if x.strip()] if f.exists() else []
+
+
+def store(name: str, run) -> None:  # noqa: ANN001
+    OUT.mkdir(parents=True, exist_ok=True)
+    d = run.to_dict()
+    if run.samples is not None:
+        npz = OUT / "samples" / f"{name}.{run.variant}.seed{run.seed}.npz"
+        npz.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(npz, samples=run.samples)
+        d["samples"] = str(npz.relative_to(OUT))
+    with (OUT / f"{name}.jsonl").open("a") as f:
+        f.write(json.dumps(d) + "\n")
+
+
+def style(args: argparse.Namespace) -> None:
+    from sfumato.lab.config import LabConfig
+    from sfumato.lab.style import style_lab
+
+    cfg = LabConfig.preset(args.preset, **({"train_steps": args.steps} if args.steps else {}))
+    name = f"style-{args.artist}-{args.preset}"
+    done = {(r["variant"], r["seed"]) for r in stored(name)}
+    folder = OUT / "protect" / "images" / args.artist
+    for seed in args.seeds:
+        for variant in ["clean", *args.variants]:
+            if (variant, seed) in done:
+                continue
+            res = style_lab(CORPUS / "art128", artist=args.artist, config=cfg, seeds=[seed], corpus_dir=CORPUS,
+                            models_dir=MODELS, cache_dir=OUT / "cache", log=log,
+                            protected={} if variant == "clean" else {variant: folder}, include_clean=variant == "clean")
+            for run in res.runs:
+                store(name, run)
+            log(json.dumps(res.summary))
+
+
+def make_poison(args: argparse.Namespace) -> None:
+    from sfumato.lab.concept import poison_concept
+    from sfumato.lab.data import images_in
+
+    poison_concept(images_in(CONCEPT_CLASSES["dog"]), OUT / "poison" / "dog-cat", concept="dog", target="cat",
+                   anchors=CORPUS / "photos" / "cat", n=max(args.n), seed=0, models_dir=MODELS, log=log)
+
+
+def concept(args: argparse.Namespace) -> None:
+    from sfumato.lab.concept import concept_lab
+    from sfumato.lab.config import LabConfig
+
+    cfg = LabConfig.preset(args.preset, **({"train_steps": args.steps} if args.steps else {}))
+    name = f"concept-dog-cat-{args.preset}"
+    done = {(r["variant"], r["seed"]) for r in stored(name)}
+    for seed in args.seeds:
+        for n in [0, *args.n]:
+            variant = "clean" if n == 0 else f"poison-{n}"
+            if (variant, seed) in done:
+                continue
+            res = concept_lab({k: str(v) for k, v in CONCEPT_CLASSES.items()}, concept="dog", target="cat",
+                              poisoned=OUT / "poison" / "dog-cat", n_poison=[n] if n else [], config=cfg,
+                              seeds=[seed], models_dir=MODELS, cache_dir=OUT / "cache", log=log,
+                              include_clean=n == 0)
+            for run in res.runs:
+                store(name, run)
+            log(json.dumps(res.summary))
+
+
+def report(args: argparse.Namespace) -> None:
+    from sfumato.lab.experiment import LabRun
+    from sfumato.lab.result import concept_summary, style_summary
+    from sfumato.lab.tables import concept_markdown, style_markdown
+
+    for f in sorted(OUT.glob("*.jsonl")):
+        runs = [LabRun.from_dict(d) for d in stored(f.stem)]
+        if f.stem.startswith("style-"):
+            artist = f.stem.split("-")[1]
+            readers = list(runs[0].tables)
+            print(style_markdown(style_summary(runs, artist=artist, readers=readers), artist=artist, source=f.stem))
+        elif f.stem.startswith("concept-"):
+            print(concept_markdown(concept_summary(runs, concept="dog", target="cat", reader=list(runs[0].tables)[0]),
+                                   concept="dog", target="cat", source=f.stem))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("style")
+    s.add_argument("--artist", default="vincent_van_gogh")
+    s.add_argument("--variants", nargs="*", default=["sfumato-default"])
+    s.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    s.add_argument("--preset", default="cpu")
+    s.add_argument("--steps", type=int, default=None)
+    m = sub.add_parser("make-poison")
+    m.add_argument("--n", nargs="+", type=int, default=[100])
+    c = sub.add_parser("concept")
+    c.add_argument("--n", nargs="+", type=int, default=[25, 50, 100])
+    c.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    c.add_argument("--preset", default="cpu")
+    c.add_argument("--steps", type=int, default=None)
+    sub.add_parser("report")
+    args = ap.parse_args(argv)
+    {"style": style, "make-poison": make_poison, "concept": concept, "report": report}[args.cmd](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

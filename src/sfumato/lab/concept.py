@@ -1,0 +1,100 @@
+"""The concept experiment of the mimicry lab (issue 17): does a model trained with N poisoned images of
+concept C (labelled C) learn C as the poison's target A?
+
+Nightshade (Shan et al., "Nightshade: Prompt-Specific Poisoning Attacks on Text-to-Image Generative
+Models", IEEE S&P 2024) reports that fewer than 100 poisons corrupt an SDXL concept. Here a small class-
+conditional latent generator is trained from scratch on the dataset with the first N files of C (in a
+fixed order by hashed file name) replaced by their poisoned versions, for each N and seed, next to a
+clean-trained one. Samples of C are judged by the ImageNet concept judge: the share labelled A, the share
+still labelled C and the mean p(A).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sfumato.lab.config import LabConfig
+from sfumato.lab.data import class_folders
+from sfumato.lab.experiment import run_lab
+from sfumato.lab.protect import match_protected, protect_views
+from sfumato.lab.readers import concept_reader
+from sfumato.lab.result import LabResult, concept_summary
+
+__all__ = ["concept_lab", "poison_concept", "poison_order"]
+
+PathLike = str | os.PathLike[str]
+
+
+def poison_order(files: Sequence[Path]) -> list[Path]:
+    """The fixed order in which a concept's files are poisoned (by hashed name: no folder bias)."""
+    from sfumato.judges.splits import split_rank
+
+    return sorted((Path(f) for f in files), key=lambda p: split_rank(p.name))
+
+
+def poison_concept(files: Sequence[Path], out_dir: PathLike, *, concept: str, target: str, anchors: PathLike,
+                   n: int, size: int = 128, seed: int = 0, intensity: str = "default", quality: str = "default",
+                   models_dir: PathLike | None = None, log: Callable[[str], None] | None = None) -> dict[Path, Path]:
+    """Poison the trainer's view of the first ``n`` files (:func:`poison_order`) toward the anchor images
+    of ``target`` in ``anchors`` with the shipped preset; PNGs go to ``out_dir`` (reused when present)."""
+    from sfumato.config import PoisonConfig
+    from sfumato.protections.poison import poison_array
+    from sfumato.targets.anchors import load_anchor_folder
+
+    anchor_set = load_anchor_folder(anchors, concept=target)
+    cfg = PoisonConfig.preset(concept=concept, target=target, intensity=intensity, quality=quality, seed=seed)
+    return protect_views(poison_order(files)[:n], out_dir,
+                         lambda rgb: poison_array(rgb, cfg, anchor_set.images, anchor_names=anchor_set.names,
+                                                  models_dir=models_dir),
+                         size=size, budget=cfg.budget, models_dir=models_dir, log=log)
+
+
+def concept_lab(root: PathLike | Mapping[str, PathLike], *, concept: str, target: str, poisoned: PathLike,
+                n_poison: Sequence[int] = (25, 50, 100), config: LabConfig | None = None,
+                seeds: Sequence[int] = (0, 1), classes: Sequence[str] | None = None,
+                models_dir: PathLike | None = None, cache_dir: PathLike | None = None, encoder: Any = None,
+                reader: Any = None, log: Callable[[str], None] | None = None, include_clean: bool = True) -> LabResult:
+    """Run the concept experiment: a clean run and one per N in ``n_poison``, the first N files of
+    ``concept`` (:func:`poison_order`) replaced by their versions in ``poisoned`` (matched by stem)."""
+    t0 = time.perf_counter()
+    config = config or LabConfig()
+    files = class_folders(root, classes)
+    for c in (concept, target):
+        if c not in files:
+            raise ValueError(f"{c!r} is not a class of the dataset; classes: {sorted(files)}")
+    order = poison_order(files[concept])
+    available = match_protected(order, poisoned) if n_poison else {}
+    variants: dict[str, dict[Path, Path]] = {"clean": {}} if include_clean else {}
+    info: dict[str, dict[str, Any]] = {"clean": {"replaced": 0}} if include_clean else {}
+    for n in sorted(set(n_poison)):
+        if not 1 <= n <= len(order):
+            raise ValueError(f"N={n} poisoned files asked for, but {concept} has {len(order)} files")
+        chosen = order[:n]
+        missing = [p.name for p in chosen if p not in available]
+        if missing:
+            raise ValueError(f"{len(missing)} of the first {n} {concept} files have no poisoned version in "
+                             f"{poisoned} (e.g. {missing[0]}): poison them first (sfumato lab poison --make)")
+        variants[f"poison-{n}"] = {p: available[p] for p in chosen}
+        info[f"poison-{n}"] = {"replaced": n, "of": len(files[concept]), "share": n / len(files[concept]),
+                               "folder": str(poisoned)}
+    if not variants:
+        raise ValueError("nothing to run: give n_poison or include_clean=True")
+    if encoder is None:
+        from sfumato.encoders import load_encoder
+
+        encoder = load_encoder(config.encoder, models_dir=models_dir)
+    reader = reader or concept_reader(models_dir=models_dir)
+    for c in (concept, target):
+        if c not in reader.classes:
+            raise ValueError(f"the concept judge has no concept {c!r}; it knows {sorted(reader.classes)}")
+    runs = run_lab(files, variants, encoder=encoder, readers=[reader], config=config, seeds=seeds,
+                   cache_dir=cache_dir, log=log)
+    return LabResult(kind="concept", focus=concept, target=target, config=config, seeds=list(seeds),
+                     variants=info, readers=[{"name": reader.name, "description": reader.description}], runs=runs,
+                     summary=concept_summary(runs, concept=concept, target=target, reader=reader.name),
+                     notes=[f"{concept} files are poisoned in a fixed order (hashed names); each N replaces the "
+                            f"first N of {len(files[concept])}"], seconds=time.perf_counter() - t0)
