@@ -6,6 +6,7 @@ judges.
     OMP_NUM_THREADS=1 python benchmarks/meter.py --per-artist 1 --limit 3       # smoke run
     OMP_NUM_THREADS=1 python benchmarks/meter.py --per-artist 1 --phase protect # cloak only (cached)
     OMP_NUM_THREADS=1 python benchmarks/meter.py --per-artist 1 --ace 2         # plus 2 large ace_* paintings
+    OMP_NUM_THREADS=1 python benchmarks/meter.py --per-artist 1 --methods noise-same-budget  # the noise control
 
 Images: the ``corpus/art128`` hold-out of :func:`sfumato.judges.splits.art128_split` (8 per artist held
 out; the first ``--per-artist`` of each artist by split rank are measured), every one a 128x128 JPEG,
@@ -17,7 +18,10 @@ Methods: ``clean``; ``sfumato-default`` (``CloakConfig.preset()``); ``sfumato-sl
 (``CloakConfig.preset(quality="slow")``); ``glaze-same-target``: naive Glaze (Eq. 3, 500 Adam steps,
 :func:`sfumato.baselines.glaze.glaze_style_cloak`) aimed at the *same rendered target tensor* as
 ``sfumato-default`` (the Gatys rendering at the cloak's work size, ``keep_target_image=True``) and held
-to the same budget (LPIPS-alex <= 0.05 and L-inf <= 24/255 on the saved 8-bit file, ``matched_budget``).
+to the same budget (LPIPS-alex <= 0.05 and L-inf <= 24/255 on the saved 8-bit file, ``matched_budget``);
+``noise-same-budget``: the random-noise control, seeded i.i.d. Gaussian noise clipped to the L-inf cap whose
+size is bisected so the saved 8-bit file sits at the same LPIPS budget (``benchmarks/meter_noise.py``); it has
+no target, and its latent measure reads ``sfumato-default``'s target (so its ``toward`` should be ~0).
 
 Phase ``protect`` writes each protected image as a lossless 8-bit PNG, the cloak's target as ``.npy`` and
 one JSON line per (image, method) to ``runs/meter/protect.jsonl``; phase ``measure`` reads them back and
@@ -43,10 +47,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from meter_measure import measure_image, report  # noqa: E402
+from meter_noise import noise_same_budget  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared"))
-METHODS = ("clean", "sfumato-default", "sfumato-slow", "glaze-same-target")
+METHODS = ("clean", "sfumato-default", "sfumato-slow", "glaze-same-target", "noise-same-budget")
 LPIPS_MAX, LINF_MAX = 0.05, 24 / 255
 JUDGE_HOLDOUT = 8  # the judges' fixed split holds out 8 per artist; we measure the first N of those
 
@@ -120,6 +125,16 @@ def protect_one(method: str, rgb: np.ndarray, key: str, out: Path, *, seed: int,
         row.update(target=str(tgt.relative_to(out)), target_style="(sfumato-default's)",
                    work_size=r.params["resolution_used"], steps_run=r.steps_run, achieved=r.achieved,
                    calibration=r.params["calibration"])
+    elif method == "noise-same-budget":
+        tgt = out / "targets" / f"{key}.sfumato-default.npy"
+        ref = next((r for r in read_rows(out / "protect.jsonl")
+                    if r["key"] == key and r["method"] == "sfumato-default"), None)
+        if ref is None or not tgt.exists():
+            raise RuntimeError(f"{key}: protect sfumato-default first (the noise control is measured against "
+                               "its target)")
+        img, params = noise_same_budget(rgb, key, seed=seed, lpips_max=LPIPS_MAX)
+        row.update(target=str(tgt.relative_to(out)), target_style="(sfumato-default's; noise has none)",
+                   work_size=ref["work_size"], achieved=params.pop("achieved"), noise=params)
     else:
         raise ValueError(method)
     save_png(img, png)

@@ -161,20 +161,28 @@ def report(out: Path, keys: list[str], methods: list[str], *, ace: bool = False)
                      f"{max(r['saved_quality']['linf'] for r in q):.4f} | "
                      f"{np.mean([r['saved_quality']['psnr'] for r in q]):.1f} dB | "
                      f"{sum(r['within_budget'] for r in q)}/{len(q)} | {np.mean([r['seconds'] for r in q]):.0f} |")
+    if "noise-same-budget" in protected:
+        nz = [prot[(k, "noise-same-budget")]["noise"] for k in done]
+        sg = [n["sigma_levels"] for n in nz]
+        lines += ["", f"noise-same-budget: seeded i.i.d. Gaussian noise clipped to ±24/255, σ bisected on the saved "
+                  f"file's LPIPS: σ = {np.mean(sg):.1f}/255 mean ({min(sg):.1f}–{max(sg):.1f}); LPIPS-bound on "
+                  f"{sum(n['bound'] == 'lpips' for n in nz)}/{len(nz)} images (the rest L∞-bound)."]
     # latent measure per view
     head = " | ".join(f"{v} ({s[1]}×{s[0]})" for v, s in zip(views, sizes, strict=True))
     lines += ["", "**Latent measure `toward` per trainer view** (TAEF2; mean over images; share of the way from "
               "the original's latent to the target's; ceiling = the budget-limited blend toward the same target)", "",
               f"| method | {head} | worst view (mean) | worst view (most often) |",
               "|---|" + "---|" * (len(views) + 2)]
+    ceiling_src = "sfumato-default" if "sfumato-default" in protected else protected[0]
     for m in protected + ["ceiling"]:
-        src = protected[0] if m == "ceiling" else m
+        src = ceiling_src if m == "ceiling" else m
         key = "ceiling_toward" if m == "ceiling" else "toward"
         per = [[next(r[key] for r in meas[(k, src)]["views"] if r["name"] == v) for k in done] for v in views]
         cells = " | ".join(_fmt(float(np.mean(x))) for x in per)
         if m == "ceiling":
             worst = [min(r["ceiling_toward"] for r in meas[(k, src)]["views"]) for k in done]
-            lines.append(f"| ceiling control (toward {src}'s target) | {cells} | {np.mean(worst):.3f} | – |")
+            owner = "sfumato-default" if src in ("glaze-same-target", "noise-same-budget") else src
+            lines.append(f"| ceiling control (toward {owner}'s target) | {cells} | {np.mean(worst):.3f} | – |")
             continue
         worst = [meas[(k, m)]["worst"] for k in done]
         names = [w["name"] for w in worst]
