@@ -7,7 +7,8 @@ it learned. Every figure of the lab section of docs/benchmarks.md and README com
     # concept: poison the first 100 dogs (128 px views) toward cat, then train with N = 25/50/100
     OMP_NUM_THREADS=1 python benchmarks/lab.py make-poison --n 100
     OMP_NUM_THREADS=2 python benchmarks/lab.py concept --n 25 50 100 --seeds 0 1
-    python benchmarks/lab.py report                      # markdown tables from the stored runs
+    OMP_NUM_THREADS=2 python benchmarks/lab.py control --n 100 --seeds 0 1   # 100 real cats labelled dog
+    python benchmarks/lab.py report [--probe]            # markdown tables from the stored runs
 
 Data: ``corpus/art128`` (14 painters, one 128 px pipeline) for style; ``corpus/pets`` (300 cats, 300
 dogs) plus ``corpus/art128`` as a third concept ("painting") for the concept experiment, all at their
@@ -109,20 +110,72 @@ def concept(args: argparse.Namespace) -> None:
             log(json.dumps(res.summary))
 
 
+def concept_probe_tables(rows: list[dict], runs: list) -> None:  # noqa: ANN001
+    """Add an ``own-probe`` table to each concept run: a MobileNetV2 linear probe trained on the lab's own
+    *clean* training images of every class (cat, dog, painting), reading the stored samples. A second
+    reader next to the ImageNet judge, whose cats are mostly called dogs at 128 px (see the clean row)."""
+    from sfumato.lab.data import class_folders
+    from sfumato.lab.experiment import class_table
+    from sfumato.lab.readers import style_readers
+
+    files = class_folders({k: str(v) for k, v in CONCEPT_CLASSES.items()})
+    reader = style_readers(list(files), corpus_dir=None, models_dir=MODELS, cache_dir=None, files=files)[0]
+    for d, run in zip(rows, runs, strict=True):
+        if not d.get("samples"):
+            continue
+        s = np.load(OUT / d["samples"])["samples"]
+        imgs = [a.astype(np.float32) / 255 for a in s.reshape(-1, *s.shape[2:])]
+        labels = np.repeat(np.arange(s.shape[0]), s.shape[1])
+        run.tables["own-probe"] = class_table(reader, imgs, labels, list(run.counts))
+
+
+def control(args: argparse.Namespace) -> None:
+    """Positive control: the first N dog files replaced by N real cat photos (labelled dog), the most a
+    poison could achieve; tells whether the lab can see a successful dog -> cat poison at all."""
+    from sfumato.lab.concept import concept_lab, poison_order
+    from sfumato.lab.config import LabConfig
+    from sfumato.lab.data import images_in
+
+    folder = OUT / "control" / "dog-cat"
+    folder.mkdir(parents=True, exist_ok=True)
+    dogs, cats = poison_order(images_in(CONCEPT_CLASSES["dog"])), poison_order(images_in(CONCEPT_CLASSES["cat"]))
+    for d, c in zip(dogs[: max(args.n)], cats[: max(args.n)], strict=True):
+        link = folder / f"{d.stem}{c.suffix}"
+        if not link.exists():
+            link.symlink_to(c)
+    cfg = LabConfig.preset(args.preset, **({"train_steps": args.steps} if args.steps else {}))
+    name = f"concept-dog-cat-{args.preset}"
+    done = {(r["variant"], r["seed"]) for r in stored(name)}
+    for seed in args.seeds:
+        for n in args.n:
+            if (f"control-{n}", seed) in done:
+                continue
+            res = concept_lab({k: str(v) for k, v in CONCEPT_CLASSES.items()}, concept="dog", target="cat",
+                              poisoned=folder, n_poison=[n], config=cfg, seeds=[seed], models_dir=MODELS,
+                              cache_dir=OUT / "cache", log=log, include_clean=False, label="control")
+            for run in res.runs:
+                store(name, run)
+            log(json.dumps(res.summary))
+
+
 def report(args: argparse.Namespace) -> None:
     from sfumato.lab.experiment import LabRun
     from sfumato.lab.result import concept_summary, style_summary
     from sfumato.lab.tables import concept_markdown, style_markdown
 
     for f in sorted(OUT.glob("*.jsonl")):
-        runs = [LabRun.from_dict(d) for d in stored(f.stem)]
+        rows = stored(f.stem)
+        runs = [LabRun.from_dict(d) for d in rows]
         if f.stem.startswith("style-"):
             artist = f.stem.split("-")[1]
             readers = list(runs[0].tables)
             print(style_markdown(style_summary(runs, artist=artist, readers=readers), artist=artist, source=f.stem))
         elif f.stem.startswith("concept-"):
-            print(concept_markdown(concept_summary(runs, concept="dog", target="cat", reader=list(runs[0].tables)[0]),
-                                   concept="dog", target="cat", source=f.stem))
+            if args.probe:
+                concept_probe_tables(rows, runs)
+            for reader in runs[0].tables:
+                print(concept_markdown(concept_summary(runs, concept="dog", target="cat", reader=reader),
+                                       concept="dog", target="cat", source=f"{f.stem} — judge `{reader}`"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,9 +194,17 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     c.add_argument("--preset", default="cpu")
     c.add_argument("--steps", type=int, default=None)
-    sub.add_parser("report")
+    k = sub.add_parser("control")
+    k.add_argument("--n", nargs="+", type=int, default=[100])
+    k.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    k.add_argument("--preset", default="cpu")
+    k.add_argument("--steps", type=int, default=None)
+    r = sub.add_parser("report")
+    r.add_argument("--probe", action="store_true",
+                   help="concept runs: also read the stored samples with a probe trained on the clean classes")
     args = ap.parse_args(argv)
-    {"style": style, "make-poison": make_poison, "concept": concept, "report": report}[args.cmd](args)
+    {"style": style, "make-poison": make_poison, "concept": concept, "control": control,
+     "report": report}[args.cmd](args)
     return 0
 
 

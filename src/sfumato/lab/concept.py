@@ -57,9 +57,12 @@ def concept_lab(root: PathLike | Mapping[str, PathLike], *, concept: str, target
                 n_poison: Sequence[int] = (25, 50, 100), config: LabConfig | None = None,
                 seeds: Sequence[int] = (0, 1), classes: Sequence[str] | None = None,
                 models_dir: PathLike | None = None, cache_dir: PathLike | None = None, encoder: Any = None,
-                reader: Any = None, log: Callable[[str], None] | None = None, include_clean: bool = True) -> LabResult:
-    """Run the concept experiment: a clean run and one per N in ``n_poison``, the first N files of
-    ``concept`` (:func:`poison_order`) replaced by their versions in ``poisoned`` (matched by stem)."""
+                reader: Any = None, log: Callable[[str], None] | None = None, include_clean: bool = True,
+                label: str = "poison") -> LabResult:
+    """Run the concept experiment: a clean run and one per N in ``n_poison`` (named ``<label>-<N>``), the
+    first N files of ``concept`` (:func:`poison_order`) replaced by their versions in ``poisoned`` (matched
+    by stem). A folder of real ``target`` images named after the concept's files, with ``label="control"``,
+    is the positive control: the most a poison could do, a mislabelled image of the target itself."""
     t0 = time.perf_counter()
     config = config or LabConfig()
     files = class_folders(root, classes)
@@ -78,8 +81,8 @@ def concept_lab(root: PathLike | Mapping[str, PathLike], *, concept: str, target
         if missing:
             raise ValueError(f"{len(missing)} of the first {n} {concept} files have no poisoned version in "
                              f"{poisoned} (e.g. {missing[0]}): poison them first (sfumato lab poison --make)")
-        variants[f"poison-{n}"] = {p: available[p] for p in chosen}
-        info[f"poison-{n}"] = {"replaced": n, "of": len(files[concept]), "share": n / len(files[concept]),
+        variants[f"{label}-{n}"] = {p: available[p] for p in chosen}
+        info[f"{label}-{n}"] = {"replaced": n, "of": len(files[concept]), "share": n / len(files[concept]),
                                "folder": str(poisoned)}
     if not variants:
         raise ValueError("nothing to run: give n_poison or include_clean=True")
