@@ -2,13 +2,16 @@
 
     OMP_NUM_THREADS=1 python benchmarks/lab_protect.py --artist vincent_van_gogh
     OMP_NUM_THREADS=1 python benchmarks/lab_protect.py --artist vincent_van_gogh --methods sfumato-default
+    OMP_NUM_THREADS=1 python benchmarks/lab_protect.py --artist vincent_van_gogh --methods noise-same-budget
 
 The lab (``benchmarks/lab.py``, ``sfumato lab style``) trains a latent generator with one artist's images
 replaced by their protected versions; this script makes those versions with the protection meter's own
 protect step (:func:`meter.protect_one`), so the methods are exactly the meter's: ``sfumato-default``
 (``CloakConfig.preset()``), ``sfumato-slow`` (``CloakConfig.preset(quality="slow")``) and
 ``glaze-same-target`` (naive Glaze, 500 Adam steps, aimed at the same rendered target tensor as
-``sfumato-default`` and held to the same saved-file budget, LPIPS-alex <= 0.05 and L-inf <= 24/255).
+``sfumato-default`` and held to the same saved-file budget, LPIPS-alex <= 0.05 and L-inf <= 24/255) and
+the control ``noise-same-budget`` (seeded Gaussian noise bisected to the same saved budget,
+``benchmarks/meter_noise.py``): does *any* perturbation of that size change what the model learns?
 Every image is cloaked at its own 128 px size (a trainer of a 128 px model sees exactly these pixels).
 Targets are the built-in procedural styles (``auto``): none comes from a judge's training images.
 
