@@ -43,11 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--glaze-steps", type=int, default=500)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--reverse", action="store_true", help="last image first (a second process, from the end)")
     args = ap.parse_args(argv)
     folder = SHARED / "corpus" / "art128" / args.artist
     if not folder.is_dir():
         ap.error(f"{folder} is not a folder of art128 images")
     images = [(args.artist, p) for p in sorted(folder.glob("*.jpg"))][: args.limit]
+    if args.reverse:
+        images = images[::-1]
     for method in [m for m in METHODS if m in args.methods]:
         protect_all(images, args.out, [method], seed=args.seed, glaze_steps=args.glaze_steps)
     return 0
