@@ -2,7 +2,8 @@
 
 Style (:func:`style_summary`): **mimicry success** = the share of the protected artist's samples the judge
 attributes to that artist, per variant, with its mean and range over seeds; the same share averaged over
-the *other* artists is the control (it should not move), and ``chance`` is ``1 / n_classes``.
+the *other* artists is the control (it should not move), and ``chance`` is one over the number of classes
+the judge chooses among.
 
 Concept (:func:`concept_summary`): per variant, the share of the poisoned concept's samples the judge
 labels as the target concept, the share still labelled as the concept, and the mean p(target).
@@ -47,7 +48,9 @@ def style_summary(runs: Sequence[LabRun], *, artist: str, readers: Sequence[str]
             per_class = {c: float(np.mean([r.tables[rd][c]["share"].get(c, 0.0) for r in rs])) for c in classes}
             out[rd][v] = {"mimicry_success": _stats(own), "mean_p_artist": _stats(p_own),
                           "others_success": _stats(others), "all_classes_success": float(np.mean(list(per_class.values()))),
-                          "per_class_success": per_class, "chance": 1.0 / len(classes)}
+                          "per_class_success": per_class,
+                          # the judge picks among its own classes (the lab may train on a subset of them)
+                          "chance": 1.0 / max(1, len(rs[0].tables[rd][artist]["mean_p"]) or len(classes))}
     return out
 
 
