@@ -61,11 +61,17 @@ def store(name: str, run) -> None:  # noqa: ANN001
         f.write(json.dumps(d) + "\n")
 
 
-def style(args: argparse.Namespace) -> None:
+def lab_config(args: argparse.Namespace):  # noqa: ANN201
+    """The ``--preset`` of :data:`sfumato.lab.config.LAB_PRESETS`, with ``--steps`` when given."""
     from sfumato.lab.config import LabConfig
+
+    return LabConfig.preset(args.preset, **({"train_steps": args.steps} if args.steps else {}))
+
+
+def style(args: argparse.Namespace) -> None:
     from sfumato.lab.style import style_lab
 
-    cfg = LabConfig.preset(args.preset, **({"train_steps": args.steps} if args.steps else {}))
+    cfg = lab_config(args)
     name = f"style-{args.artist}-{args.preset}"
     done = {(r["variant"], r["seed"]) for r in stored(name)}
     folder = OUT / "protect" / "images" / args.artist
@@ -91,9 +97,8 @@ def make_poison(args: argparse.Namespace) -> None:
 
 def concept(args: argparse.Namespace) -> None:
     from sfumato.lab.concept import concept_lab
-    from sfumato.lab.config import LabConfig
 
-    cfg = LabConfig.preset(args.preset, **({"train_steps": args.steps} if args.steps else {}))
+    cfg = lab_config(args)
     name = f"concept-dog-cat-{args.preset}"
     done = {(r["variant"], r["seed"]) for r in stored(name)}
     for seed in args.seeds:
@@ -133,7 +138,6 @@ def control(args: argparse.Namespace) -> None:
     """Positive control: the first N dog files replaced by N real cat photos (labelled dog), the most a
     poison could achieve; tells whether the lab can see a successful dog -> cat poison at all."""
     from sfumato.lab.concept import concept_lab, poison_order
-    from sfumato.lab.config import LabConfig
     from sfumato.lab.data import images_in
 
     folder = OUT / "control" / "dog-cat"
@@ -143,7 +147,7 @@ def control(args: argparse.Namespace) -> None:
         link = folder / f"{d.stem}{c.suffix}"
         if not link.exists():
             link.symlink_to(c)
-    cfg = LabConfig.preset(args.preset, **({"train_steps": args.steps} if args.steps else {}))
+    cfg = lab_config(args)
     name = f"concept-dog-cat-{args.preset}"
     done = {(r["variant"], r["seed"]) for r in stored(name)}
     for seed in args.seeds:

@@ -78,6 +78,16 @@ def _sample_images(gen: Any, encoder: Any, n_classes: int, per_class: int, *, se
     return imgs, labels.numpy()
 
 
+def _progress_every(every: int, label: str, say: Callable[[str], None]) -> Callable[[int, float], None]:
+    """A training progress callback that reports about every ``every`` steps (it is called once per loss
+    window of 50 steps)."""
+    def report(step: int, loss: float) -> None:
+        if step % max(1, every) < 50:
+            say(f"{label}: step {step} loss {loss:.4f}")
+
+    return report
+
+
 def run_lab(files: Mapping[str, Sequence[Path]], variants: Mapping[str, Mapping[Path, Path]], *,
             encoder: Any, readers: Sequence[Reader], config: LabConfig, seeds: Sequence[int],
             cache_dir: str | Path | None = None, log: Callable[[str], None] | None = None,
@@ -97,8 +107,7 @@ def run_lab(files: Mapping[str, Sequence[Path]], variants: Mapping[str, Mapping[
         dev = next(encoder.parameters()).device  # train where the encoder lives (the inputs' device)
         for seed in seeds:
             gen = train_generator(data.latents.to(dev), data.labels.to(dev), data.classes, config, seed=seed,
-                                  progress=lambda s, v, name=name, seed=seed: say(f"[lab] {name} seed {seed}: step {s} loss {v:.4f}")
-                                  if s % max(1, config.train_steps // 5) < 50 else None)
+                                  progress=_progress_every(config.train_steps // 5, f"[lab] {name} seed {seed}", say))
             imgs, labels = _sample_images(gen, encoder, len(data.classes), config.samples_per_class,
                                           seed=10_000 + seed, latent_shape=tuple(data.latents.shape[1:]))
             tables = {r.name: class_table(r, imgs, labels, data.classes) for r in readers}

@@ -59,7 +59,7 @@ def style_readers(classes: Sequence[str], *, corpus_dir: str | os.PathLike[str] 
     from sfumato.judges.style import StyleJudge
 
     judge = StyleJudge.train({c: list(files[c]) for c in classes}, models_dir=models_dir, tiles=False)
-    return [Reader("own-probe", list(judge.artists), lambda im: judge.predict_proba(im),
+    return [Reader("own-probe", list(judge.artists), judge.predict_proba,
                    "MobileNetV2 linear probe trained on the lab's own clean training images (it has seen them)")]
 
 
@@ -68,7 +68,7 @@ def concept_reader(*, models_dir: str | os.PathLike[str] | None, min_score: floa
     from sfumato.judges.concept import ConceptJudge
 
     judge = ConceptJudge(models_dir=models_dir)
-    return Reader("imagenet-concepts", list(judge.concepts), lambda im: judge.scores(im),
+    return Reader("imagenet-concepts", list(judge.concepts), judge.scores,
                   "MobileNetV2 ImageNet classifier (int8), probabilities summed per concept group",
                   min_score=min_score)
 

@@ -179,14 +179,9 @@ def corpus_has_ace(corpus_dir: Any) -> bool:
     return art.is_dir() and any(art.glob("*/ace_*"))
 
 
-def default_crop_judge(corpus_dir: Any, models_dir: Any, long_side: int | None, notes: list[str]) -> Any:
-    """The ace crop judge (:func:`sfumato.judges.reference.ace_judge`, cached) when the image is large enough
-    and the corpus has ``ace_*`` files, else ``None`` with a note saying why."""
-    if long_side is not None and long_side <= CROP_JUDGE_MIN_SIDE:
-        notes.append(f"Crop judge not used: the protected image is {long_side} px on its long side (<= "
-                     f"{CROP_JUDGE_MIN_SIDE} px); every trainer bucket would be an upscale, so its crops would "
-                     "show interpolation, not brushwork.")
-        return None
+def default_crop_judge(corpus_dir: Any, models_dir: Any, notes: list[str]) -> Any:
+    """The ace crop judge (:func:`sfumato.judges.reference.ace_judge`, cached) when the corpus has ``ace_*``
+    files, else ``None`` with a note saying why."""
     if corpus_dir is None or not corpus_has_ace(corpus_dir):
         if corpus_dir is not None:
             notes.append("Crop judge skipped: the corpus has no art/<artist>/ace_* paintings to train it on.")
@@ -223,18 +218,20 @@ def setup_judges(judges: bool, style_judge: Any, concept_judge: Any, corpus_dir:
 
     corpus = corpus_dir or os.environ.get(ENV_CORPUS_DIR) or None
     crop = None
-    if crop_judge is None:
-        crop = default_crop_judge(corpus, models_dir, long_side, notes)
-    elif crop_judge is not False:
-        if long_side is not None and long_side <= CROP_JUDGE_MIN_SIDE:
-            notes.append(f"Crop judge not used: the protected image is {long_side} px on its long side (<= "
-                         f"{CROP_JUDGE_MIN_SIDE} px).")
-        elif isinstance(crop_judge, (str, os.PathLike)):
-            from sfumato.judges.crop import CropStyleJudge
+    if crop_judge is False:
+        pass
+    elif long_side is not None and long_side <= CROP_JUDGE_MIN_SIDE:
+        notes.append(f"Crop judge not used: the protected image is {long_side} px on its long side (<= "
+                     f"{CROP_JUDGE_MIN_SIDE} px); every trainer bucket would be an upscale, so its crops would "
+                     "show interpolation, not brushwork.")
+    elif crop_judge is None:
+        crop = default_crop_judge(corpus, models_dir, notes)
+    elif isinstance(crop_judge, (str, os.PathLike)):
+        from sfumato.judges.crop import CropStyleJudge
 
-            crop = CropStyleJudge.load(crop_judge, models_dir=models_dir)
-        else:
-            crop = crop_judge
+        crop = CropStyleJudge.load(crop_judge, models_dir=models_dir)
+    else:
+        crop = crop_judge
 
     if style_judge is None:
         if corpus_dir is not None or os.environ.get(ENV_CORPUS_DIR):
