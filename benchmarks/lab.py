@@ -8,6 +8,8 @@ it learned. Every figure of the lab section of docs/benchmarks.md and README com
     OMP_NUM_THREADS=1 python benchmarks/lab.py make-poison --n 100
     OMP_NUM_THREADS=2 python benchmarks/lab.py concept --n 25 50 100 --seeds 0 1
     OMP_NUM_THREADS=2 python benchmarks/lab.py control --n 100 --seeds 0 1   # 100 real cats labelled dog
+    # (concept/control: --holdout 60 keeps the last 60 cats and dogs out of training for the held-out
+    #  probe; --concept-size 150 trains on 150 dogs, so N = 25/50/100 is 17/33/67 % of them)
     python benchmarks/lab.py report [--probe]            # markdown tables from the stored runs
 
 Data: ``corpus/art128`` (14 painters, one 128 px pipeline) for style; ``corpus/pets`` (300 cats, 300
@@ -15,8 +17,9 @@ dogs) plus ``corpus/art128`` as a third concept ("painting") for the concept exp
 128 px square view (centre crop, Lanczos). Poison anchors: ``corpus/photos/cat`` (8 DreamBooth cat photos,
 not among the training cats). Generator: :class:`sfumato.lab.config.LabConfig` preset ``cpu`` (rectified
 flow U-Net on 16x16x32 TAEF2 latents). Judges: art128 MobileNetV2 probe and AlexNet-Gram judge (trained
-on the art128 training split only) for style; the ImageNet MobileNetV2 concept judge for concepts. No
-judge enters a loss, a target or an anchor choice.
+on the art128 training split only) for style; for concepts a MobileNetV2 linear probe on the AI views of
+held-out cats and dogs the generator never sees (first reader) and the ImageNet MobileNetV2 concept judge.
+No judge enters a loss, a target or an anchor choice.
 
 Each (experiment, variant, seed) run is stored as one JSON line in ``runs/lab/<experiment>.jsonl`` (its
 samples as ``.npz``) and skipped when present, so runs resume and can be spread over sessions.
@@ -68,6 +71,12 @@ def lab_config(args: argparse.Namespace):  # noqa: ANN201
     return LabConfig.preset(args.preset, **({"train_steps": args.steps} if args.steps else {}))
 
 
+def concept_name(args: argparse.Namespace) -> str:
+    """The run file of a concept design: preset, held-out files and concept size are part of its name."""
+    k = f"-k{args.concept_size}" if args.concept_size else ""
+    return f"concept-dog-cat-{args.preset}" + (f"-h{args.holdout}{k}" if args.holdout or k else "")
+
+
 def style(args: argparse.Namespace) -> None:
     from sfumato.lab.style import style_lab
 
@@ -99,7 +108,7 @@ def concept(args: argparse.Namespace) -> None:
     from sfumato.lab.concept import concept_lab
 
     cfg = lab_config(args)
-    name = f"concept-dog-cat-{args.preset}"
+    name = concept_name(args)
     done = {(r["variant"], r["seed"]) for r in stored(name)}
     for seed in args.seeds:
         for n in [0, *args.n]:
@@ -109,7 +118,7 @@ def concept(args: argparse.Namespace) -> None:
             res = concept_lab({k: str(v) for k, v in CONCEPT_CLASSES.items()}, concept="dog", target="cat",
                               poisoned=OUT / "poison" / "dog-cat", n_poison=[n] if n else [], config=cfg,
                               seeds=[seed], models_dir=MODELS, cache_dir=OUT / "cache", log=log,
-                              include_clean=n == 0)
+                              include_clean=n == 0, holdout=args.holdout, concept_size=args.concept_size)
             for run in res.runs:
                 store(name, run)
             log(json.dumps(res.summary))
@@ -148,7 +157,7 @@ def control(args: argparse.Namespace) -> None:
         if not link.exists():
             link.symlink_to(c)
     cfg = lab_config(args)
-    name = f"concept-dog-cat-{args.preset}"
+    name = concept_name(args)
     done = {(r["variant"], r["seed"]) for r in stored(name)}
     for seed in args.seeds:
         for n in args.n:
@@ -156,7 +165,8 @@ def control(args: argparse.Namespace) -> None:
                 continue
             res = concept_lab({k: str(v) for k, v in CONCEPT_CLASSES.items()}, concept="dog", target="cat",
                               poisoned=folder, n_poison=[n], config=cfg, seeds=[seed], models_dir=MODELS,
-                              cache_dir=OUT / "cache", log=log, include_clean=False, label="control")
+                              cache_dir=OUT / "cache", log=log, include_clean=False, label="control",
+                              holdout=args.holdout, concept_size=args.concept_size)
             for run in res.runs:
                 store(name, run)
             log(json.dumps(res.summary))
@@ -198,15 +208,21 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     c.add_argument("--preset", default="cpu")
     c.add_argument("--steps", type=int, default=None)
+    c.add_argument("--holdout", type=int, default=60, help="cats and dogs held out for the probe reader")
+    c.add_argument("--concept-size", type=int, default=150, help="dogs trained on (0: all)")
     k = sub.add_parser("control")
     k.add_argument("--n", nargs="+", type=int, default=[100])
     k.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     k.add_argument("--preset", default="cpu")
     k.add_argument("--steps", type=int, default=None)
+    k.add_argument("--holdout", type=int, default=60, help="cats and dogs held out for the probe reader")
+    k.add_argument("--concept-size", type=int, default=150, help="dogs trained on (0: all)")
     r = sub.add_parser("report")
     r.add_argument("--probe", action="store_true",
                    help="concept runs: also read the stored samples with a probe trained on the clean classes")
     args = ap.parse_args(argv)
+    if getattr(args, "concept_size", None) == 0:
+        args.concept_size = None
     {"style": style, "make-poison": make_poison, "concept": concept, "control": control,
      "report": report}[args.cmd](args)
     return 0

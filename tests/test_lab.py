@@ -164,6 +164,86 @@ def test_concept_lab_replaces_the_first_n_in_a_fixed_order(tmp_path: Path) -> No
                     config=cfg, seeds=[0], encoder=tiny_random_tae(seed=0), reader=reader)
 
 
+def test_concept_lab_holds_out_files_and_limits_the_concept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``holdout`` keeps the last files of concept and target (in poison order) out of training and gives
+    them to the probe reader; ``concept_size`` trains on the first K concept files; both readers are
+    summarised, the probe first, with the shift toward the target on the clean model's scale."""
+    import sfumato.lab.concept as concept_mod
+    from sfumato.encoders.tae import tiny_random_tae
+    from sfumato.lab.concept import concept_lab, poison_order
+    from sfumato.lab.readers import Reader
+
+    _write_class(tmp_path / "data" / "dog", (0.2, 0.2, 0.8), 16, 0)
+    _write_class(tmp_path / "data" / "cat", (0.8, 0.2, 0.2), 14, 1)
+    dogs = poison_order(sorted((tmp_path / "data" / "dog").glob("*.png")))
+    cats = poison_order(sorted((tmp_path / "data" / "cat").glob("*.png")))
+    _write_class(tmp_path / "pois", (0.8, 0.2, 0.2), 3, 2)
+    for f, o in zip(sorted((tmp_path / "pois").glob("*.png")), dogs[:3], strict=True):
+        f.rename(tmp_path / "pois" / o.name)
+    base = _colour_reader()
+    given: dict[str, list[Path]] = {}
+
+    def fake_probe(files, *, encoder, size, models_dir):  # noqa: ANN001, ANN202
+        given.update({c: list(v) for c, v in files.items()})
+        return Reader("probe", ["cat", "dog"], base.proba, "red = cat")
+
+    monkeypatch.setattr(concept_mod, "heldout_probe_reader", fake_probe)
+    reader = Reader("colour", ["cat", "dog"], base.proba, "red = cat")
+    cfg = LabConfig.preset("tiny", train_steps=10, samples_per_class=2, flip=False)
+    res = concept_lab(tmp_path / "data", concept="dog", target="cat", poisoned=tmp_path / "pois", n_poison=[3],
+                      config=cfg, seeds=[0], encoder=tiny_random_tae(seed=0), reader=reader, holdout=4,
+                      concept_size=8)
+    assert given == {"dog": dogs[-4:], "cat": cats[-4:]}
+    assert res.runs[0].counts == {"cat": 10, "dog": 8}  # 14 - 4 cats; the first 8 of 16 - 4 dogs
+    assert [r["name"] for r in res.readers] == ["probe", "colour"]
+    assert set(res.summaries) == {"probe", "colour"} and res.summary == res.summaries["probe"]
+    assert res.variants["poison-3"]["of"] == 8
+    from sfumato.lab.report import markdown
+
+    md = markdown(res)
+    assert "judge `probe`" in md and "judge `colour`" in md
+    with pytest.raises(ValueError, match="holdout=9"):
+        concept_lab(tmp_path / "data", concept="dog", target="cat", poisoned=tmp_path / "pois", n_poison=[3],
+                    config=cfg, seeds=[0], encoder=tiny_random_tae(seed=0), reader=reader, holdout=9)
+    with pytest.raises(ValueError, match="concept_size=99"):
+        concept_lab(tmp_path / "data", concept="dog", target="cat", poisoned=tmp_path / "pois", n_poison=[3],
+                    config=cfg, seeds=[0], encoder=tiny_random_tae(seed=0), reader=reader, concept_size=99)
+
+
+def test_shift_to_target_reads_a_mixture_as_its_share() -> None:
+    """A variant whose concept samples sit a quarter of the way from the clean concept to the clean target
+    reads +0.25."""
+    from sfumato.lab.experiment import LabRun
+    from sfumato.lab.result import concept_summary
+
+    def run(variant: str, p_dog_cat: float) -> LabRun:
+        t = {"dog": {"n": 4, "share": {}, "mean_p": {"cat": p_dog_cat, "dog": 1 - p_dog_cat}},
+             "cat": {"n": 4, "share": {"cat": 1.0}, "mean_p": {"cat": 0.9, "dog": 0.1}}}
+        return LabRun(variant=variant, seed=0, counts={}, replaced=0, loss=[1.0], train_seconds=0.0,
+                      tables={"r": t}, samples=None)
+
+    s = concept_summary([run("clean", 0.1), run("control-4", 0.3)], concept="dog", target="cat", reader="r")
+    assert s["control-4"]["dog"]["shift_to_target"]["mean"] == pytest.approx(0.25)
+
+
+def test_heldout_probe_reader_separates_held_out_classes(tmp_path: Path, models_dir: Path) -> None:
+    """The probe reads AI views of held-out files and states its cross-validated accuracy."""
+    from sfumato.encoders.tae import tiny_random_tae
+    from sfumato.lab.readers import heldout_probe_reader
+
+    _write_class(tmp_path / "red", (0.85, 0.15, 0.15), 8, 0)
+    _write_class(tmp_path / "blue", (0.15, 0.15, 0.85), 8, 1)
+    files = {c: sorted((tmp_path / c).glob("*.png")) for c in ("red", "blue")}
+    r = heldout_probe_reader(files, encoder=tiny_random_tae(seed=0), size=32, models_dir=models_dir)
+    assert r.name == "heldout-probe" and sorted(r.classes) == ["blue", "red"]
+    assert "held-out accuracy" in r.description
+    red = np.full((32, 32, 3), (0.85, 0.15, 0.15), np.float32)
+    p = r.proba([red])
+    assert p[0, r.classes.index("red")] > 0.5
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        heldout_probe_reader({"red": files["red"]}, encoder=tiny_random_tae(seed=0), size=32, models_dir=models_dir)
+
+
 def _write_stripes(folder: Path, vertical: bool, n: int, seed: int, size: int = 64) -> None:
     from PIL import Image
 

@@ -76,6 +76,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--anchors", default=None, metavar="DIR", help="images of TARGET for --make")
     c.add_argument("--n", nargs="+", type=int, default=[25, 50, 100], metavar="N",
                    help="numbers of poisoned files, one run each (default 25 50 100)")
+    c.add_argument("--holdout", type=int, default=0, metavar="K",
+                   help="keep the last K files of CONCEPT and TARGET out of training and read the samples with "
+                        "a probe trained on their AI views too (recommended: 40 or more)")
+    c.add_argument("--concept-size", type=int, default=None, metavar="K",
+                   help="train on only the first K CONCEPT files (so N poisons are a share N/K of the concept)")
     _add_training_arguments(c)
     c.set_defaults(_lab=_poison)
 
@@ -196,6 +201,10 @@ def _poison(args: argparse.Namespace, cfg: Any, out_dir: Path, cache_dir: Path, 
     root: Any = args.data or {k: v for k, _, v in (s.partition("=") for s in args.class_dirs)}
     if any(n < 1 for n in args.n):
         raise ValueError(f"--n must be >= 1 (the clean run is always made), got {args.n}")
+    if args.holdout < 0:
+        raise ValueError(f"--holdout must be >= 0 (files per class kept out of training), got {args.holdout}")
+    if args.concept_size is not None and args.concept_size < max(args.n):
+        raise ValueError(f"--concept-size {args.concept_size} is smaller than the largest --n {max(args.n)}")
     if args.anchors and not args.make:
         raise ValueError("--anchors is only used with --make (to poison the files first)")
     encoder = lab_encoder(cfg.encoder, args.device, args.models_dir)
@@ -211,7 +220,8 @@ def _poison(args: argparse.Namespace, cfg: Any, out_dir: Path, cache_dir: Path, 
                                           models_dir=args.models_dir, log=log)
     result = lab_poison(root, concept=args.concept, target=args.target, poisoned=args.poisoned, n_poison=args.n,
                         config=cfg, seeds=args.seeds, classes=args.classes, models_dir=args.models_dir,
-                        cache_dir=cache_dir, encoder=encoder, log=log)
+                        cache_dir=cache_dir, encoder=encoder, log=log, holdout=args.holdout,
+                        concept_size=args.concept_size)
     return _finish(result, out_dir)
 
 

@@ -5,8 +5,13 @@ Nightshade (Shan et al., "Nightshade: Prompt-Specific Poisoning Attacks on Text-
 Models", IEEE S&P 2024) reports that fewer than 100 poisons corrupt an SDXL concept. Here a small class-
 conditional latent generator is trained from scratch on the dataset with the first N files of C (in a
 fixed order by hashed file name) replaced by their poisoned versions, for each N and seed, next to a
-clean-trained one. Samples of C are judged by the ImageNet concept judge: the share labelled A, the share
-still labelled C and the mean p(A).
+clean-trained one. Samples of C are judged by the ImageNet concept judge and, with ``holdout``, by a probe
+trained on the AI views of held-out files of C and A that the generator never sees: the share labelled A,
+the share still labelled C, the mean p(A) and the shift toward A on the clean model's scale.
+
+Sensitivity is set by the share of C's training images that are poisoned: ``concept_size`` trains on the
+first K files of C only (the poisons replace the first N of them). A positive control (real images of A
+labelled C, ``label="control"``) shows what that share does when the images really are A.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from sfumato.lab.config import LabConfig
 from sfumato.lab.data import class_folders
 from sfumato.lab.experiment import run_lab
 from sfumato.lab.protect import match_protected, protect_views
-from sfumato.lab.readers import concept_reader
+from sfumato.lab.readers import concept_reader, heldout_probe_reader
 from sfumato.lab.result import LabResult, concept_summary
 
 __all__ = ["concept_lab", "poison_concept", "poison_order"]
@@ -58,17 +63,35 @@ def concept_lab(root: PathLike | Mapping[str, PathLike], *, concept: str, target
                 seeds: Sequence[int] = (0, 1), classes: Sequence[str] | None = None,
                 models_dir: PathLike | None = None, cache_dir: PathLike | None = None, encoder: Any = None,
                 reader: Any = None, log: Callable[[str], None] | None = None, include_clean: bool = True,
-                label: str = "poison") -> LabResult:
+                label: str = "poison", holdout: int = 0, concept_size: int | None = None) -> LabResult:
     """Run the concept experiment: a clean run and one per N in ``n_poison`` (named ``<label>-<N>``), the
     first N files of ``concept`` (:func:`poison_order`) replaced by their versions in ``poisoned`` (matched
     by stem). A folder of real ``target`` images named after the concept's files, with ``label="control"``,
-    is the positive control: the most a poison could do, a mislabelled image of the target itself."""
+    is the positive control: the most a poison could do, a mislabelled image of the target itself.
+
+    ``holdout``: the last ``holdout`` files of ``concept`` and of ``target`` (in :func:`poison_order`) are
+    kept out of training and train the held-out probe reader, the first reader of the report.
+    ``concept_size``: train on the first K (non-held-out) files of ``concept`` only."""
     t0 = time.perf_counter()
     config = config or LabConfig()
     files = class_folders(root, classes)
     for c in (concept, target):
         if c not in files:
             raise ValueError(f"{c!r} is not a class of the dataset; classes: {sorted(files)}")
+    heldout: dict[str, list[Path]] = {}
+    if holdout:
+        for c in (concept, target):
+            o = poison_order(files[c])
+            if not 4 <= holdout <= len(o) - 8:
+                raise ValueError(f"holdout={holdout} files of {c!r} asked for, but it has {len(o)}: keep at "
+                                 f"least 8 for training and hold out at least 4")
+            heldout[c] = o[-holdout:]
+            files[c] = sorted(o[:-holdout])
+    if concept_size is not None:
+        o = poison_order(files[concept])
+        if not 1 <= concept_size <= len(o):
+            raise ValueError(f"concept_size={concept_size}, but {concept} has {len(o)} training files")
+        files[concept] = sorted(o[:concept_size])
     order = poison_order(files[concept])
     available = match_protected(order, poisoned) if n_poison else {}
     variants: dict[str, dict[Path, Path]] = {"clean": {}} if include_clean else {}
@@ -94,10 +117,18 @@ def concept_lab(root: PathLike | Mapping[str, PathLike], *, concept: str, target
     for c in (concept, target):
         if c not in reader.classes:
             raise ValueError(f"the concept judge has no concept {c!r}; it knows {sorted(reader.classes)}")
-    runs = run_lab(files, variants, encoder=encoder, readers=[reader], config=config, seeds=seeds,
+    readers = [reader]
+    if heldout:
+        readers.insert(0, heldout_probe_reader(heldout, encoder=encoder, size=config.size, models_dir=models_dir))
+    runs = run_lab(files, variants, encoder=encoder, readers=readers, config=config, seeds=seeds,
                    cache_dir=cache_dir, log=log)
+    summaries = {r.name: concept_summary(runs, concept=concept, target=target, reader=r.name) for r in readers}
+    notes = [f"{concept} files are poisoned in a fixed order (hashed names); each N replaces the first N of "
+             f"the {len(files[concept])} {concept} training files"]
+    if heldout:
+        notes.append(f"held out of training for the probe reader: the last {holdout} files of {concept} and of "
+                     f"{target} in that order")
     return LabResult(kind="concept", focus=concept, target=target, config=config, seeds=list(seeds),
-                     variants=info, readers=[{"name": reader.name, "description": reader.description}], runs=runs,
-                     summary=concept_summary(runs, concept=concept, target=target, reader=reader.name),
-                     notes=[f"{concept} files are poisoned in a fixed order (hashed names); each N replaces the "
-                            f"first N of {len(files[concept])}"], seconds=time.perf_counter() - t0)
+                     variants=info, readers=[{"name": r.name, "description": r.description} for r in readers],
+                     runs=runs, summary=summaries[readers[0].name], summaries=summaries, notes=notes,
+                     seconds=time.perf_counter() - t0)

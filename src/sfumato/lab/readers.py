@@ -7,6 +7,10 @@ own ``classes``. Readers are independent instruments: they never train or steer 
   Gram statistics, both trained on the fixed art128 *training* split; :mod:`sfumato.judges.reference`)
   when every lab class is one of their painters; otherwise a MobileNetV2 probe trained on the lab's own
   clean images (it has seen them, which the report says).
+* :func:`heldout_probe_reader` -- a MobileNetV2 linear probe trained on the AI views (encoder round trip
+  at the lab's size) of *held-out* files of each class: files the generator never trains on. It reads
+  samples in the lab's own domain (decoded latents), which an ImageNet classifier trained on sharp photos
+  does not: the ``cpu`` lab's cat samples are blurry and the ImageNet judge calls most of them dogs.
 * :func:`concept_reader` -- the ImageNet MobileNetV2 concept judge (:class:`sfumato.judges.concept.ConceptJudge`):
   group probabilities of the packaged concepts (``dog``, ``cat``, ...).
 """
@@ -21,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Reader", "concept_reader", "style_readers"]
+__all__ = ["Reader", "ai_views", "concept_reader", "heldout_probe_reader", "style_readers"]
 
 
 @dataclass
@@ -61,6 +65,49 @@ def style_readers(classes: Sequence[str], *, corpus_dir: str | os.PathLike[str] 
     judge = StyleJudge.train({c: list(files[c]) for c in classes}, models_dir=models_dir, tiles=False)
     return [Reader("own-probe", list(judge.artists), judge.predict_proba,
                    "MobileNetV2 linear probe trained on the lab's own clean training images (it has seen them)")]
+
+
+def ai_views(paths: Sequence[Path], encoder: Any, size: int, *, batch: int = 32) -> list[np.ndarray]:
+    """What a generator trained on ``paths`` at ``size`` px could reproduce at best: each file's square
+    trainer view (:func:`sfumato.lab.data.square_view`) encoded and decoded by ``encoder``."""
+    import torch
+
+    from sfumato.lab.data import square_view
+
+    dev = next(encoder.parameters()).device
+    out: list[np.ndarray] = []
+    for s in range(0, len(paths), batch):
+        x = torch.from_numpy(np.stack([square_view(p, size) for p in paths[s:s + batch]])).permute(0, 3, 1, 2)
+        with torch.no_grad():
+            out += as_images(encoder.decode(encoder.encode(x.to(dev))).clamp(0, 1))
+    return out
+
+
+def heldout_probe_reader(files: Mapping[str, Sequence[Path]], *, encoder: Any, size: int,
+                         models_dir: str | os.PathLike[str] | None = None) -> Reader:
+    """A MobileNetV2 linear probe (whole image, no tiles) on the AI views of ``files`` (``{class: held-out
+    paths}``, at least 4 per class). Its accuracy is estimated by 2-fold cross-validation over the
+    held-out files (alternate files in each fold) and written into the reader's description."""
+    from sfumato.judges.style import StyleJudge
+
+    if len(files) < 2 or min(len(v) for v in files.values()) < 4:
+        raise ValueError("a held-out probe needs at least 2 classes with 4 or more held-out files each")
+    views = {c: ai_views(list(v), encoder, size) for c, v in files.items()}
+    correct = total = 0
+    for fold in (0, 1):
+        fit = {c: v[fold::2] for c, v in views.items()}
+        test = {c: v[1 - fold::2] for c, v in views.items()}
+        judge = StyleJudge.train(fit, models_dir=models_dir, tiles=False)
+        for c, imgs in test.items():
+            pred = judge.predict_proba(imgs).argmax(axis=1)
+            correct += int(sum(judge.artists[j] == c for j in pred))
+            total += len(imgs)
+    judge = StyleJudge.train(views, models_dir=models_dir, tiles=False)
+    acc = correct / total
+    n = ", ".join(f"{len(v)} {c}" for c, v in files.items())
+    return Reader("heldout-probe", list(judge.artists), judge.predict_proba,
+                  f"MobileNetV2 linear probe on the AI views of held-out files the generator never sees ({n}); "
+                  f"2-fold held-out accuracy {100 * acc:.1f} % (chance {100 / len(files):.0f} %)")
 
 
 def concept_reader(*, models_dir: str | os.PathLike[str] | None, min_score: float = 0.2) -> Reader:

@@ -54,8 +54,11 @@ def markdown(result: LabResult) -> str:
     """The summary tables of ``result`` as markdown."""
     if result.kind == "style":
         return style_markdown(result.summary, artist=result.focus, source=f"style lab, {result.focus}")
-    return concept_markdown(result.summary, concept=result.focus, target=str(result.target),
-                            source=f"concept lab, {result.focus} → {result.target}")
+    summaries = result.summaries or {"": result.summary}
+    return "\n".join(concept_markdown(sm, concept=result.focus, target=str(result.target),
+                                      source=f"concept lab, {result.focus} → {result.target}"
+                                             + (f" — judge `{name}`" if name else ""))
+                     for name, sm in summaries.items())
 
 
 def write_report(result: LabResult, out_dir: str | Path, *, overwrite: bool = True) -> dict[str, Path]:

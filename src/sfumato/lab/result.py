@@ -55,11 +55,17 @@ def style_summary(runs: Sequence[LabRun], *, artist: str, readers: Sequence[str]
 
 
 def concept_summary(runs: Sequence[LabRun], *, concept: str, target: str, reader: str) -> dict[str, Any]:
-    """How ``reader`` labels the samples of ``concept`` (and of ``target``), per variant."""
+    """How ``reader`` labels the samples of ``concept`` (and of ``target``), per variant.
+
+    With a ``clean`` variant, ``shift_to_target`` places each variant's mean p(target) on the concept's
+    samples on the clean model's scale, per seed: 0 = where the clean model's concept samples are, 1 =
+    where its target samples are. A positive control that mislabels a share s of the concept's images as
+    real target images should read about s if the lab learns what it is shown."""
     out: dict[str, Any] = {}
+    clean = {r.seed: r.tables[reader] for r in runs if r.variant == "clean"}
     for v in _variants(runs):
         rs = [r for r in runs if r.variant == v]
-        row = {}
+        row: dict[str, Any] = {}
         for c in dict.fromkeys((concept, target)):
             t = [r.tables[reader][c] for r in rs]
             row[c] = {"judged_target": _stats([x["share"].get(target, 0.0) for x in t]),
@@ -67,6 +73,17 @@ def concept_summary(runs: Sequence[LabRun], *, concept: str, target: str, reader
                       "judged_self": _stats([x["share"].get(c, 0.0) for x in t]),
                       "mean_p_target": _stats([x["mean_p"].get(target, 0.0) for x in t]),
                       "mean_p_concept": _stats([x["mean_p"].get(concept, 0.0) for x in t])}
+        shifts = []
+        for r in rs:
+            base = clean.get(r.seed)
+            if base is None:
+                continue
+            lo = base[concept]["mean_p"].get(target, 0.0)
+            hi = base[target]["mean_p"].get(target, 0.0)
+            if hi - lo > 1e-6:
+                shifts.append((r.tables[reader][concept]["mean_p"].get(target, 0.0) - lo) / (hi - lo))
+        if shifts:
+            row[concept]["shift_to_target"] = _stats(shifts)
         out[v] = row
     return out
 
@@ -86,9 +103,11 @@ class LabResult:
     summary: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: concept runs: the summary per reader (``summary`` is the first reader's)
+    summaries: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "focus": self.focus, "target": self.target, "config": self.config.to_dict(),
                 "seeds": list(self.seeds), "variants": self.variants, "readers": self.readers,
                 "summary": self.summary, "runs": [r.to_dict() for r in self.runs], "notes": list(self.notes),
-                "seconds": round(self.seconds, 1)}
+                "seconds": round(self.seconds, 1), **({"summaries": self.summaries} if self.summaries else {})}

@@ -39,13 +39,20 @@ def style_markdown(summary: dict[str, Any], *, artist: str, source: str = "") ->
 
 
 def concept_markdown(summary: dict[str, Any], *, concept: str, target: str, source: str = "") -> str:
-    """Per variant: how the judge labels the ``concept`` samples (and the ``target`` samples)."""
+    """Per variant: how the judge labels the ``concept`` samples (and the ``target`` samples); the shift
+    toward ``target`` on the clean model's scale (0 = clean {concept}, 1 = clean {target}) when known."""
+    shift = any("shift_to_target" in row[concept] for row in summary.values())
     lines = [f"**{source}** (mean [min–max] over seeds)", "",
              f"| variant | {concept} samples judged {target} | {concept} samples judged {concept} | "
-             f"mean p({target}) on {concept} samples | {target} samples judged {target} |",
-             "|---|---|---|---|---|"]
+             f"mean p({target}) on {concept} samples | " + ("shift to " + target + " | " if shift else "")
+             + f"{target} samples judged {target} |",
+             "|---|---|---|---|---|" + ("---|" if shift else "")]
     for v, row in summary.items():
         c, t = row[concept], row.get(target, row[concept])
+        sh = ""
+        if shift:
+            s = c.get("shift_to_target")
+            sh = f"{s['mean']:+.2f} [{s['min']:+.2f}–{s['max']:+.2f}] | " if s else "– | "
         lines.append(f"| {v} | {_pct(c['judged_target'])} | {_pct(c['judged_concept'])} | "
-                     f"{c['mean_p_target']['mean']:.3f} | {_pct(t['judged_target'])} |")
+                     f"{c['mean_p_target']['mean']:.3f} | {sh}{_pct(t['judged_target'])} |")
     return "\n".join(lines) + "\n"
