@@ -11,7 +11,11 @@ API (OpenAPI schema at ``/openapi.json``, interactive docs at ``/docs``):
 * ``GET /v1/jobs/{id}/zip`` — every finished result as a zip;
 * ``DELETE /v1/jobs/{id}`` — delete the job and its files (a running job stops);
 * ``GET /v1/options`` — modes (and whether this version has them), presets, styles, concepts, limits;
-* ``GET /v1/health`` — liveness and queue counts (no token needed).
+* ``GET /v1/health`` — the worker threads' real state, storage errors, free disk and queue counts
+  (no token needed); ``503`` unless ``ok``.
+
+A full disk gives ``507`` with a one-line message (a failing one ``503``), never a bare ``500``; images
+under 32x32 pixels are refused with ``422``.
 
 When a token is set every ``/v1`` route but health needs ``Authorization: Bearer <token>``. Requests that
 change state are refused when they come from another web origin, and with a loopback binding the
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from importlib.resources import files
@@ -36,7 +41,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import Scope
 
 from sfumato._version import __version__
-from sfumato.server.errors import JobError
+from sfumato.server.errors import JobError, one_line
 from sfumato.server.forms import form_schema, parse_options
 from sfumato.server.jobs import JobRunner
 from sfumato.server.middleware import BodyLimit, Guard
@@ -117,6 +122,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def job_error(request: Request, exc: JobError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=exc.headers)
 
+    async def storage_error(request: Request, exc: Exception) -> JSONResponse:
+        """A full or failing disk anywhere in a request: 507 or 503 with one line, never a bare 500."""
+        err = runner_box["runner"].http_error(exc) if "runner" in runner_box else None
+        if err is None:
+            raise exc
+        log.warning("%s %s: %s", request.method, request.url.path, one_line(exc))
+        return await job_error(request, err)
+
+    app.add_exception_handler(OSError, storage_error)
+    app.add_exception_handler(sqlite3.Error, storage_error)
+
     # ---- UI
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -126,13 +142,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # ---- API
-    @app.get("/v1/health", response_model=Health, tags=["server"])
-    async def health() -> dict[str, Any]:
+    @app.get("/v1/health", response_model=Health, tags=["server"],
+             responses={503: {"model": Health, "description": "not ok: see status and problems"}})
+    async def health() -> JSONResponse:
+        """The server's real state: ``ok``, ``degraded`` (serving, with a problem: a storage error in
+        effect, the data disk under its free-space threshold, a dead worker) or ``down`` (no live worker),
+        with one line per problem; 503 unless ``ok``."""
         runner = get_runner()
-        counts = await run_in_threadpool(runner.store.counts)
-        return {"status": "ok", "version": __version__, "workers": runner.n_workers, "busy": not runner.idle(),
-                "max_queue": settings.max_queue,
-                "jobs": counts, "auth_required": settings.auth_required}
+        body = await run_in_threadpool(runner.health_report)
+        body.update({"version": __version__, "busy": not runner.idle(), "max_queue": settings.max_queue,
+                     "auth_required": settings.auth_required})
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
     @app.get("/v1/options", tags=["server"], dependencies=[Depends(require_token)], responses=ERRORS)
     def options() -> dict[str, Any]:
@@ -170,8 +190,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         responses={**ERRORS,
                    413: {"model": Problem, "description": "an image or the request is over the size/pixel limits"},
                    415: {"model": Problem, "description": "an upload is not a usable image (content is sniffed)"},
-                   422: {"model": Problem, "description": "invalid options"},
-                   429: {"model": Problem, "description": "queue full; see the Retry-After header"}},
+                   422: {"model": Problem, "description": "invalid options, or an image under 32x32 pixels"},
+                   429: {"model": Problem, "description": "queue full; see the Retry-After header"},
+                   503: {"model": Problem, "description": "the server's storage is failing; see Retry-After"},
+                   507: {"model": Problem, "description": "the server's disk is full; nothing was stored"}},
         openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form_schema()}}}},
     )
     async def create_job(request: Request) -> JSONResponse:
@@ -182,7 +204,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if not ctype.lower().startswith("multipart/form-data"):
             raise JobError(415, "send multipart/form-data with one or more 'images' file parts and the options "
                                 "as form fields")
-        form = await request.form(max_files=settings.max_images_per_job + 1, max_fields=32, max_part_size=4096)
+        try:  # the parts are spooled to temporary files
+            form = await request.form(max_files=settings.max_images_per_job + 1, max_fields=32,
+                                      max_part_size=4096)
+        except OSError as e:
+            raise (runner.http_error(e) or e) from e
         try:
             uploads: list[UploadFile] = []
             fields: dict[str, str] = {}
@@ -201,15 +227,21 @@ def create_app(settings: ServerSettings) -> FastAPI:
             if len(uploads) > settings.max_images_per_job:
                 raise JobError(413, f"{len(uploads)} images in one job; this server takes at most "
                                     f"{settings.max_images_per_job} per job, split them into several jobs")
-            job_id, job_dir = runner.new_job()
+            try:
+                job_id, job_dir = await run_in_threadpool(runner.new_job)
+            except OSError as e:
+                raise (runner.http_error(e) or e) from e
             try:
                 images = []
                 for up in uploads:
                     await up.seek(0)
                     images.append(await run_in_threadpool(runner.store_upload, job_dir, up.file, up.filename))
                 await run_in_threadpool(runner.enqueue, job_id, opts, images)
-            except BaseException:
+            except BaseException as e:
                 runner.discard(job_id)
+                err = runner.http_error(e) if isinstance(e, Exception) else None
+                if err is not None:  # disk full (507) or failing (503): one line, nothing kept
+                    raise err from e
                 raise
         finally:
             await form.close()

@@ -25,3 +25,19 @@ def one_line(e: BaseException) -> str:
     """``"ErrorType: message"`` on one line (the message's whitespace collapsed)."""
     msg = " ".join(str(e).split())
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+class DiskFull(JobError):
+    """The data folder's disk is full, or too full to take a job (HTTP 507 Insufficient Storage)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(507, f"the server's disk is full ({detail}); nothing was stored. Try again later, or ask "
+                              "the server's admin to free space in its data folder", {"Retry-After": "60"})
+
+
+class StorageUnavailable(JobError):
+    """The job store cannot be read or written right now (HTTP 503)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(503, f"the server cannot use its storage right now ({detail}); try again in a minute",
+                         {"Retry-After": "60"})

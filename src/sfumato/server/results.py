@@ -5,6 +5,7 @@ summaries), its stored files by name, the zip of its results, and the optional v
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -15,12 +16,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from sfumato.io.atomic import write_text_atomic
-from sfumato.server.errors import JobError
+from sfumato.server.errors import JobError, one_line
 from sfumato.server.modes import first_missing
 from sfumato.server.store import DEFAULT_IMAGE_SECONDS
 
 EXTRA_KINDS = {".ai_view.before.png": "ai_view_before", ".ai_view.after.png": "ai_view_after", ".txt": "caption"}
 """Extra outputs of a protection (by suffix after the image id) and the file kind the job records."""
+
+log = logging.getLogger("sfumato.server")
 
 _FILE_RE = re.compile(r"^[0-9a-f]{32}(\.[a-z0-9_]+)+$")
 
@@ -44,6 +47,34 @@ def verification_report(original: Path, protected: Path, manifest: dict[str, Any
     js = out_dir / f"{stem}.check.json"
     write_text_atomic(js, rep.to_json() + "\n")
     return [html, js]
+
+
+def add_report(files: dict[str, str], original: Path, res: Any, out_dir: Path, stem: str, *, attacks: str,
+               models_dir: Path | None) -> str | None:
+    """Write the verification report of a finished image (``res``: its :class:`sfumato.api.FileResult`)
+    and add its files to ``files``; returns why there is none (the protected image stands either way)."""
+    if not check_available():
+        return "the verification report is not available in this version of sfumato"
+    try:
+        html, js = verification_report(original, res.output, res.manifest, out_dir, stem, attacks=attacks,
+                                       models_dir=models_dir)
+    except Exception as e:
+        log.exception("verification report failed for %s", stem)
+        return one_line(e)
+    files["report"], files["check"] = html.name, js.name
+    return None
+
+
+def failed_in_memory(job: dict[str, Any], reason: str, ttl_s: float) -> dict[str, Any]:
+    """``job`` as the client should see it when it failed with ``reason`` but the store could not record
+    that yet: failed, its unfinished images failed with the same reason."""
+    now = time.time()
+    images = [im if im["status"] in ("done", "failed") else {**im, "status": "failed", "error": reason,
+                                                                "finished": now}
+              for im in job["images"]]
+    return {**job, "status": "failed", "error": reason, "finished": job.get("finished") or now,
+            "expires": job.get("expires") or now + ttl_s, "queue_position": None, "images_ahead": 0,
+            "images": images}
 
 
 def file_path(jobs_dir: Path, job: dict[str, Any], name: str) -> Path | None:

@@ -61,13 +61,17 @@ class JobCreated(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str  # ok, degraded (serving with a problem) or down (no live worker)
+    problems: list[str]
     version: str
     workers: int
     busy: bool
     max_queue: int
-    jobs: dict[str, int]
+    jobs: dict[str, int] | None = None
     auth_required: bool
+    worker: dict[str, Any]
+    disk: dict[str, Any]
+    unsaved_failures: int
 
 
 class Problem(BaseModel):

@@ -55,7 +55,8 @@ class ServerSettings:
     ``effort_override``: replaces the search effort of every job (tests and benchmarks use it to make
     jobs take seconds); ``check_attacks``: the attacks of the verification report (``"default"``,
     ``"all"`` or comma-separated names, as ``sfumato check --attacks``); ``cleanup_interval_s``: how
-    often expired jobs are deleted.
+    often expired jobs are deleted; ``min_free_bytes``: free space the data folder's disk keeps — below it
+    new jobs are refused with 507 and ``/v1/health`` is not ``ok``.
     """
 
     data_dir: Path
@@ -73,6 +74,7 @@ class ServerSettings:
     effort_override: Effort | None = None
     check_attacks: str = "default"
     cleanup_interval_s: float = 60.0
+    min_free_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -91,6 +93,9 @@ class ServerSettings:
         require(self.max_images_per_job >= 1, f"max_images_per_job must be >= 1, got {self.max_images_per_job}")
         require(isinstance(self.check_attacks, str) and bool(self.check_attacks.strip()),
                f"check_attacks must be 'default', 'all' or comma-separated attack names, got {self.check_attacks!r}")
+        require(isinstance(self.min_free_bytes, int) and self.min_free_bytes >= 0,
+               f"min_free_bytes must be a non-negative integer (bytes kept free on the data disk), got "
+               f"{self.min_free_bytes!r}")
         require(self.cleanup_interval_s > 0, f"cleanup_interval_s must be positive, got {self.cleanup_interval_s}")
         if self.token is not None:
             require(len(self.token) >= MIN_TOKEN_LENGTH and self.token.isprintable() and " " not in self.token,

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   finished REAL,
   expires REAL
 );
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status, created);
 CREATE TABLE IF NOT EXISTS images (
   job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -164,12 +165,22 @@ class JobStore:
         return float(v) if v is not None else None
 
     # -- worker side
-    def recover(self) -> tuple[int, int]:
-        """Put jobs and images left ``running`` (crash, kill) back in the queue; returns how many of each."""
+    def recover(self, job_id: str | None = None) -> tuple[int, int]:
+        """Put jobs and images left ``running`` (crash, kill, a worker thread that died) back in the queue,
+        all of them or those of ``job_id``; returns how many jobs and images. Their attempts are kept, so
+        an image that keeps killing the server ends failed (:data:`sfumato.server.jobs.MAX_ATTEMPTS`)."""
+        where, args = ("", ()) if job_id is None else (" AND job_id = ?", (job_id,))
         with self._tx() as c:
-            n = c.execute("UPDATE images SET status = 'queued', started = NULL WHERE status = 'running'").rowcount
-            j = c.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'").rowcount
+            n = c.execute("UPDATE images SET status = 'queued', started = NULL WHERE status = 'running'" + where,
+                          args).rowcount
+            j = c.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'"
+                          + where.replace("job_id", "id"), args).rowcount
         return j, n
+
+    def probe(self) -> None:
+        """A one-row write: raises the storage error while the database cannot be written."""
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?)", (str(time.time()),))
 
     def claim_next(self) -> str | None:
         with self._tx() as c:

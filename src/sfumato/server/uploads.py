@@ -17,6 +17,10 @@ from sfumato.server.errors import JobError
 INPUT_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "AVIF": ".avif"}
 """Image formats the server accepts (as Pillow names them) and the suffix of the stored original."""
 
+MIN_IMAGE_SIDE = 32
+"""Smallest width and height the server takes: the perceptual metric every budget is measured with
+(LPIPS-AlexNet) needs 31 px on each side, so smaller images cannot be protected within a budget."""
+
 _UNSAFE = re.compile(r"[^\w.\-+,() ]")
 
 
@@ -34,7 +38,8 @@ def store_upload(job_dir: Path, src: IO[bytes], display_name: str | None, *, max
     """Copy one upload into ``job_dir/in`` under a UUID name, enforcing the size limit, sniffing the
     content and decoding it fully with :func:`sfumato.io.load_image` (pixel limit; at most as many
     full decodes at once as ``decode_gate`` allows). Returns the image's row for the job store. Raises
-    :class:`JobError` (413/415) with a one-line message naming the upload."""
+    :class:`JobError` (413/415, 422 under :data:`MIN_IMAGE_SIDE`) with a one-line message naming the
+    upload."""
     from PIL import Image, UnidentifiedImageError
 
     import sfumato.io as sio
@@ -69,6 +74,11 @@ def store_upload(job_dir: Path, src: IO[bytes], display_name: str | None, *, max
         tmp.unlink()
         raise JobError(415, f"{shown}: a {fmt} image, which sfumato does not protect; convert it to PNG (lossless) "
                             "or upload a JPEG, WebP or TIFF file")
+    if min(w, h) < MIN_IMAGE_SIDE:
+        tmp.unlink()
+        raise JobError(422, f"{shown}: {w}x{h} pixels is too small to protect; sfumato needs at least "
+                            f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} (its perceptual budget cannot be measured below "
+                            "that); upload the full-size image")
     if w * h > max_pixels:
         tmp.unlink()
         raise JobError(413, f"{shown}: {w}x{h} is {w * h / 1e6:.1f} megapixels, over this server's limit of "

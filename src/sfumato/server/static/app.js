@@ -485,8 +485,16 @@
     try {
       const r = await fetch("/v1/health");
       const h = await r.json();
-      p.textContent = "online · " + h.jobs.running + " running · " + h.jobs.queued + " queued";
-      p.className = "pill ok";
+      const jobs = h.jobs ? " · " + h.jobs.running + " running · " + h.jobs.queued + " queued" : "";
+      if (h.status === "ok") {
+        p.textContent = "online" + jobs;
+        p.className = "pill ok";
+        p.title = "server status";
+      } else {
+        p.textContent = (h.status === "down" ? "down" : "degraded") + jobs;
+        p.className = "pill bad";
+        p.title = (h.problems || []).join("\n");
+      }
       $("#version").textContent = h.version;
       if (h.auth_required && !sessionStorage.getItem(TOKEN_KEY)) $("#token-panel").hidden = false;
     } catch (_) {
