@@ -40,7 +40,18 @@ SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared"))
 CORPUS = SHARED / "corpus"
 MODELS = Path(os.environ.get("SFUMATO_MODELS_DIR", SHARED / "models"))
 OUT = ROOT / "runs" / "lab"
-CONCEPT_CLASSES = {"cat": CORPUS / "pets" / "cat", "dog": CORPUS / "pets" / "dog", "painting": CORPUS / "art128"}
+OBJECTS = ("teapot", "toy_car", "vase")  # the "other concepts" class: 13 object photos (corpus/photos)
+CONCEPT_CLASSES = {"cat": CORPUS / "pets" / "cat", "dog": CORPUS / "pets" / "dog", "object": OUT / "objects"}
+
+
+def link_objects() -> None:
+    """``runs/lab/objects``: links to the object photos of ``corpus/photos`` (not its cat and dog photos)."""
+    for o in OBJECTS:
+        for f in sorted((CORPUS / "photos" / o).iterdir()):
+            link = OUT / "objects" / f"{o}-{f.name}"
+            if not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(f)
 
 
 def log(s: str) -> None:
@@ -107,6 +118,7 @@ def make_poison(args: argparse.Namespace) -> None:
 def concept(args: argparse.Namespace) -> None:
     from sfumato.lab.concept import concept_lab
 
+    link_objects()
     cfg = lab_config(args)
     name = concept_name(args)
     done = {(r["variant"], r["seed"]) for r in stored(name)}
@@ -156,6 +168,7 @@ def control(args: argparse.Namespace) -> None:
         link = folder / f"{d.stem}{c.suffix}"
         if not link.exists():
             link.symlink_to(c)
+    link_objects()
     cfg = lab_config(args)
     name = concept_name(args)
     done = {(r["variant"], r["seed"]) for r in stored(name)}
@@ -204,16 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("make-poison")
     m.add_argument("--n", nargs="+", type=int, default=[100])
     c = sub.add_parser("concept")
-    c.add_argument("--n", nargs="+", type=int, default=[25, 50, 100])
+    c.add_argument("--n", nargs="*", type=int, default=[25, 50, 100])
     c.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    c.add_argument("--preset", default="cpu")
+    c.add_argument("--preset", default="cpu-wide")
     c.add_argument("--steps", type=int, default=None)
     c.add_argument("--holdout", type=int, default=60, help="cats and dogs held out for the probe reader")
     c.add_argument("--concept-size", type=int, default=150, help="dogs trained on (0: all)")
     k = sub.add_parser("control")
     k.add_argument("--n", nargs="+", type=int, default=[100])
     k.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    k.add_argument("--preset", default="cpu")
+    k.add_argument("--preset", default="cpu-wide")
     k.add_argument("--steps", type=int, default=None)
     k.add_argument("--holdout", type=int, default=60, help="cats and dogs held out for the probe reader")
     k.add_argument("--concept-size", type=int, default=150, help="dogs trained on (0: all)")
