@@ -24,6 +24,9 @@ STORAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error)
 _FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _FULL_SQLITE = ("database or disk is full", "sqlite_full")
 
+FULL_BELOW = 1024 * 1024
+"""Free bytes under which an ambiguous write error (SQLite's ``disk I/O error``) is taken for a full disk."""
+
 
 class StorageFault(Exception):
     """A store write still failed after every retry; ``what`` was being saved, ``cause`` is the last error."""
@@ -88,18 +91,20 @@ def storage_reason(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def storage_message(e: BaseException) -> str:
+def storage_message(e: BaseException, path: Path | None = None) -> str:
     """A one-line description of a storage error without file paths: ``"the disk is full (No space left
     on device)"``, ``"the job database could not be written (disk I/O error)"``, ``"storage error
-    (Permission denied)"``."""
+    (Permission denied)"``. SQLite's I/O error counts as a full disk when the data folder ``path`` has
+    under :data:`FULL_BELOW` free (a full disk shows up that way when the WAL cannot grow)."""
     if isinstance(e, StorageFault):
-        return storage_message(e.cause)
+        return storage_message(e.cause, path)
     reason = storage_reason(e)
+    if is_disk_full(e, path, FULL_BELOW):
+        return f"the disk is full ({reason})"
     if isinstance(e, OSError):
-        return f"the disk is full ({reason})" if e.errno in _FULL_ERRNOS else f"storage error ({reason})"
+        return f"storage error ({reason})"
     if isinstance(e, sqlite3.Error):
-        return (f"the disk is full ({reason})" if any(s in reason.lower() for s in _FULL_SQLITE)
-                else f"the job database could not be written ({reason})")
+        return f"the job database could not be written ({reason})"
     return reason
 
 
@@ -108,6 +113,7 @@ class RunnerHealth:
     """Thread-safe record of the runner's troubles: the storage error now in effect (cleared by the next
     successful store operation), the last error ever seen and when, and worker threads that died."""
 
+    data_dir: Path | None = None
     storage_error: str | None = None
     last_error: str | None = None
     last_error_at: float | None = None
@@ -120,7 +126,7 @@ class RunnerHealth:
             self.last_error, self.last_error_at = message, time.time()
 
     def storage_failed(self, what: str, e: BaseException) -> None:
-        msg = f"{what}: {storage_message(e)}"
+        msg = f"{what}: {storage_message(e, self.data_dir)}"
         with self._lock:
             self.storage_error = msg
             self.last_error, self.last_error_at = msg, time.time()

@@ -103,7 +103,7 @@ class JobRunner:
         self._validate = threading.BoundedSemaphore(2)  # full decodes at once (memory bound)
         self._cache: dict[str, Any] = {}  # per-server objects reused by jobs (anchor sets)
         self._lockfile: IO[str] | None = None
-        self.health = RunnerHealth()
+        self.health = RunnerHealth(data_dir=self.root)
         self.guard = StoreGuard(self.store, self.health, self._stop, ttl_s=self.ttl_s,
                                 retry_delays_s=self.retry_delays_s)
         self._next_worker = 0
@@ -158,6 +158,7 @@ class JobRunner:
             t.join(max(0.0, deadline - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
         if not self._threads and self._lockfile is not None:
+            self.store.close()
             self._lockfile.close()  # closing the descriptor releases the lock
             self._lockfile = None
 
@@ -222,7 +223,7 @@ class JobRunner:
         self.health.storage_failed("storing a request", cause)
         if is_disk_full(cause, self.root, self.settings.min_free_bytes):
             return DiskFull(storage_reason(cause))
-        return StorageUnavailable(storage_message(cause))
+        return StorageUnavailable(storage_message(cause, self.root))
 
     def new_job(self) -> tuple[str, Path]:
         job_id = uuid.uuid4().hex
@@ -300,7 +301,7 @@ class JobRunner:
         try:
             counts, jobs_error = self.store.counts(), None
         except STORAGE_ERRORS as e:
-            counts, jobs_error = None, f"the job database cannot be read: {storage_message(e)}"
+            counts, jobs_error = None, f"the job database cannot be read: {storage_message(e, self.root)}"
         rep = self.health.report(alive=self.workers_alive(), workers=self.n_workers, free_bytes=self.disk_free(),
                                  min_free_bytes=self.settings.min_free_bytes,
                                  unsaved_failures=len(self.guard.unsaved()), jobs_error=jobs_error)
@@ -336,7 +337,7 @@ class JobRunner:
                     return
                 except StorageFault as e:
                     self.guard.fail_job(job_id, f"the server could not save this job's progress: "
-                                                f"{storage_message(e)}; submit it again later")
+                                                f"{storage_message(e, self.root)}; submit it again later")
                 except Exception as e:  # a bug in the runner itself: log it loudly, fail the job, keep serving
                     log.exception("job %s crashed the worker", job_id)
                     self.health.error(f"job {job_id} crashed the worker: {one_line(e)}")
@@ -435,7 +436,7 @@ class JobRunner:
                         continue
                     log.error("job %s image %d: results not saved: %s", job_id, idx, one_line(e))
                     self.guard.write(f"failing job {job_id} image {idx}", self.store.fail_image, job_id, idx,
-                                f"the result could not be saved: {storage_message(cause)}; submit the image "
+                                f"the result could not be saved: {storage_message(cause, self.root)}; submit the image "
                                 "again later")
                     return
                 log.exception("job %s image %d (%s) failed", job_id, idx, im["display_name"])
@@ -477,7 +478,7 @@ class JobRunner:
                     self.cleanup()
             except Exception as e:  # storage faults included: the janitor tries again next time
                 log.warning("janitor: %s", one_line(e))
-                self.health.error(f"janitor: {storage_message(e)}")
+                self.health.error(f"janitor: {storage_message(e, self.root)}")
 
     def cleanup(self, now: float | None = None) -> list[str]:
         """Delete jobs whose results expired and upload folders no job owns (older than an hour)."""

@@ -75,9 +75,18 @@ class JobStore:
             c.executescript(_SCHEMA)  # idempotent
         finally:
             c.close()
+        # Held open, unused, for the store's life: while a connection is open SQLite keeps the WAL and its
+        # index (-wal, -shm) instead of deleting them at the last close, so on a full disk reads still
+        # work (re-creating those files would fail with "disk I/O error") and the API can say what failed.
+        self._keeper: sqlite3.Connection | None = self._connect(check_same_thread=False)
 
-    def _connect(self) -> sqlite3.Connection:
-        c = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+    def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.close()
+            self._keeper = None
+
+    def _connect(self, check_same_thread: bool = True) -> sqlite3.Connection:
+        c = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=check_same_thread)
         c.row_factory = sqlite3.Row
         c.execute("PRAGMA journal_mode=WAL")
         c.execute("PRAGMA synchronous=FULL")
