@@ -191,6 +191,7 @@ def test_fill_then_free_the_disk(disk: Disk) -> None:
         code, h = _until("health to show the fault", lambda: (x := _health(client))[1]["unsaved_failures"] and x)
         assert code == 503 and h["status"] == "degraded", h
         assert h["worker"]["alive"] == 1 and "disk is full" in h["worker"]["storage_error"], h
+        assert running not in json.dumps(h)  # no job ids where no token is needed
         assert h["disk"] == {"free_bytes": 0, "min_free_bytes": MIB, "ok": False}
         assert any("under the 1 MiB this server needs" in p for p in h["problems"]), h["problems"]
         assert _job(client, waiting)["status"] == "queued"  # not claimed while nothing can be saved
@@ -329,9 +330,11 @@ def test_images_under_the_minimum_size_are_refused(disk: Disk, size: tuple[int, 
 
 
 def test_minimum_size_covers_the_perceptual_metric() -> None:
+    import sfumato.io as sio
     from sfumato.metrics import lpips
 
     assert MIN_IMAGE_SIDE >= max(lpips._MIN_SIDE.values())  # the budget is measured with LPIPS
+    assert getattr(sio, "MIN_SIDE", MIN_IMAGE_SIDE) == MIN_IMAGE_SIDE  # the command line refuses the same
 
 
 # --------------------------------------------------------------------------------------- workers and restarts

@@ -239,7 +239,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 await run_in_threadpool(runner.enqueue, job_id, opts, images)
             except BaseException as e:
                 runner.discard(job_id)
-                err = runner.http_error(e) if isinstance(e, Exception) else None
+                err = runner.http_error(e) if isinstance(e, Exception) and not isinstance(e, JobError) else None
                 if err is not None:  # disk full (507) or failing (503): one line, nothing kept
                     raise err from e
                 raise

@@ -10,6 +10,7 @@ for the ambiguous I/O error. Messages never carry a file path (health is readabl
 from __future__ import annotations
 
 import errno
+import re
 import shutil
 import sqlite3
 import threading
@@ -23,6 +24,8 @@ STORAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, sqlite3.Error)
 
 _FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _FULL_SQLITE = ("database or disk is full", "sqlite_full")
+
+_JOB_ID = re.compile(r"\bjob [0-9a-f]{32}\b")
 
 FULL_BELOW = 1024 * 1024
 """Free bytes under which an ambiguous write error (SQLite's ``disk I/O error``) is taken for a full disk."""
@@ -123,10 +126,10 @@ class RunnerHealth:
 
     def error(self, message: str) -> None:
         with self._lock:
-            self.last_error, self.last_error_at = message, time.time()
+            self.last_error, self.last_error_at = _no_ids(message), time.time()
 
     def storage_failed(self, what: str, e: BaseException) -> None:
-        msg = f"{what}: {storage_message(e, self.data_dir)}"
+        msg = _no_ids(f"{what}: {storage_message(e, self.data_dir)}")
         with self._lock:
             self.storage_error = msg
             self.last_error, self.last_error_at = msg, time.time()
@@ -170,6 +173,11 @@ class RunnerHealth:
             "disk": {"free_bytes": free_bytes, "min_free_bytes": min_free_bytes, "ok": disk_ok},
             "unsaved_failures": unsaved_failures,
         }
+
+
+def _no_ids(message: str) -> str:
+    """``message`` without job ids (health is readable without a token; the log keeps them)."""
+    return _JOB_ID.sub("a job", message)
 
 
 def _mib(n: int | None) -> str:
