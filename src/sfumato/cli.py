@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from importlib import import_module
+from typing import NoReturn
 
 from sfumato._version import __version__
 
@@ -26,8 +27,21 @@ COMMANDS = {
 }
 
 
+class UsageError(SystemExit):
+    """A command-line usage error, already printed; :func:`main` returns its status (2)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (``PROG: error: ...``, exit status 2) that points
+    to ``--help`` instead of printing the whole usage; sub-command parsers are of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        raise UsageError(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="sfumato",
         description="Protect artworks from generative-AI mimicry and verify what survives.",
     )
@@ -48,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:  # bad options: one line printed, status 2 (--help and --version still exit)
+        return int(e.code or 2)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -162,3 +162,155 @@ def plan_poison(pairs: Sequence[dict[str, str]], *, make_config: Callable[[str, 
     if len(pairs) > 1 and scorer is None:
         raise ValueError("--mapping with several concepts needs a scorer to assign images")
     return PoisonPlan({p["concept"]: make_config(p["concept"], p["target"]) for p in pairs}, sets, scorer)
+
+
+# ----------------------------------------------------------------------------------------------------
+# outputs of a batch
+
+
+def plan_outputs(items: Sequence[Any], out_dir: str | os.PathLike[str], *, output_format: str | None = None,
+                 resume: bool = False, overwrite: bool = False, sidecars: Sequence[str] = (),
+                 max_pixels: int | None = None, min_side: int | None = None) -> None:
+    """Decide, before any pixel moves, what each :class:`~sfumato.batch.BatchItem` of a batch writes, and
+    refuse (``item.error``, one line) what must not run; the other items still go on.
+
+    Each source is vetted from its header (:func:`sfumato.io.read.probe_image`: readable, a still image
+    of a handled format, at most ``max_pixels``, at least ``min_side`` px a side; a transparent source
+    asked to become a JPEG) and given its output (``STEM`` + the suffix of ``output_format``, else of the
+    source's lossless default, as :mod:`sfumato.api` names it), its manifest and its ``sidecars`` (suffixes
+    after ``STEM``). Refused: two sources that would write the same path (``x.jpg`` and ``x.png``), and any
+    output, manifest or sidecar that is one of the batch's sources (compared by path and by inode), even
+    with ``overwrite``. Resume is keyed on the manifest's source SHA-256: a source is ``done`` when its
+    manifest names this very file content and an output that is still as written; a manifest that no
+    longer matches, or an image left without its manifest by an interrupted run (its pending marker,
+    :func:`sfumato.batch.pending_marker`), is redone (``item.overwrite``) under ``resume``.
+    """
+    from sfumato.batch import pending_marker
+    from sfumato.io.read import MAX_PIXELS, MIN_SIDE
+
+    out = Path(out_dir)
+    inputs: dict[str, Path] = {}
+    inodes: dict[tuple[int, int], Path] = {}
+    for it in items:
+        inputs.setdefault(os.path.realpath(it.source), it.source)
+        try:
+            st = os.stat(it.source)
+            inodes.setdefault((st.st_dev, st.st_ino), it.source)
+        except OSError:
+            pass
+    planned = [it for it in items if it.error is None and _plan_one(
+        it, out, output_format, sidecars, MAX_PIXELS if max_pixels is None else max_pixels,
+        MIN_SIDE if min_side is None else min_side)]
+
+    def original_at(q: Path) -> Path | None:
+        hit = inputs.get(os.path.realpath(q))
+        if hit is None:
+            try:
+                st = os.stat(q)
+                hit = inodes.get((st.st_dev, st.st_ino))
+            except OSError:
+                pass
+        return hit
+
+    writers: dict[str, list[Any]] = {}
+    for it in planned:
+        for q in (it.output, it.manifest, *it.sidecars):
+            writers.setdefault(os.path.realpath(q), []).append(it)
+    for it in planned:
+        for q in (it.output, it.manifest, *it.sidecars):
+            orig = original_at(q)
+            if orig is not None:
+                what = "itself" if orig == it.source else f"the original {orig}"
+                it.error = (f"its output {q} would replace {what}; Sfumato never replaces originals: choose "
+                            "another output folder (-o)")
+                break
+            others = [o for o in writers[os.path.realpath(q)] if o is not it]
+            if others:
+                it.error = (f"would be written as {q}, like {others[0].source} (same name); rename one of them "
+                            "or protect them in separate runs")
+                break
+    for it in planned:
+        if it.error is None:
+            _resume_state(it, pending_marker(it.output), resume=resume, overwrite=overwrite)
+
+
+def _plan_one(it: Any, out: Path, output_format: str | None, sidecars: Sequence[str], max_pixels: int,
+              min_side: int) -> bool:
+    """Vet one source from its header and set its paths; False (with ``it.error``) when it is refused."""
+    import sfumato.io as sio
+    from sfumato.io.outputs import LOSSLESS_DEFAULTS, manifest_path_for
+    from sfumato.io.read import probe_image
+
+    try:
+        fmt, _size, mode = probe_image(it.source, max_pixels=max_pixels, min_side=min_side)
+        out_fmt = (output_format or LOSSLESS_DEFAULTS.get(fmt) or sio.default_output_format(fmt)).upper()
+        if out_fmt == "JPEG" and (mode in ("RGBA", "LA", "La", "RGBa", "PA") or mode == "P"):
+            img = sio.load_image(it.source, max_pixels=max_pixels)
+            if img.alpha is not None and not (img.alpha == (255 if img.alpha.dtype.itemsize == 1 else 65535)).all():
+                raise sio.ImageError(it.source, "has transparency, which JPEG cannot store",
+                                     "save it as PNG, WebP or TIFF (leave --format unset or use --format PNG)")
+    except sio.ImageError as e:
+        it.error = f"{e.problem}; {e.advice}"
+        return False
+    except PermissionError:
+        it.error = "cannot be read (permission denied); check the file's permissions"
+        return False
+    except OSError as e:
+        it.error = f"cannot be read ({e.strerror or type(e).__name__}); check the file"
+        return False
+    it.output = out / f"{it.rel_stem}{sio.output_suffix(out_fmt)}"
+    it.manifest = manifest_path_for(out, it.rel_stem)
+    it.sidecars = tuple(out / f"{it.rel_stem}{s}" for s in sidecars)
+    return True
+
+
+def _manifest_mismatch(it: Any) -> str | None:
+    """Why the manifest at ``it.manifest`` does not stand for the source as it is now, or None."""
+    import json
+
+    from sfumato.io.atomic import sha256_bytes_of
+
+    try:
+        m = json.loads(it.manifest.read_text(encoding="utf-8"))
+        src, outp = m["source"], m["output"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its manifest is unreadable"
+    if src.get("sha256") != sha256_bytes_of(it.source):
+        return "the source is not the file its manifest was made from"
+    made = it.manifest.parent / str(outp.get("file", ""))
+    if not outp.get("file") or not made.is_file():
+        return f"its output {made.name} is missing"
+    if outp.get("sha256") and outp["sha256"] != sha256_bytes_of(made):
+        return f"its output {made.name} was changed since it was written"
+    return None
+
+
+def _resume_state(it: Any, marker: Path, *, resume: bool, overwrite: bool) -> None:
+    """Set ``done``/``overwrite``/``error``/``note`` of a planned item from what its folder holds."""
+    if it.manifest.exists():
+        why = _manifest_mismatch(it)
+        if why is None:
+            if resume:
+                it.done = True
+            elif overwrite:
+                it.overwrite = True
+            else:
+                it.error = (f"already protected as {it.output.name} ({it.manifest}); pass --resume to skip done "
+                            "images or --overwrite to redo them")
+        elif resume or overwrite:
+            it.overwrite, it.note = True, f"redone: {why}"
+        else:
+            it.error = f"{it.manifest} exists but {why}; pass --resume to redo it (or --overwrite)"
+    elif it.output.exists():
+        if marker.exists() and (resume or overwrite):
+            it.overwrite, it.note = True, f"redone: {it.output.name} was left without its manifest by an interrupted run"
+        elif overwrite:
+            it.overwrite = True
+        elif marker.exists():
+            it.error = (f"{it.output} was left without its manifest by an interrupted run; pass --resume to "
+                        "redo it")
+        else:
+            it.error = (f"{it.output} already exists and has no manifest (not a Sfumato output?); move it away, "
+                        "or pass --overwrite to replace it")
+    else:
+        it.overwrite = overwrite

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sfumato.commands import number, one_line_errors
+
 HELP = ("Check a protected image: latent protection, AI view, independent judges, and what survives "
         "JPEG, resizing, noise, blur, TAE round trips and IMPRESS purification.")
 
@@ -25,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus-dir", default=None,
                    help="folder with art/<artist>/ reference paintings for the style judge "
                         "(else $SFUMATO_CORPUS_DIR)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random attacks (recorded in the report)")
+    p.add_argument("--seed", type=number(int, lo=0, hi=2**32 - 1), default=0,
+                   help="seed of the random attacks, 0..2^32-1 (recorded in the report)")
     p.add_argument("--no-judges", action="store_true", help="skip the independent judges")
     p.add_argument("--no-crop-judge", action="store_true",
                    help="skip the crop-level style judge (5 painters, trainer-scale views of images > 256 px)")
@@ -62,7 +65,7 @@ def _print_views(v: dict) -> None:
         print(line)
 
 
-def run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:
     if args.list_attacks:
         from sfumato.attacks import ATTACKS, SUITES
 
@@ -114,3 +117,6 @@ def run(args: argparse.Namespace) -> int:
         write_html(report, args.report)
         print(f"HTML report: {args.report}", file=sys.stderr)
     return 0
+
+
+run = one_line_errors(_run)

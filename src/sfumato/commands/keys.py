@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sfumato.commands import one_line_errors
+from sfumato.commands import number, one_line_errors
 
 HELP = "Create or show the local signing keys (root CA + ES256 signer) for `sfumato sign`."
 
@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     init.add_argument("--name", default="Sfumato local signer", help="signer name shown in Content Credentials")
     init.add_argument("--org", default=None, help="organisation name in the certificates")
     init.add_argument("--email", default=None, help="e-mail address in the signer certificate")
-    init.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
+    init.add_argument("--days", type=number(int, lo=1, hi=36500), default=3650, help="validity in days (default 3650)")
     init.add_argument("--overwrite", action="store_true", help="replace an existing chain")
     show = sub.add_parser("show", help="print where the keys are and who they name")
     show.add_argument("--dir", default=None, help="keys folder (default ~/.config/sfumato/keys)")

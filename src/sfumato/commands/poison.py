@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from sfumato.commands import one_line_errors
+from sfumato.commands import number, one_line_errors, require_module
 
 HELP = "Poison images of a concept (e.g. dog) so a model's encoder sees another (e.g. cat)."
 
@@ -21,10 +21,12 @@ def add_poison_arguments(p: argparse.ArgumentParser, *, required: bool = True) -
     p.add_argument("--anchors", default=None, metavar="DIR", help="folder of target-concept (A) images")
     p.add_argument("--anchor-model", default=None, metavar="ID_OR_PATH",
                    help="diffusers text-to-image model to generate anchors of A (one fixed seed)")
-    p.add_argument("--anchor-count", type=int, default=4, help="anchors to generate with --anchor-model")
+    p.add_argument("--anchor-count", type=number(int, lo=1, hi=1000), default=4,
+                   help="anchors to generate with --anchor-model (1-1000)")
     p.add_argument("--anchor-choice", choices=["cheapest", "fixed"], default="cheapest",
                    help="per image the anchor with the nearest latent (cheapest), or --anchor-index")
-    p.add_argument("--anchor-index", type=int, default=0)
+    p.add_argument("--anchor-index", type=number(int, lo=0), default=0,
+                   help="the anchor used with --anchor-choice fixed (0 = the first)")
     p.add_argument("--scorer", default="mobilenet",
                    help="candidate check: 'mobilenet' (offline default), 'clip:<id or path>', or 'none'")
     p.add_argument("--force", action="store_true", help="poison images even if they don't clearly show C")
@@ -51,6 +53,7 @@ def poison_config(args: argparse.Namespace, concept: str, target: str):  # noqa:
 def plan_from_args(args: argparse.Namespace, make_config: Callable[[str, str], Any]):  # noqa: ANN201
     """The :class:`sfumato.plans.PoisonPlan` of these options: the pairs (``--mapping`` or ``--concept`` and
     ``--target``), the scorer, and anchors and a config (``make_config``) per pair."""
+    require_module("ai_edge_litert", f"sfumato {getattr(args, 'command', None) or 'poison'} (its MobileNet candidate check and judges)")
     from sfumato.judges.scorers import make_scorer
     from sfumato.plans import load_mapping, plan_poison
 
@@ -80,7 +83,7 @@ def run_plan(args: argparse.Namespace, label: str, plan: Any, file_fn: Callable[
         cfg, anchors = plan.for_image(item.source)
         try:
             r = file_fn(item.source, out_dir, cfg, anchors, scorer=plan.scorer, force=args.force,
-                        caption=not args.no_caption, rel_stem=item.rel_stem, xmp=xmp, **file_options(args))
+                        caption=not args.no_caption, rel_stem=item.rel_stem, xmp=xmp, **file_options(args, item))
         except NotACandidate as e:
             not_candidates.append(str(item.source))
             print(f"skipped: {item.source}: {e}", file=sys.stderr)

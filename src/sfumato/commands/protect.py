@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sfumato.commands import one_line_errors
+from sfumato.commands import number, one_line_errors
 
 HELP = "Cloak and poison in one pass (one perceptual budget), instead of running two tools in sequence."
 
@@ -17,9 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                            "L∞ cap 24/255 unless --linf")
     add_poison_arguments(p)
     p.add_argument("--target-style", default="auto", metavar="NAME|DIR", help="cloak target style (see cloak)")
-    p.add_argument("--style-strength", type=float, default=1.0)
-    p.add_argument("--style-weight", type=float, default=1.0, help="weight of the cloak objective")
-    p.add_argument("--poison-weight", type=float, default=1.0, help="weight of the poison objective")
+    p.add_argument("--style-strength", type=number(float, lo=0, hi=1, lo_open=True), default=1.0,
+                   help="how far the target's latent goes toward the style rendering, (0-1] (default 1)")
+    p.add_argument("--style-weight", type=number(float, lo=0, hi=100), default=1.0,
+                   help="weight of the cloak objective, 0-100 (not 0 together with --poison-weight)")
+    p.add_argument("--poison-weight", type=number(float, lo=0, hi=100), default=1.0,
+                   help="weight of the poison objective, 0-100")
 
 
 def protect_config(args: argparse.Namespace, concept: str, target: str):  # noqa: ANN201

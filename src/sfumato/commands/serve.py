@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from sfumato.commands import number
+
 HELP = "Run the local web app and HTTP API: drop images in a browser, or POST them to /v1/jobs."
 
 
@@ -18,23 +20,23 @@ def default_data_dir() -> Path:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only; any other address needs --token)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--port", type=number(int, lo=1, hi=65535), default=8000, help="TCP port (default 8000)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help=f"folder for the job database, uploads and results (default {default_data_dir()})")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
+    p.add_argument("--workers", type=number(int, lo=1, hi=64), default=None, metavar="N",
                    help="jobs processed at once (default: one per compute device, 1 on a CPU)")
-    p.add_argument("--max-queue", type=int, default=16, metavar="N",
+    p.add_argument("--max-queue", type=number(int, lo=1, hi=100_000), default=16, metavar="N",
                    help="jobs allowed to wait; more are refused with HTTP 429 + Retry-After (default 16)")
     p.add_argument("--token", default=None, metavar="TOKEN",
                    help="API token clients send as 'Authorization: Bearer TOKEN' (default: $SFUMATO_TOKEN; "
                         "required when --host is not a loopback address)")
-    p.add_argument("--ttl-hours", type=float, default=24.0, metavar="H",
+    p.add_argument("--ttl-hours", type=number(float, lo=0, lo_open=True), default=24.0, metavar="H",
                    help="hours finished results are kept before deletion (default 24)")
-    p.add_argument("--max-upload-mb", type=float, default=50.0, metavar="MB",
+    p.add_argument("--max-upload-mb", type=number(float, lo=0, lo_open=True), default=50.0, metavar="MB",
                    help="largest accepted image file, in MiB (default 50)")
-    p.add_argument("--max-megapixels", type=float, default=25.0, metavar="MP",
+    p.add_argument("--max-megapixels", type=number(float, lo=0, hi=100, lo_open=True), default=25.0, metavar="MP",
                    help="largest accepted image, in megapixels (default 25)")
-    p.add_argument("--max-images-per-job", type=int, default=20, metavar="N", help="images per job (default 20)")
+    p.add_argument("--max-images-per-job", type=number(int, lo=1, hi=10_000), default=20, metavar="N", help="images per job (default 20)")
     p.add_argument("--models-dir", default=None, help="folder with model weights (else $SFUMATO_MODELS_DIR)")
     p.add_argument("--anchors-dir", default=None, metavar="DIR",
                    help="for poison/protect: folder with one sub-folder of images per target concept, e.g. DIR/cat/")

@@ -16,6 +16,8 @@ What this package promises:
   Animated or multi-page files, non-images, truncated files and images larger than ``max_pixels``
   are rejected with an :class:`ImageError`, a one-line message naming the file and what to do.
   Files are fully decoded on load (Pillow's ``LOAD_TRUNCATED_IMAGES`` is never set).
+  :func:`probe_image` vets a file from its header alone, with the same messages, and also refuses
+  images under :data:`MIN_SIDE` (32 px a side, the smallest LPIPS can measure) when asked to.
 * **Orientation.** The EXIF orientation is applied on load (pixels come out upright), and every EXIF
   or XMP packet this package hands out or writes says ``Orientation = 1`` so viewers do not rotate twice.
   The EXIF bytes are patched in place, so maker notes and their offsets stay valid.
@@ -67,13 +69,14 @@ Revision 6.0 (Adobe, 1992); Exif 2.32 (CIPA DC-008); XMP Specification Part 3 (A
 
 from sfumato.io.artimage import ArtImage, ImageError
 from sfumato.io.formats import IMAGE_SUFFIXES, default_output_format, output_suffix, supported_formats
-from sfumato.io.read import MAX_PIXELS, image_from_array, iter_image_paths, load_image
+from sfumato.io.read import MAX_PIXELS, MIN_SIDE, image_from_array, iter_image_paths, load_image, probe_image
 from sfumato.io.tensors import from_tensor, quantize, to_tensor
 from sfumato.io.write import output_bit_depth, save_image, stored_rgb
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_PIXELS",
+    "MIN_SIDE",
     "ArtImage",
     "ImageError",
     "default_output_format",
@@ -83,6 +86,7 @@ __all__ = [
     "load_image",
     "output_bit_depth",
     "output_suffix",
+    "probe_image",
     "quantize",
     "save_image",
     "stored_rgb",

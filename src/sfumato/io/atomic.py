@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -44,12 +46,59 @@ def _exists(dest: Path) -> FileExistsError:
     return FileExistsError(f"{dest}: already exists; choose another name or pass overwrite=True to replace it")
 
 
+#: Temp names: ``.NAME.PID.XXXXXXXXXXXX.tmp`` (the writer's process id, 12 random hex digits); the former
+#: ``.NAME.XXXXXXXXXXXX.tmp`` (no process id) is still recognised by :func:`clean_stale_temps`.
+TEMP_RE = re.compile(r"^\..+?\.(?:(\d+)\.)?[0-9a-f]{12}\.tmp$")
+#: A temp file whose writer cannot be identified as dead is stale once it is this old (seconds).
+STALE_TEMP_AGE_S = 3600.0
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True  # someone else's process, or a pid we cannot ask about: assume alive
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike[str], *, recursive: bool = True,
+                      max_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
+    """Remove the temp files :func:`atomic_write` left in ``folder`` (and its sub-folders) when its process
+    was killed mid-write; return them. A temp file is stale when the process that wrote it is gone (same
+    machine), or, for names without a process id or a writer still alive, when it is older than
+    ``max_age_s``; fresh temps of a running writer are left alone. Nothing else is touched."""
+    removed: list[Path] = []
+    now = time.time()
+    root = Path(folder)
+    walker = os.walk(root) if recursive else [(str(root), [], os.listdir(root) if root.is_dir() else [])]
+    for dirpath, dirnames, filenames in walker:
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            m = TEMP_RE.match(name)
+            if m is None:
+                continue
+            p = Path(dirpath) / name
+            try:
+                st = os.lstat(p)
+                dead = m.group(1) is not None and not _pid_alive(int(m.group(1)))
+                if dead or now - st.st_mtime > max_age_s:
+                    p.unlink()
+                    removed.append(p)
+            except OSError:
+                continue
+    return removed
+
+
 def _temp_beside(dest: Path, mode: int | None) -> tuple[int, Path]:
-    """A new, empty, exclusively created ``.NAME.XXXXXXXXXXXX.tmp`` beside ``dest``, with the usual
+    """A new, empty, exclusively created ``.NAME.PID.XXXXXXXXXXXX.tmp`` beside ``dest``, with the usual
     permissions (``0666 & ~umask``, not ``mkstemp``'s private 0600), or exactly ``mode`` (set before any
     byte is written, so a private key is never readable by others, not even while it is written)."""
     while True:
-        tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.tmp"
+        tmp = dest.parent / f".{dest.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
                          0o600 if mode is not None else 0o666)

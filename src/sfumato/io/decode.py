@@ -46,7 +46,8 @@ def open_image(p: Path, max_pixels: int) -> Image.Image:
             p,
             f"has {w}x{h} = {w * h:,} pixels, more than the limit of {max_pixels:,} "
             "(decompression-bomb guard)",
-            "resize it, or pass a larger max_pixels if you trust the file",
+            "downscale it, or raise the pixel limit (max_pixels; the CLI's --max-megapixels) if you trust the "
+            "file and the machine has the memory",
         )
     return im
 

@@ -35,7 +35,21 @@ from sfumato.io.metadata import (
 from sfumato.io.tensors import ints_to_float
 
 MAX_PIXELS = 100_000_000
-"""Default largest image (width x height) :func:`load_image` accepts; larger files are refused."""
+"""Default largest image (width x height) :func:`load_image` accepts; larger files are refused (the library's
+decompression-bomb guard; the command line applies a lower limit sized for the machine's memory)."""
+
+MIN_SIDE = 32
+"""Smallest width and height, in pixels, an image needs to be protected: AlexNet LPIPS (the budget's
+metric) has an empty deepest feature map below 31 px, and 32 is the next multiple of the encoders' 8x
+downsampling. :func:`probe_image` refuses smaller images with ``min_side``; :func:`load_image` reads them."""
+
+UNSUPPORTED_IMAGE_SUFFIXES: frozenset[str] = frozenset({
+    ".gif", ".bmp", ".dib", ".ico", ".cur", ".psd", ".psb", ".heic", ".heif", ".jp2", ".j2k", ".jpx", ".jxl",
+    ".tga", ".pcx", ".ppm", ".pgm", ".pbm", ".pnm", ".dds", ".exr", ".hdr", ".qoi", ".xcf", ".kra", ".svg",
+    ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".avif",
+}) - IMAGE_SUFFIXES
+"""Extensions of other image formats: a folder walk that wants to report what it does not protect (see
+:func:`walk_images`) lists them instead of passing over them in silence."""
 
 
 def iter_image_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -52,7 +66,7 @@ def iter_image_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     seen: set[Path] = set()
 
     def add(p: Path) -> None:
-        key = p.resolve()
+        key = Path(os.path.realpath(p))  # never raises, not even on a symlink loop
         if key not in seen:
             seen.add(key)
             out.append(p)
@@ -75,23 +89,46 @@ def iter_image_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return out
 
 
-def load_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) -> ArtImage:
-    """Read an image file into an :class:`ArtImage` (see :mod:`sfumato.io` for what is kept).
+def walk_images(folder: str | os.PathLike[str]) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """Walk ``folder`` recursively as :func:`iter_image_paths` does (hidden names skipped, symbolic links to
+    folders not followed, so a link loop cannot trap the walk) and return, each sorted: the images it
+    would pick, the files of other image formats (:data:`UNSUPPORTED_IMAGE_SUFFIXES`, e.g. GIF, BMP), and
+    ``(folder, reason)`` for sub-folders that could not be read."""
+    images: list[Path] = []
+    others: list[Path] = []
+    errors: list[tuple[Path, str]] = []
 
-    Raises :class:`ImageError` (a ``ValueError`` with a one-line message) for anything that is not a
-    usable still image: unknown or unsupported content, animated or multi-page files, truncated or
-    corrupt data, more than ``max_pixels`` pixels (Pillow's own ``PIL.Image.MAX_IMAGE_PIXELS`` bomb
-    limit still applies above ``2 * MAX_IMAGE_PIXELS``). ``FileNotFoundError`` if there is no such file.
-    """
+    def onerror(e: OSError) -> None:
+        errors.append((Path(e.filename or folder), e.strerror or type(e).__name__))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=onerror):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            suffix = Path(name).suffix.lower()
+            if name.startswith("."):
+                continue
+            if suffix in IMAGE_SUFFIXES:
+                images.append(Path(dirpath) / name)
+            elif suffix in UNSUPPORTED_IMAGE_SUFFIXES:
+                others.append(Path(dirpath) / name)
+    return sorted(images), sorted(others), sorted(errors)
+
+
+def _check_max_pixels(max_pixels: int) -> None:
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
-    p = Path(path)
+
+
+def _guarded(p: Path, fn: Any) -> Any:
+    """Run ``fn()`` (which reads ``p``) and turn whatever a bad file raises into a one-line ImageError."""
     if not p.exists():
+        if os.path.islink(p):
+            raise ImageError(p, "is a broken symbolic link or a symbolic link loop", "point it at an image file")
         raise FileNotFoundError(f"{p}: no such file; check the path")
     if p.is_dir():
         raise ImageError(p, "is a folder, not an image file", "pass an image file (or use iter_image_paths)")
     try:
-        return _load(p, max_pixels)
+        return fn()
     except (ImageError, MemoryError):
         raise
     except Image.DecompressionBombError as e:
@@ -110,24 +147,62 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) ->
         ) from e
 
 
+def load_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) -> ArtImage:
+    """Read an image file into an :class:`ArtImage` (see :mod:`sfumato.io` for what is kept).
+
+    Raises :class:`ImageError` (a ``ValueError`` with a one-line message) for anything that is not a
+    usable still image: unknown or unsupported content, animated or multi-page files, truncated or
+    corrupt data, more than ``max_pixels`` pixels (Pillow's own ``PIL.Image.MAX_IMAGE_PIXELS`` bomb
+    limit still applies above ``2 * MAX_IMAGE_PIXELS``). ``FileNotFoundError`` if there is no such file.
+    """
+    _check_max_pixels(max_pixels)
+    p = Path(path)
+    return _guarded(p, lambda: _load(p, max_pixels))
+
+
+def probe_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS,
+                min_side: int = 1) -> tuple[str, tuple[int, int], str]:
+    """``(format, (width, height), Pillow mode)`` of an image file from its header, without decoding the
+    pixels: cheap enough to vet a whole batch before any work starts. Refuses what :func:`load_image`
+    refuses from the header alone (same messages: not an image, unsupported format, animated or
+    multi-page, over ``max_pixels``), and images narrower or lower than ``min_side`` pixels."""
+    _check_max_pixels(max_pixels)
+    p = Path(path)
+
+    def probe() -> tuple[str, tuple[int, int], str]:
+        with open_image(p, max_pixels) as im:
+            fmt = _still_format(im, p)
+            w, h = im.size
+            if min(w, h) < min_side:
+                raise ImageError(p, f"is {w}x{h} px, smaller than the minimum of {min_side} px on each side",
+                                 f"protect images at least {min_side}x{min_side} px (upscale small sprites first)")
+            return fmt, (w, h), im.mode
+
+    return _guarded(p, probe)
+
+
+def _still_format(im: Image.Image, p: Path) -> str:
+    """The format of an opened still image this installation handles, or :class:`ImageError`."""
+    fmt = (im.format or "").upper()
+    frames = int(getattr(im, "n_frames", 1) or 1)
+    if fmt == "MPO":  # camera JPEG with extra pictures (previews, depth): the first one is the photo
+        return "JPEG"
+    if frames > 1:
+        what = "pages" if fmt == "TIFF" else "frames (animated)"
+        raise ImageError(
+            p,
+            f"has {frames} {what}; Sfumato protects single still images",
+            "export the frame you want as a PNG or TIFF and protect that",
+        )
+    if fmt not in supported_formats():
+        raise ImageError(p, f"is a {fmt or 'unknown'} file, which Sfumato does not handle", ADVICE_FORMATS)
+    return fmt
+
+
 def _load(p: Path, max_pixels: int) -> ArtImage:
     im = open_image(p, max_pixels)
     with im:
-        fmt = (im.format or "").upper()
-        frames = int(getattr(im, "n_frames", 1) or 1)
-        if fmt == "MPO":  # camera JPEG with extra pictures (previews, depth): the first one is the photo
-            fmt = "JPEG"
-        elif frames > 1:
-            what = "pages" if fmt == "TIFF" else "frames (animated)"
-            raise ImageError(
-                p,
-                f"has {frames} {what}; Sfumato protects single still images",
-                "export the frame you want as a PNG or TIFF and protect that",
-            )
-        if fmt not in supported_formats():
-            raise ImageError(
-                p, f"is a {fmt or 'unknown'} file, which Sfumato does not handle", ADVICE_FORMATS
-            )
+        fmt = _still_format(im, p)
         tiles = list(im.tile)
         sixteen = sixteen_bit_kind(im, fmt, tiles, p)
         # Some plugins (TIFF in Pillow >= 12) apply the orientation themselves while loading and then

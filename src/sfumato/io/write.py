@@ -108,7 +108,8 @@ def save_image(
     if fmt == "JPEG" and alpha is not None:
         if not np.all(alpha == np.iinfo(alpha.dtype).max):
             raise ValueError(
-                f"{dest}: JPEG cannot store transparency and this image has some; save as PNG, WebP or TIFF"
+                f"{image.path or dest}: JPEG cannot store transparency and this image has some; save it as PNG, "
+                "WebP or TIFF (--format PNG)"
             )
         alpha = None
     if (
@@ -118,7 +119,7 @@ def save_image(
         and image.icc_profile[16:20] == b"GRAY"
     ):
         raise ValueError(
-            f"{dest}: this greyscale image has a grey ICC profile, which {fmt} (an RGB-only format) cannot "
+            f"{image.path or dest}: this greyscale image has a grey ICC profile, which {fmt} (an RGB-only format) cannot "
             "carry; save it as PNG, TIFF or JPEG"
         )
     meta = output_meta(
