@@ -189,6 +189,33 @@ def test_named_png_into_its_own_folder_is_refused(tmp_path: Path, fake: Fake, ca
     _assert_untouched(before)
 
 
+def test_originals_are_recognised_through_links(tmp_path: Path, fake: Fake, capsys) -> None:  # noqa: ANN001
+    """An output folder reached through a symbolic link, or an output path that is a hard link to a source,
+    is still the original."""
+    d = tmp_path / "d"
+    _img(d / "pic.jpg", seed=1, quality=95)
+    _img(d / "pic.png", seed=2)
+    link = tmp_path / "same_as_d"
+    link.symlink_to(d, target_is_directory=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    os.link(d / "pic.png", out / "art.png")  # out/art.png is the original d/pic.png under another name
+    _img(tmp_path / "src" / "art.jpg", seed=3, quality=95)
+    before = _snapshot(d)
+    rc, lines = _run(["cloak", str(d / "pic.jpg"), str(d / "pic.png"), "-o", str(link), "--overwrite", *Q], capsys)
+    assert rc == 1 and len(_errors(lines)) == 2 and all("would replace" in e for e in _errors(lines))
+    # named alone, pic.png is no source of the batch, but no manifest names it: not replaced either
+    rc, lines = _run(["cloak", str(d / "pic.jpg"), "-o", str(link), "--overwrite", *Q], capsys)
+    assert rc == 1 and "no manifest names it" in _errors(lines)[0] and not fake.calls
+    rc, lines = _run(["cloak", str(tmp_path / "src" / "art.jpg"), str(d / "pic.png"), "-o", str(out),
+                      "--overwrite", *Q], capsys)
+    errs = _errors(lines)
+    assert rc == 1 and len(errs) == 1 and "art.jpg" in errs[0] and "would replace the original" in errs[0], lines
+    assert fake.calls == [d / "pic.png"]  # pic.png itself goes to out/pic.png, which is no original
+    _assert_untouched(before)
+    _assert_no_leftovers(d, out)
+
+
 def test_subfolders_with_the_same_stem_do_not_collide(tmp_path: Path, fake: Fake, capsys) -> None:  # noqa: ANN001
     src = tmp_path / "in"
     _img(src / "a.png", seed=1)
@@ -227,9 +254,17 @@ def test_resume_redoes_an_output_that_was_changed_or_lost(tmp_path: Path, fake: 
     (out / "a.png").unlink()
     rc, lines = _run(["cloak", str(src), "-o", str(out), "--resume", *Q], capsys)
     assert rc == 0 and len(fake.calls) == 2 and any("is missing" in ln for ln in lines)
+    (out / "a.png").unlink()
     (out / "a.sfumato.json").write_text("{not json")
     rc, lines = _run(["cloak", str(src), "-o", str(out), "--resume", *Q], capsys)
     assert rc == 0 and len(fake.calls) == 3 and any("unreadable" in ln for ln in lines)
+    # an image that no readable manifest names is not known to be Sfumato's: never replaced
+    (out / "a.sfumato.json").write_text("{not json")
+    before = _snapshot(out)
+    for flag in ("--resume", "--overwrite"):
+        rc, lines = _run(["cloak", str(src), "-o", str(out), flag, *Q], capsys)
+        assert rc == 1 and "no manifest names it" in _errors(lines)[0] and len(fake.calls) == 3
+    _assert_untouched(before)
 
 
 def test_kill_between_image_and_manifest_then_resume_redoes_it(tmp_path: Path, fake: Fake, capsys) -> None:  # noqa: ANN001
@@ -277,8 +312,9 @@ def test_an_unrelated_file_at_the_output_path_is_not_taken_for_an_orphan(tmp_pat
     out = tmp_path / "out"
     mine = _img(out / "a.png", seed=7)  # the artist's own file, no manifest, no pending marker
     before = _snapshot(tmp_path)
-    rc, lines = _run(["cloak", str(src), "-o", str(out), "--resume", *Q], capsys)
-    assert rc == 1 and "no manifest" in _errors(lines)[0] and "--overwrite" in _errors(lines)[0]
+    for flag in ("--resume", "--overwrite"):
+        rc, lines = _run(["cloak", str(src), "-o", str(out), flag, *Q], capsys)
+        assert rc == 1 and "no manifest names it" in _errors(lines)[0] and "move it away" in _errors(lines)[0]
     assert not fake.calls
     _assert_untouched(before)
     assert mine.exists()

@@ -183,7 +183,9 @@ def plan_outputs(items: Sequence[Any], out_dir: str | os.PathLike[str], *, outpu
     with ``overwrite``. Resume is keyed on the manifest's source SHA-256: a source is ``done`` when its
     manifest names this very file content and an output that is still as written; a manifest that no
     longer matches, or an image left without its manifest by an interrupted run (its pending marker,
-    :func:`sfumato.batch.pending_marker`), is redone (``item.overwrite``) under ``resume``.
+    :func:`sfumato.batch.pending_marker`), is redone (``item.overwrite``) under ``resume``. A file at an
+    output path that Sfumato did not write (no manifest names it, no pending marker) is never replaced,
+    not even with ``overwrite``.
     """
     from sfumato.batch import pending_marker
     from sfumato.io.read import MAX_PIXELS, MIN_SIDE
@@ -264,8 +266,9 @@ def _plan_one(it: Any, out: Path, output_format: str | None, sidecars: Sequence[
     return True
 
 
-def _manifest_mismatch(it: Any) -> str | None:
-    """Why the manifest at ``it.manifest`` does not stand for the source as it is now, or None."""
+def _read_manifest(it: Any) -> tuple[str | None, str | None]:
+    """``(why the manifest at it.manifest does not stand for the source as it is now, or None; the output
+    file name it records, or None when it is unreadable)``."""
     import json
 
     from sfumato.io.atomic import sha256_bytes_of
@@ -273,22 +276,28 @@ def _manifest_mismatch(it: Any) -> str | None:
     try:
         m = json.loads(it.manifest.read_text(encoding="utf-8"))
         src, outp = m["source"], m["output"]
+        named = str(outp["file"])
     except (OSError, ValueError, KeyError, TypeError):
-        return "its manifest is unreadable"
+        return "its manifest is unreadable", None
     if src.get("sha256") != sha256_bytes_of(it.source):
-        return "the source is not the file its manifest was made from"
-    made = it.manifest.parent / str(outp.get("file", ""))
-    if not outp.get("file") or not made.is_file():
-        return f"its output {made.name} is missing"
+        return "the source is not the file its manifest was made from", named
+    made = it.manifest.parent / named
+    if not made.is_file():
+        return f"its output {made.name} is missing", named
     if outp.get("sha256") and outp["sha256"] != sha256_bytes_of(made):
-        return f"its output {made.name} was changed since it was written"
-    return None
+        return f"its output {made.name} was changed since it was written", named
+    return None, named
 
 
 def _resume_state(it: Any, marker: Path, *, resume: bool, overwrite: bool) -> None:
-    """Set ``done``/``overwrite``/``error``/``note`` of a planned item from what its folder holds."""
-    if it.manifest.exists():
-        why = _manifest_mismatch(it)
+    """Set ``done``/``overwrite``/``error``/``note`` of a planned item from what its folder holds. A file at
+    the output path is only ever replaced when Sfumato wrote it: its manifest names it, or its pending
+    marker says a run was interrupted while writing it; anything else is refused, even with --overwrite."""
+    why, named = _read_manifest(it) if it.manifest.exists() else (None, None)
+    if it.output.exists() and named != it.output.name and not marker.exists():
+        it.error = (f"{it.output} already exists and no manifest names it as a Sfumato output; Sfumato only "
+                    "replaces files it wrote: move it away or choose another output folder (-o)")
+    elif it.manifest.exists():
         if why is None:
             if resume:
                 it.done = True
@@ -301,16 +310,11 @@ def _resume_state(it: Any, marker: Path, *, resume: bool, overwrite: bool) -> No
             it.overwrite, it.note = True, f"redone: {why}"
         else:
             it.error = f"{it.manifest} exists but {why}; pass --resume to redo it (or --overwrite)"
-    elif it.output.exists():
-        if marker.exists() and (resume or overwrite):
+    elif it.output.exists():  # with its pending marker: half-written by an interrupted run
+        if resume or overwrite:
             it.overwrite, it.note = True, f"redone: {it.output.name} was left without its manifest by an interrupted run"
-        elif overwrite:
-            it.overwrite = True
-        elif marker.exists():
+        else:
             it.error = (f"{it.output} was left without its manifest by an interrupted run; pass --resume to "
                         "redo it")
-        else:
-            it.error = (f"{it.output} already exists and has no manifest (not a Sfumato output?); move it away, "
-                        "or pass --overwrite to replace it")
     else:
         it.overwrite = overwrite
