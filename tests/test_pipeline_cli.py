@@ -98,7 +98,7 @@ def test_jpeg_output_quality_and_chroma(tmp_path: Path, corpus_dir: Path) -> Non
     from PIL import JpegImagePlugin
 
     _painting(corpus_dir, (64, 64)).save(tmp_path / "a.jpg", quality=90)
-    assert main(["cloak", str(tmp_path / "a.jpg"), "-o", str(tmp_path / "o"), "--jpeg-quality", "90", *FAST]) == 1
+    assert main(["cloak", str(tmp_path / "a.jpg"), "-o", str(tmp_path / "o"), "--jpeg-quality", "90", *FAST]) == 2  # a usage error
     assert main(["cloak", str(tmp_path / "a.jpg"), "-o", str(tmp_path / "o"), "--format", "JPEG", *FAST]) == 0
     im = Image.open(tmp_path / "o" / "a.jpg")
     assert im.format == "JPEG" and JpegImagePlugin.get_sampling(im) == 0  # 4:4:4
