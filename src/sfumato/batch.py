@@ -117,6 +117,18 @@ def _first_line(e: BaseException) -> str:
     return str(e).splitlines()[0] if str(e).strip() else type(e).__name__
 
 
+def plain_error(e: BaseException) -> str:
+    """A failure in plain words, without Python class names: the message of an error Sfumato or the system
+    raises for a reason the user can act on (files, folders, budgets, model weights); otherwise what went
+    wrong, marked as unexpected."""
+    msg = _first_line(e) if str(e).strip() else ""
+    if isinstance(e, MemoryError):
+        return "out of memory" + (f" ({msg})" if msg else "") + "; try a smaller image or --max-megapixels"
+    if isinstance(e, (OSError, ValueError, KeyError, LookupError)) and msg:
+        return msg.strip("'\"") if isinstance(e, KeyError) else msg
+    return f"unexpected failure ({msg or 'no message'}); please report it with the command you ran"
+
+
 def _clear_marker(item: BatchItem) -> None:
     """Remove the item's pending marker unless its output was left without a manifest."""
     if item.output is None:
@@ -130,15 +142,19 @@ def _clear_marker(item: BatchItem) -> None:
             pass
 
 
-def run_batch(items: list[BatchItem], work: Callable[[BatchItem], Any], *, quiet: bool = False) -> BatchReport:
+def run_batch(items: list[BatchItem], work: Callable[[BatchItem], Any], *, quiet: bool = False,
+              on_bar: Callable[[Any], None] | None = None) -> BatchReport:
     """Run ``work`` on each planned item; one ``error:`` line per refused or failed item (any exception the
-    work raises counts as a failure, and the batch goes on); a tqdm progress bar with ETA on stderr.
-    A missing optional package (``ModuleNotFoundError``) stops the batch: every file would fail alike."""
+    work raises counts as a failure, and the batch goes on); a tqdm progress bar with ETA on stderr, handed
+    to ``on_bar`` (which may show the stage within an image on it). A missing optional package
+    (``ModuleNotFoundError``) stops the batch: every file would fail alike."""
     from tqdm import tqdm
 
     report = BatchReport()
     t0 = time.perf_counter()
     bar = tqdm(total=len(items), unit="img", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    if on_bar is not None:
+        on_bar(bar)
     try:
         for item in items:
             bar.set_postfix_str(item.source.name[:40])
@@ -174,7 +190,7 @@ def _run_one(item: BatchItem, work: Callable[[BatchItem], Any], report: BatchRep
     except Exception as e:  # reported, counted, and the batch goes on (exit code says it failed)
         msg = _first_line(e)
         report.failed.append((item.source, msg))
-        tqdm.write(f"error: {item.source}: {type(e).__name__}: {msg}", file=sys.stderr)
+        tqdm.write(f"error: {item.source}: {plain_error(e)}", file=sys.stderr)
         _clear_marker(item)
         return
     _clear_marker(item)
