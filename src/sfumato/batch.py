@@ -143,11 +143,13 @@ def _clear_marker(item: BatchItem) -> None:
 
 
 def run_batch(items: list[BatchItem], work: Callable[[BatchItem], Any], *, quiet: bool = False,
-              on_bar: Callable[[Any], None] | None = None) -> BatchReport:
+              on_bar: Callable[[Any], None] | None = None,
+              stop_on: tuple[type[BaseException], ...] = ()) -> BatchReport:
     """Run ``work`` on each planned item; one ``error:`` line per refused or failed item (any exception the
     work raises counts as a failure, and the batch goes on); a tqdm progress bar with ETA on stderr, handed
     to ``on_bar`` (which may show the stage within an image on it). A missing optional package
-    (``ModuleNotFoundError``) stops the batch: every file would fail alike."""
+    (``ModuleNotFoundError``) or an error of ``stop_on`` (e.g. missing model weights) stops the batch: every
+    file would fail alike."""
     from tqdm import tqdm
 
     report = BatchReport()
@@ -166,7 +168,7 @@ def run_batch(items: list[BatchItem], work: Callable[[BatchItem], Any], *, quiet
             else:
                 if item.note:
                     tqdm.write(f"note: {item.source}: {item.note}", file=sys.stderr)
-                _run_one(item, work, report)
+                _run_one(item, work, report, stop_on)
             bar.update(1)
     finally:
         bar.close()
@@ -174,7 +176,8 @@ def run_batch(items: list[BatchItem], work: Callable[[BatchItem], Any], *, quiet
     return report
 
 
-def _run_one(item: BatchItem, work: Callable[[BatchItem], Any], report: BatchReport) -> None:
+def _run_one(item: BatchItem, work: Callable[[BatchItem], Any], report: BatchReport,
+             stop_on: tuple[type[BaseException], ...] = ()) -> None:
     from tqdm import tqdm
 
     try:
@@ -184,7 +187,7 @@ def _run_one(item: BatchItem, work: Callable[[BatchItem], Any], report: BatchRep
             marker.write_text(json.dumps({"source": str(item.source), "output": item.output.name}) + "\n",
                               encoding="utf-8")
         result = work(item)
-    except ModuleNotFoundError:
+    except (ModuleNotFoundError, *stop_on):
         _clear_marker(item)
         raise
     except Exception as e:  # reported, counted, and the batch goes on (exit code says it failed)
