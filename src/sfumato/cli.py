@@ -24,7 +24,18 @@ COMMANDS = {
     "keys": "keys",
     "optout-site": "optout_site",
     "lab": "lab",
+    "config": "config",
 }
+
+EPILOG = """examples:
+  sfumato config set models_dir ~/sfumato/models   # once: where the model weights are
+  sfumato cloak painting.jpg --preview             # in seconds: what a model sees, and the verdict
+  sfumato cloak painting.jpg -o protected/         # the protected file, its manifest and verdict
+  sfumato check protected/painting.png --original painting.jpg --report report.html
+  sfumato serve                                    # the web app on http://127.0.0.1:8000
+
+'sfumato COMMAND --help' shows each command's options and examples.
+"""
 
 
 class UsageError(SystemExit):
@@ -44,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="sfumato",
         description="Protect artworks from generative-AI mimicry and verify what survives.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"sfumato {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -4,9 +4,11 @@ Resolution order for a registered weight file (e.g. ``"taef2/taef2_encoder.pth"`
 
 1. an explicit path given by the caller (a file, or a folder laid out like the registry);
 2. the folder named by the ``SFUMATO_MODELS_DIR`` environment variable;
-3. the user cache (``$SFUMATO_CACHE_DIR`` or ``~/.cache/sfumato/models``), filled on demand by a
+3. the ``models_dir`` of the user's config file (:func:`user_config_path`, written by ``sfumato config set
+   models_dir PATH``), so the variable need not be set on every call;
+4. the user cache (``$SFUMATO_CACHE_DIR`` or ``~/.cache/sfumato/models``), filled on demand by a
    download from a pinned URL (a fixed commit) whose SHA-256 is checked before the file is kept;
-4. otherwise a :class:`ModelNotFoundError` naming the file and where to put it.
+5. otherwise a :class:`ModelNotFoundError` naming the file and where to put it.
 
 Weights are only ever read with ``safetensors`` or ``torch.load(weights_only=True)``, and every file's
 SHA-256 is checked against the registry before it is read.
@@ -15,6 +17,7 @@ SHA-256 is checked against the registry before it is read.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import urllib.request
@@ -24,6 +27,14 @@ from pathlib import Path
 ENV_MODELS_DIR = "SFUMATO_MODELS_DIR"
 ENV_CACHE_DIR = "SFUMATO_CACHE_DIR"
 ENV_ALLOW_DOWNLOAD = "SFUMATO_ALLOW_DOWNLOAD"
+ENV_CONFIG_FILE = "SFUMATO_CONFIG"
+
+#: The settings the user config file holds (``sfumato config``), each a folder, with what it is for.
+CONFIG_KEYS: dict[str, str] = {
+    "models_dir": "folder with the model weights (like SFUMATO_MODELS_DIR, which wins when set)",
+    "corpus_dir": "folder with reference paintings (art128/ or art/<artist>/) for the style judge "
+                  "(like SFUMATO_CORPUS_DIR, which wins when set)",
+}
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -103,6 +114,70 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "sfumato" / "models"
 
 
+def user_config_path() -> Path:
+    """The user config file: ``$SFUMATO_CONFIG``, else ``$XDG_CONFIG_HOME/sfumato/config.json``, else
+    ``~/.config/sfumato/config.json``."""
+    explicit = os.environ.get(ENV_CONFIG_FILE)
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME")
+    root = Path(base).expanduser() if base and Path(base).is_absolute() else Path.home() / ".config"
+    return root / "sfumato" / "config.json"
+
+
+def load_user_config() -> dict[str, str]:
+    """The settings of the user config file (``{}`` when there is none); ``ValueError`` (one line) when it
+    cannot be read or is not a JSON object."""
+    p = user_config_path()
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else "not valid JSON"
+        raise ValueError(f"cannot read the config file {p} ({why}); fix it, or remove it and run "
+                         "'sfumato config set models_dir PATH' again") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"the config file {p} is not a JSON object; remove it and run 'sfumato config set' again")
+    return {str(k): str(v) for k, v in data.items() if isinstance(v, (str, int, float))}
+
+
+def save_user_config(settings: dict[str, str]) -> Path:
+    """Write the user config file atomically (a temp file beside it, then renamed); returns its path."""
+    p = user_config_path()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".config-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(settings, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
+
+
+def configured_dir(key: str) -> Path | None:
+    """A folder setting of the user config file (``models_dir``, ``corpus_dir``), or ``None``. A config
+    file that cannot be read counts as none here (``sfumato config`` says what is wrong with it)."""
+    try:
+        value = load_user_config().get(key)
+    except ValueError:
+        return None
+    return Path(value).expanduser() if value else None
+
+
+def models_dir_in_use(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The models folder a lookup reads first: ``explicit``, else ``$SFUMATO_MODELS_DIR``, else the config
+    file's ``models_dir`` (``None`` when none is set)."""
+    if explicit is not None:
+        p = Path(explicit).expanduser()
+        return p if p.is_dir() else p.parent
+    env = os.environ.get(ENV_MODELS_DIR)
+    return Path(env).expanduser() if env else configured_dir("models_dir")
+
+
 def _candidates(name: str, explicit: str | os.PathLike[str] | None) -> list[Path]:
     out: list[Path] = []
     if explicit is not None:
@@ -111,6 +186,9 @@ def _candidates(name: str, explicit: str | os.PathLike[str] | None) -> list[Path
     env = os.environ.get(ENV_MODELS_DIR)
     if env:
         out.append(Path(env).expanduser() / name)
+    conf = configured_dir("models_dir")
+    if conf is not None and not env:
+        out.append(conf / name)
     out.append(cache_dir() / name)
     return out
 
@@ -143,7 +221,8 @@ def resolve(name: str, *, path: str | os.PathLike[str] | None = None, download: 
         raise KeyError(f"unknown weight file {name!r}; known: {', '.join(sorted(REGISTRY))}")
     w = REGISTRY[name]
     if path is not None and not Path(path).expanduser().exists():
-        raise ModelNotFoundError(f"model path {path} does not exist; give an existing file or models folder")
+        raise ModelNotFoundError(f"model weights not found: the models folder {path} does not exist; "
+                                 "give an existing file or models folder")
     tried = _candidates(name, path)
     for p in tried:
         if p.is_file():
@@ -156,8 +235,8 @@ def resolve(name: str, *, path: str | os.PathLike[str] | None = None, download: 
         _download(w, dest)
         return dest
     raise ModelNotFoundError(
-        f"model file {name!r} not found (looked in: {', '.join(str(t) for t in tried)}). "
-        f"Put the file there, set {ENV_MODELS_DIR} to a folder containing {name}, "
+        f"model weights not found: {name} (looked in: {', '.join(str(t) for t in tried)}). "
+        f"Run 'sfumato config set models_dir FOLDER' (or set {ENV_MODELS_DIR}) with a folder containing {name}, "
         f"or set {ENV_ALLOW_DOWNLOAD}=1 to fetch it from {w.url} (SHA-256 {w.sha256[:12]}...)."
     )
 

@@ -11,7 +11,19 @@ HELP = ("Check a protected image: latent protection, AI view, independent judges
         "JPEG, resizing, noise, blur, TAE round trips and IMPRESS purification.")
 
 
+EPILOG = """examples:
+  sfumato check out/painting.png --original painting.jpg                 # verdict first, then the figures
+  sfumato check out/painting.png --original painting.jpg --report report.html --json report.json
+  sfumato check out/painting.png --original painting.jpg --no-views --attacks jpeg-q85-420,resize-x0.5-lanczos
+
+The style judge runs whenever reference paintings are found: --corpus-dir, $SFUMATO_CORPUS_DIR,
+'sfumato config set corpus_dir FOLDER', or a corpus/ folder (art128/ or art/<artist>/) beside the models folder.
+"""
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("protected", nargs="?", metavar="PROTECTED", help="the protected image file")
     p.add_argument("--original", default=None, metavar="ORIG",
                    help="the original image (needed to measure latent protection and quality)")
@@ -25,8 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="write the report as JSON")
     p.add_argument("--models-dir", default=None, help="folder with model weights (else $SFUMATO_MODELS_DIR)")
     p.add_argument("--corpus-dir", default=None,
-                   help="folder with art/<artist>/ reference paintings for the style judge "
-                        "(else $SFUMATO_CORPUS_DIR)")
+                   help="folder with reference paintings for the style judge (art128/ or art/<artist>/; else "
+                        "$SFUMATO_CORPUS_DIR, the config's corpus_dir, or a corpus/ folder beside the models folder)")
     p.add_argument("--seed", type=number(int, lo=0, hi=2**32 - 1), default=0,
                    help="seed of the random attacks, 0..2^32-1 (recorded in the report)")
     p.add_argument("--no-judges", action="store_true", help="skip the independent judges")
@@ -91,6 +103,10 @@ def _run(args: argparse.Namespace) -> int:
                    encoders=tuple(args.encoder or ("taef2",)), models_dir=args.models_dir,
                    corpus_dir=args.corpus_dir, seed=args.seed, judges=not args.no_judges, progress=progress,
                    views=bool(args.views), crop_judge=False if args.no_crop_judge else None)
+    if report.verdict:
+        v = report.verdict
+        mark = {True: "PROTECTED", False: "NOT PROTECTED"}.get(v.get("protected"), "CANNOT TELL")
+        print(f"verdict: {mark}: {v['sentence']}")
     lat = next(iter(report.latent.values()), {})
     if report.protection_measure == "target":
         print(f"latent protection: {_fmt(lat.get('relative_reduction'), True)} of the way to target "

@@ -17,10 +17,29 @@ DEFAULT_MAX_MEGAPIXELS = 25.0
 
 HELP = "Add a style cloak (Glaze-style) to artworks: files or folders, written to OUT_DIR."
 
+EPILOG = """examples:
+  sfumato cloak painting.jpg --preview            # in seconds: what a model sees, and the verdict
+  sfumato cloak painting.jpg -o protected/        # protected/painting.png + painting.sfumato.json
+  sfumato cloak art/ -o protected/ --resume       # a folder (recursive); skip images already done
+  sfumato cloak painting.png -o out/ --intensity high --ai-view
 
-def add_common_arguments(p: argparse.ArgumentParser, *, intensity_help: str | None = None) -> None:
+Each image ends with a verdict: whether a style judge still recognises your style in what a model
+sees (the judge runs when reference paintings are found: sfumato config set corpus_dir FOLDER).
+Model weights: --models-dir, $SFUMATO_MODELS_DIR, or once for all: sfumato config set models_dir FOLDER.
+"""
+
+#: The preview's work size (long side, px) and optimisation steps: seconds, not minutes.
+PREVIEW_SIDE = 256
+PREVIEW_STEPS = 12
+
+
+def add_common_arguments(p: argparse.ArgumentParser, *, intensity_help: str | None = None,
+                         preview: bool = False) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("paths", nargs="+", metavar="PATHS", help="image files or folders (recursive)")
-    p.add_argument("-o", "--out", dest="out_dir", required=True, metavar="OUT_DIR", help="output folder")
+    p.add_argument("-o", "--out", dest="out_dir", required=not preview, metavar="OUT_DIR",
+                   help="output folder" + (" (with --preview: where the preview goes; default a temp folder)"
+                                           if preview else ""))
     p.add_argument("--intensity", choices=["low", "default", "high"], default="default",
                    help=intensity_help or "perceptual budget: low (LPIPS 0.03, L∞ 16/255), default (0.05, 24/255), "
                                           "high (0.07, 32/255)")
@@ -39,10 +58,18 @@ def add_common_arguments(p: argparse.ArgumentParser, *, intensity_help: str | No
     p.add_argument("--seed", type=number(int, lo=0, hi=2**32 - 1), default=0,
                    help="random seed, 0..2^32-1 (recorded in the manifest)")
     p.add_argument("--format", choices=["PNG", "JPEG", "WEBP", "TIFF"], default=None,
-                   help="output format (default: same family as the input; PNG in -> PNG out)")
+                   help="output format (default: lossless: a PNG, JPEG or other input comes out as PNG, a WebP as "
+                        "lossless WebP, a TIFF as TIFF; JPEG gives a JPEG at --jpeg-quality, with the budget "
+                        "checked after compression)")
     p.add_argument("--jpeg-quality", type=number(int, lo=95, hi=100), default=98,
                    help="JPEG quality, 95-100 (default 98; 4:4:4 chroma always)")
-    p.add_argument("--models-dir", default=None, help="folder with model weights (else $SFUMATO_MODELS_DIR)")
+    p.add_argument("--models-dir", default=None,
+                   help="folder with model weights (else $SFUMATO_MODELS_DIR, else 'sfumato config set models_dir')")
+    p.add_argument("--corpus-dir", default=None, metavar="DIR",
+                   help="reference paintings for the style judge of the verdict (art128/ or art/<artist>/; else "
+                        "$SFUMATO_CORPUS_DIR, the config's corpus_dir, or a corpus/ folder beside the models folder)")
+    p.add_argument("--no-verdict", action="store_true",
+                   help="skip the verdict after each image (AI view and judges, a few seconds)")
     p.add_argument("--ai-view", action="store_true", help="also write PNGs of what the encoder sees, before/after")
     p.add_argument("--max-megapixels", type=number(float, lo=0, hi=100, lo_open=True, unit=" MP"),
                    default=DEFAULT_MAX_MEGAPIXELS, metavar="MP",
@@ -51,7 +78,7 @@ def add_common_arguments(p: argparse.ArgumentParser, *, intensity_help: str | No
     p.add_argument("--resume", action="store_true",
                    help="skip images whose manifest matches the source file (SHA-256); redo the others")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or stage lines")
     p.add_argument("--rights", action=argparse.BooleanOptionalAction, default=None,
                    help="embed the IPTC/XMP 'do not train' reservation (plus:DataMining; creator and notice from "
                         "~/.config/sfumato/rights.toml or --rights-config). Default: off for cloak/poison, on for "
@@ -70,7 +97,12 @@ def rights_from_args(args: argparse.Namespace, *, default: bool):  # noqa: ANN20
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_common_arguments(p)
+    p.epilog = EPILOG
+    add_common_arguments(p, preview=True)
+    p.add_argument("--preview", action="store_true",
+                   help=f"fast look first: cloak at {PREVIEW_SIDE} px with {PREVIEW_STEPS} steps, write "
+                        "<stem>.preview.png (what a model sees, before | after) and print the verdict; no protected "
+                        "file is written")
     p.add_argument("--target-style", default="auto", metavar="NAME|DIR",
                    help="'auto' (built-in style chosen as in Glaze), a built-in style name, or a folder of "
                         "reference images of the target style")
@@ -140,46 +172,256 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
 
 
 def print_summary(report, label: str) -> None:  # noqa: ANN001
-    print(f"{label}: {len(report.done)} done, {len(report.skipped)} skipped (resume), "
+    verdicts = [(getattr(d, "manifest", None) or {}).get("verdict") for d in report.done]
+    counted = [v for v in verdicts if isinstance(v, dict)]
+    tally = ""
+    if counted:
+        yes = sum(v.get("protected") is True for v in counted)
+        no = sum(v.get("protected") is False for v in counted)
+        tally = f" ({yes} protected, {no} not protected, {len(counted) - yes - no} cannot tell)"
+    print(f"{label}: {len(report.done)} done{tally}, {len(report.skipped)} skipped (resume), "
           f"{len(report.failed)} failed, {report.seconds:.1f} s", file=sys.stderr)
 
 
-def run_files(args: argparse.Namespace, label: str, process: Callable[[Any, Path], Any]):  # noqa: ANN201
-    """Run ``process(item, out_dir)`` over the images of ``args.paths`` into ``args.out_dir`` and print the
-    summary. Before any image is computed: the output folder is created and checked for writing (one-line
-    error otherwise), temp files of an interrupted run are removed, and every output is planned
-    (:func:`sfumato.plans.plan_outputs`: collisions, originals, resume). Then progress, one line per
-    failure; ``None`` results are not counted as done."""
+def add_verdict(result: Any, source: Path, args: argparse.Namespace, progress: Any = None) -> dict[str, Any]:
+    """Judge a written output (:func:`sfumato.verification.plain.image_verdict`), put the verdict into its
+    manifest (rewritten atomically) and return it. The verdict never fails the image: when it cannot be
+    made, it says why (``protected`` None)."""
+    from sfumato.batch import plain_error
+    from sfumato.verification.verdicts import make_verdict
+
+    m = result.manifest
+    if getattr(args, "no_verdict", False):
+        return {}
+    if progress is not None:
+        progress.stage("checking what a model sees (AI view, judges)")
+    try:
+        import sfumato.io as sio
+        from sfumato.verification.plain import image_verdict
+
+        v = image_verdict(sio.load_image(source).rgb, sio.load_image(result.output).rgb, m,
+                          models_dir=args.models_dir, corpus_dir=getattr(args, "corpus_dir", None))
+    except Exception as e:  # the verdict is a reading, never a reason to lose the protected file
+        v = make_verdict(None, f"No verdict: {plain_error(e)}.")
+    m["verdict"] = v
+    path = getattr(result, "manifest_path", None)
+    if path is not None:
+        from sfumato.io.atomic import write_json_atomic
+
+        write_json_atomic(Path(path), m, overwrite=True)
+    return v
+
+
+def _plain_model_error(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e).strip() else "model weights not found"
+
+
+def run_files(args: argparse.Namespace, label: str, process: Callable[[Any, Path, Any], Any]):  # noqa: ANN201
+    """Run ``process(item, out_dir, progress)`` over the images of ``args.paths`` into ``args.out_dir`` and
+    print the summary. Before any image is computed: the output folder is created and checked for writing
+    (one-line error otherwise), temp files of an interrupted run are removed, and every output is planned
+    (:func:`sfumato.plans.plan_outputs`: collisions, originals, resume). Then progress (the stage within
+    each image: :class:`~sfumato.commands.progress.StageProgress`, handed to ``process``), one line per
+    failure; ``None`` results are not counted as done. Missing or corrupt model weights stop the run at
+    the first image (one error line, exit status 2). An output folder (or sub-folder) this run created
+    and left empty is removed."""
     from sfumato.batch import SIDECAR_SUFFIXES, clean_out_dir, collect, prepare_out_dir, run_batch
+    from sfumato.commands.progress import StageProgress
+    from sfumato.models import ChecksumError, ModelNotFoundError
     from sfumato.plans import plan_outputs
 
+    out_path = Path(args.out_dir)
+    existed = _existing_dirs(out_path)
     out_dir = prepare_out_dir(args.out_dir)
-    removed = clean_out_dir(out_dir)
-    if removed:
-        print(f"note: removed {len(removed)} temp file(s) left by an interrupted run in {out_dir}", file=sys.stderr)
-    items = collect(args.paths)
-    sidecars = (SIDECAR_SUFFIXES if args.ai_view else ()) + (() if getattr(args, "no_caption", True) else (".txt",))
-    plan_outputs(items, out_dir, output_format=args.format, resume=args.resume, overwrite=args.overwrite,
-                 sidecars=sidecars, max_pixels=round(args.max_megapixels * 1_000_000))
-    report = run_batch(items, lambda item: process(item, out_dir), quiet=args.quiet)
-    report.done = [d for d in report.done if d is not None]
-    print_summary(report, label)
-    return report
+    try:
+        removed = clean_out_dir(out_dir)
+        if removed:
+            print(f"note: removed {len(removed)} temp file(s) left by an interrupted run in {out_dir}",
+                  file=sys.stderr)
+        items = collect(args.paths)
+        sidecars = (SIDECAR_SUFFIXES if args.ai_view else ()) + (() if getattr(args, "no_caption", True) else (".txt",))
+        plan_outputs(items, out_dir, output_format=args.format, resume=args.resume, overwrite=args.overwrite,
+                     sidecars=sidecars, max_pixels=round(args.max_megapixels * 1_000_000))
+        progress = StageProgress(quiet=args.quiet, total=sum(1 for i in items if i.error is None and not i.done))
+
+        def one(item):  # noqa: ANN001, ANN202
+            progress.start(item.source.name)
+            try:
+                return process(item, out_dir, progress)
+            finally:
+                progress.finish()
+
+        try:
+            report = run_batch(items, one, quiet=args.quiet, on_bar=progress.attach,
+                               stop_on=(ModelNotFoundError, ChecksumError))
+        except (ModelNotFoundError, ChecksumError) as e:
+            msg = _plain_model_error(e)
+            if isinstance(e, ChecksumError):
+                msg = f"model weights damaged: {msg}"
+            raise ModelNotFoundError(f"{msg} (stopped: every image needs it)") from None
+        report.done = [d for d in report.done if d is not None]
+        print_summary(report, label)
+        return report
+    finally:
+        _remove_new_empty_dirs(out_path, existed)
+
+
+def _existing_dirs(root: Path) -> set[str]:
+    """The folders under ``root`` (and ``root``) that exist now (none when it does not)."""
+    import os
+
+    if not root.is_dir():
+        return set()
+    return {os.path.realpath(d) for d, _, _ in os.walk(root)}
+
+
+def _remove_new_empty_dirs(root: Path, existed: set[str]) -> None:
+    """Remove the folders under ``root`` (and ``root``) that did not exist before the run and are empty."""
+    import os
+
+    if not root.is_dir():
+        return
+    for d, _, _ in sorted(os.walk(root), key=lambda t: -len(t[0])):
+        if os.path.realpath(d) not in existed:
+            try:
+                os.rmdir(d)  # only succeeds on an empty folder
+            except OSError:
+                pass
+
+
+def describe_cloak(m: dict[str, Any], lpips_net: str = "alex") -> str:
+    """The figures of one cloaked image, after its verdict."""
+    lat = next(iter(m["latent"].values()))
+    return (f"lpips={m['achieved'][f'lpips_{lpips_net}']:.4f} linf={m['achieved']['linf'] * 255:.1f}/255 "
+            f"target={m['target']['style']} latent_reduction={lat['relative_reduction']:.1%} "
+            f"{m['timing_s']['file_total']:.1f}s")
+
+
+def print_result(source: Path, result: Any, verdict: dict[str, Any], figures: str) -> None:
+    """One image's lines on standard output: where it went, its verdict, its figures."""
+    print(f"{source} -> {result.output}")
+    if verdict:
+        print(f"  verdict: {verdict['sentence']}")
+    print(f"  {figures}")
+
+
+def _preview(args: argparse.Namespace) -> int:
+    """``--preview``: a small, fast cloak of each file; writes only ``<stem>.preview.png``."""
+    import dataclasses
+    import tempfile
+
+    import sfumato.io as sio
+    from sfumato.commands.progress import StageProgress
+    from sfumato.io.atomic import write_png_atomic
+    from sfumato.protections.cloak import cloak_array
+    from sfumato.verification.plain import image_verdict
+
+    files = [Path(p) for p in args.paths]
+    for f in files:
+        if not f.is_file():
+            raise FileNotFoundError(f"{f}: --preview takes image files, not folders or missing paths")
+    if args.out_dir:
+        out_dir = Path(args.out_dir)
+        existed = _existing_dirs(out_dir)
+        from sfumato.batch import prepare_out_dir
+
+        prepare_out_dir(out_dir)
+    else:
+        out_dir = Path(tempfile.mkdtemp(prefix="sfumato-preview-"))
+        existed = set()
+    cfg = config_from_args(args)
+    side = args.resolution or PREVIEW_SIDE
+    cfg = dataclasses.replace(cfg, effort=dataclasses.replace(cfg.effort, resolution=side,
+                                                              steps=args.steps or min(cfg.effort.steps, PREVIEW_STEPS)))
+    progress = StageProgress(quiet=args.quiet, total=len(files))
+    failed = 0
+    try:
+        for f in files:
+            progress.start(f.name)
+            try:
+                img = sio.load_image(f)
+                small = _downscale(img.rgb, side)
+                res = cloak_array(small, cfg, models_dir=args.models_dir, progress=progress)
+                progress.stage("checking what a model sees (AI view, judges)")
+                manifest = {"mode": "cloak", "target": res.target, "config": cfg.to_dict(),
+                            "latent": {d["encoder"]: {k: v for k, v in d.items() if k != "encoder"} for d in res.latent}}
+                verdict = image_verdict(small, res.image, manifest, models_dir=args.models_dir,
+                                        corpus_dir=args.corpus_dir, judges=not args.no_verdict, resolution=side)
+                from sfumato.encoders.cache import cached_encoder
+                from sfumato.encoders.views import ai_view
+
+                ae = cached_encoder("taef2", args.models_dir)
+                sheet = _side_by_side(ai_view(small, ae, resolution=side), ai_view(res.image, ae, resolution=side))
+                path = out_dir / f"{f.stem}.preview.png"
+                write_png_atomic(path, sheet)
+            except (ModuleNotFoundError, *_model_errors()):
+                raise
+            except Exception as e:
+                from sfumato.batch import plain_error
+
+                failed += 1
+                print(f"error: {f}: {plain_error(e)}", file=sys.stderr)
+                continue
+            finally:
+                progress.finish()
+            lat = next(iter(manifest["latent"].values()), {}).get("relative_reduction")
+            print(f"{f} -> {path}  (what a model sees: before | after, at {side} px)")
+            print(f"  verdict (preview, {cfg.effort.steps} steps at {side} px): {verdict['sentence']}")
+            print(f"  target={res.target.get('style')} latent_reduction="
+                  f"{'-' if lat is None else format(lat, '.1%')} "
+                  f"{float(res.timing_s.get('total', 0.0)):.1f}s")
+    finally:
+        if args.out_dir:
+            _remove_new_empty_dirs(out_dir, existed)
+    print(f"preview: {len(files) - failed} done, {failed} failed; nothing protected was written (the full run: "
+          f"sfumato cloak {' '.join(str(f) for f in files)} -o OUT_DIR)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _model_errors() -> tuple[type[BaseException], ...]:
+    from sfumato.models import ChecksumError, ModelNotFoundError
+
+    return (ModelNotFoundError, ChecksumError)
+
+
+def _downscale(rgb: Any, side: int) -> Any:
+    """``rgb`` with its long side at most ``side`` px (area-averaged), float32 in [0, 1]."""
+    import numpy as np
+
+    from sfumato.io.tensors import resize, to_hwc, to_nchw, work_size
+
+    h, w = rgb.shape[:2]
+    if max(h, w) <= side:
+        return np.ascontiguousarray(rgb, dtype=np.float32)
+    return np.clip(to_hwc(resize(to_nchw(rgb), work_size(h, w, side))), 0, 1).astype(np.float32)
+
+
+def _side_by_side(left: Any, right: Any, gap: int = 8) -> Any:
+    """Two images side by side on white, bottom-aligned, with ``gap`` px between them."""
+    import numpy as np
+
+    h = max(left.shape[0], right.shape[0])
+    sheet = np.ones((h, left.shape[1] + gap + right.shape[1], 3), dtype=np.float32)
+    sheet[h - left.shape[0]:, :left.shape[1]] = left
+    sheet[h - right.shape[0]:, left.shape[1] + gap:] = right
+    return sheet
 
 
 def _run(args: argparse.Namespace) -> int:
     from sfumato.api import cloak_file
 
+    if args.preview:
+        return _preview(args)
+    if not args.out_dir:
+        raise ValueError("give the output folder: -o OUT_DIR (or --preview for a quick look without writing)")
     cfg = config_from_args(args)
     xmp = rights_from_args(args, default=False)
 
-    def work(item, out_dir: Path):  # noqa: ANN001, ANN202
-        r = cloak_file(item.source, out_dir, cfg, rel_stem=item.rel_stem, xmp=xmp, **file_options(args, item))
-        m = r.manifest
-        lat = next(iter(m["latent"].values()))
-        print(f"{item.source} -> {r.output}  lpips={m['achieved'][f'lpips_{cfg.budget.lpips_net}']:.4f} "
-              f"linf={m['achieved']['linf'] * 255:.1f}/255 target={m['target']['style']} "
-              f"latent_reduction={lat['relative_reduction']:.1%} {m['timing_s']['file_total']:.1f}s")
+    def work(item, out_dir: Path, progress):  # noqa: ANN001, ANN202
+        r = cloak_file(item.source, out_dir, cfg, rel_stem=item.rel_stem, xmp=xmp, progress=progress,
+                       **file_options(args, item))
+        v = add_verdict(r, item.source, args, progress)
+        print_result(item.source, r, v, describe_cloak(r.manifest, cfg.budget.lpips_net))
         return r
 
     return run_files(args, "cloak", work).exit_code

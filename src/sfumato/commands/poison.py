@@ -11,6 +11,14 @@ from sfumato.commands import number, one_line_errors, require_module
 
 HELP = "Poison images of a concept (e.g. dog) so a model's encoder sees another (e.g. cat)."
 
+EPILOG = """examples:
+  sfumato poison photos/dogs -o poisoned/ --concept dog --target cat --anchors photos/cats
+  sfumato poison photos/ -o poisoned/ --mapping pairs.toml      # several concepts in one batch
+
+Each image ends with a verdict: whether the concept judge sees the target (cat) or still the concept
+(dog) in what a model sees. <stem>.txt holds a caption naming the concept (--no-caption to skip).
+"""
+
 
 def add_poison_arguments(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument("--concept", default=None, help="what the images show (C), e.g. dog")
@@ -36,6 +44,7 @@ def add_poison_arguments(p: argparse.ArgumentParser, *, required: bool = True) -
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from sfumato.commands.cloak import add_common_arguments
 
+    p.epilog = EPILOG
     add_common_arguments(p, intensity_help="perceptual budget: low (LPIPS 0.05), default (0.07, Nightshade's "
                                            "p), high (0.10); L∞ cap 24/255 unless --linf")
     add_poison_arguments(p)
@@ -63,7 +72,10 @@ def plan_from_args(args: argparse.Namespace, make_config: Callable[[str, str], A
         pairs = [{"concept": args.concept, "target": args.target}]
     else:
         raise ValueError("give --concept C and --target A (or --mapping FILE)")
-    scorer = None if args.scorer == "none" else make_scorer(args.scorer, models_dir=args.models_dir)
+    from sfumato.judges.concept import quiet_tflite
+
+    with quiet_tflite():
+        scorer = None if args.scorer == "none" else make_scorer(args.scorer, models_dir=args.models_dir)
     return plan_poison(pairs, make_config=make_config, scorer=scorer, anchors=args.anchors,
                        anchor_model=args.anchor_model, anchor_count=args.anchor_count, seed=args.seed)
 
@@ -74,21 +86,23 @@ def run_plan(args: argparse.Namespace, label: str, plan: Any, file_fn: Callable[
     config and anchors from ``plan``; print ``describe(result, config)`` per image. Images that do not
     clearly show their concept are skipped (counted, not failed) unless ``--force``."""
     from sfumato.api import NotACandidate
-    from sfumato.commands.cloak import file_options, rights_from_args, run_files
+    from sfumato.commands.cloak import add_verdict, file_options, print_result, rights_from_args, run_files
 
     xmp = rights_from_args(args, default=rights)
     not_candidates: list[str] = []
 
-    def work(item, out_dir):  # noqa: ANN001, ANN202
+    def work(item, out_dir, progress):  # noqa: ANN001, ANN202
         cfg, anchors = plan.for_image(item.source)
         try:
             r = file_fn(item.source, out_dir, cfg, anchors, scorer=plan.scorer, force=args.force,
-                        caption=not args.no_caption, rel_stem=item.rel_stem, xmp=xmp, **file_options(args, item))
+                        caption=not args.no_caption, rel_stem=item.rel_stem, xmp=xmp, progress=progress,
+                        **file_options(args, item))
         except NotACandidate as e:
             not_candidates.append(str(item.source))
             print(f"skipped: {item.source}: {e}", file=sys.stderr)
             return None
-        print(f"{item.source} -> {r.output}  {describe(r.manifest, cfg)}")
+        v = add_verdict(r, item.source, args, progress)
+        print_result(item.source, r, v, describe(r.manifest, cfg))
         return r
 
     report = run_files(args, label, work)

@@ -8,11 +8,19 @@ from sfumato.commands import number, one_line_errors
 
 HELP = "Cloak and poison in one pass (one perceptual budget), instead of running two tools in sequence."
 
+EPILOG = """examples:
+  sfumato protect art/ -o out/ --concept dog --target cat --anchors photos/cats
+
+Each image ends with a verdict for both aims (style and concept); it says protected only when both took.
+The IPTC/XMP 'do not train' reservation is embedded by default (--no-rights to skip).
+"""
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from sfumato.commands.cloak import add_common_arguments
     from sfumato.commands.poison import add_poison_arguments
 
+    p.epilog = EPILOG
     add_common_arguments(p, intensity_help="one budget for both: low (LPIPS 0.05), default (0.07), high (0.10); "
                                            "L∞ cap 24/255 unless --linf")
     add_poison_arguments(p)

@@ -13,8 +13,12 @@ scores of one image sum to at most 1. The judge never enters a loss; it only mea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
+import threading
+from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
@@ -22,7 +26,35 @@ import numpy as np
 
 from sfumato.judges.mobilenet import N_OUTPUTS, Fit, MobileNetV2, load_mobilenet
 
-__all__ = ["ConceptJudge", "default_concepts"]
+__all__ = ["ConceptJudge", "default_concepts", "quiet_tflite"]
+
+_QUIET_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_tflite() -> Iterator[None]:
+    """Silence what native code prints on the process's standard error (file descriptor 2) meanwhile:
+    LiteRT prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` when an interpreter is created,
+    with no setting to turn it off. Python's own ``sys.stderr`` is left alone; nested uses are no-ops."""
+    if not _QUIET_LOCK.acquire(blocking=False):  # already quiet (nested, or another thread's load)
+        yield
+        return
+    saved = None
+    try:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        except OSError:  # no usable fd 2 (an embedded interpreter): nothing to silence
+            saved = None
+        yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+        _QUIET_LOCK.release()
 
 
 def default_concepts() -> dict[str, dict[str, Any]]:
@@ -60,7 +92,10 @@ class ConceptJudge:
             concepts = {k: v["classes"] for k, v in default_concepts().items()}
         self._groups = _validate(concepts)
         self.concepts: list[str] = list(self._groups)
-        self.model = model if model is not None else load_mobilenet(models_dir=models_dir)
+        if model is None:
+            with quiet_tflite():
+                model = load_mobilenet(models_dir=models_dir)
+        self.model = model
         self.fit: Fit = fit
         # [n_concepts, 1001] 0/1 membership matrix
         self._member = np.zeros((len(self.concepts), N_OUTPUTS), dtype=np.float32)

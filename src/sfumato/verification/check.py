@@ -273,6 +273,10 @@ def check(
     view_info = views_step(inp, ae, target_view, panel, quality, int(seed), models_dir, views, notes, say)
     panel.read_crop_views(judge_info, view_info, notes)
     text = summary(results, best_d, base.measure, base.ok) + views_summary(view_info)
+    from sfumato.verification.plain import check_verdict
+
+    verdict = check_verdict(judges=judge_info, views=view_info, latent=base.latent, measure=base.measure,
+                            base_ok=base.ok, manifest=inp.manifest, notes=notes)
     return CheckReport(
         protected=_file_entry(inp.p_path, inp.x_p),
         original=_file_entry(inp.o_path, inp.x_p) if inp.x_o is not None else None,
@@ -285,6 +289,7 @@ def check(
         quality=quality, target=target_info, latent=base.latent, protection_measure=base.measure, judges=judge_info,
         attacks=results, best_of_n=best_d, summary=text, views=view_info,
         not_tested=list(NOT_TESTED), notes=notes, seconds=round(time.perf_counter() - t_start, 3), images=images,
+        verdict=verdict,
     )
 
 

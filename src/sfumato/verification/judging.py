@@ -213,10 +213,11 @@ def setup_judges(judges: bool, style_judge: Any, concept_judge: Any, corpus_dir:
     if importlib.util.find_spec("ai_edge_litert") is None:
         notes.append("Judges skipped: they need the 'judges' extra (pip install 'sfumato[judges]').")
         return JudgePanel()
-    from sfumato.judges.concept import ConceptJudge
+    from sfumato.judges.concept import ConceptJudge, quiet_tflite
     from sfumato.judges.style import ENV_CORPUS_DIR, StyleJudge
+    from sfumato.verification.discovery import find_corpus_dir
 
-    corpus = corpus_dir or os.environ.get(ENV_CORPUS_DIR) or None
+    corpus = find_corpus_dir(corpus_dir or None, models_dir=models_dir)
     crop = None
     if crop_judge is False:
         pass
@@ -225,7 +226,8 @@ def setup_judges(judges: bool, style_judge: Any, concept_judge: Any, corpus_dir:
                      f"{CROP_JUDGE_MIN_SIDE} px); every trainer bucket would be an upscale, so its crops would "
                      "show interpolation, not brushwork.")
     elif crop_judge is None:
-        crop = default_crop_judge(corpus, models_dir, notes)
+        with quiet_tflite():
+            crop = default_crop_judge(corpus, models_dir, notes)
     elif isinstance(crop_judge, (str, os.PathLike)):
         from sfumato.judges.crop import CropStyleJudge
 
@@ -234,16 +236,19 @@ def setup_judges(judges: bool, style_judge: Any, concept_judge: Any, corpus_dir:
         crop = crop_judge
 
     if style_judge is None:
-        if corpus_dir is not None or os.environ.get(ENV_CORPUS_DIR):
+        if corpus is not None:
             if importlib.util.find_spec("sklearn") is None:
                 notes.append("Style judge skipped: training it needs scikit-learn (the 'judges' extra).")
             else:
-                style_judge = default_style_judge(corpus_dir or os.environ[ENV_CORPUS_DIR], models_dir, notes)
+                with quiet_tflite():
+                    style_judge = default_style_judge(corpus, models_dir, notes)
         else:
-            notes.append(f"Style judge skipped: no corpus of reference paintings (pass corpus_dir / --corpus-dir "
-                         f"or set {ENV_CORPUS_DIR}).")
+            notes.append(f"Style judge skipped: no corpus of reference paintings found (pass corpus_dir / "
+                         f"--corpus-dir, set {ENV_CORPUS_DIR}, run 'sfumato config set corpus_dir FOLDER', or keep "
+                         "a corpus/ folder with art128/ or art/<artist>/ beside the models folder).")
     elif isinstance(style_judge, (str, os.PathLike)):
-        style_judge = StyleJudge.load(style_judge, models_dir=models_dir)
+        with quiet_tflite():
+            style_judge = StyleJudge.load(style_judge, models_dir=models_dir)
     if concept_judge is None:
         concept_judge = ConceptJudge(models_dir=models_dir)
     return JudgePanel(style=style_judge, concept=concept_judge, crop_style=crop)

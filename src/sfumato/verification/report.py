@@ -31,6 +31,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
 th,td{border:1px solid #ddd;padding:.3em .55em;text-align:left;vertical-align:top}
 th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .summary{padding:.8em 1em;border-radius:6px;background:#f3f6fb;border:1px solid #c9d6ea}
+.summary.yes{background:#e8f5ec;border-color:#93c9a3}.summary.no{background:#fcebea;border-color:#e2a49c}
 .v-survives{background:#e3f4e1}.v-weakened{background:#fff4d6}.v-removed{background:#fbe1e1}
 .v-other{background:#eee}.small{font-size:.85em;color:#555}
 figure{display:inline-block;margin:.3em .6em .3em 0;text-align:center}
@@ -217,6 +218,16 @@ def _attack_rows(r: CheckReport) -> list[list[str]]:
     return rows
 
 
+def _verdict_html(r: CheckReport) -> list[str]:
+    """The report's lead: the plain verdict (green only when protected), then the attacks' summary."""
+    v = r.verdict or {}
+    if not v.get("sentence"):
+        return [f"<div class=summary><b>Verdict.</b> {_e(r.summary)}</div>"]
+    cls = {True: "summary yes", False: "summary no"}.get(v.get("protected"), "summary")
+    head = {True: "Protected.", False: "Not protected."}.get(v.get("protected"), "Cannot tell.")
+    return [f'<div class="{cls}"><b>{head}</b> {_e(v["sentence"])}</div>', f"<p>{_e(r.summary)}</p>"]
+
+
 def render_html(report: CheckReport) -> str:
     """The report as one self-contained HTML page (no external resources)."""
     r = report
@@ -229,7 +240,7 @@ def render_html(report: CheckReport) -> str:
         f"<p class=small>sfumato {_e(r.sfumato_version)} · working size {_e(r.settings['work_size'][0])}x"
         f"{_e(r.settings['work_size'][1])} px · encoders {_e(', '.join(r.settings['encoders']))} · seed "
         f"{_e(r.settings['seed'])} · {r.seconds:.0f} s</p>",
-        f"<div class=summary><b>Verdict.</b> {_e(r.summary)}</div>",
+        *_verdict_html(r),
     ]
     # images
     im = r.images

@@ -73,10 +73,14 @@ class CheckReport:
     views: dict[str, Any] | None = None
     """Trainer views (:mod:`sfumato.verification.views`): ``rows`` per view, ``worst``, ``ceiling``,
     ``budget``; ``None`` when not measured."""
+    verdict: dict[str, Any] | None = None
+    """The plain verdict (:func:`sfumato.verification.plain.check_verdict`): ``protected`` (true, false, or
+    ``None`` when nothing measured can tell), one ``sentence`` and the numbers behind it (``basis``)."""
 
     def to_dict(self, *, include_images: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {
             "sfumato_version": self.sfumato_version,
+            "verdict": self.verdict,
             "protected": self.protected,
             "original": self.original,
             "manifest": self.manifest,

@@ -21,6 +21,14 @@ __all__ = [
     "summary",
     "thresholds",
     "verdict_for",
+    "TRUSTED_ATTRIBUTION",
+    "artist_label",
+    "combine_verdicts",
+    "concept_verdict",
+    "latent_verdict",
+    "make_verdict",
+    "pct",
+    "style_verdict",
 ]
 
 SURVIVES_AT = 2 / 3
@@ -123,3 +131,102 @@ def summary(results: list[AttackResult], best: dict[str, Any] | None, measure: s
         text += (f" Strongest usable attack (best-of-N): {best['name']}, leaving {best['retained']:.0%} of the "
                  f"protection ({best['verdict']}).")
     return text
+
+
+# ----------------------------------------------------------------------------------------------------
+# the plain verdict of one protected image: one sentence, and the numbers behind it
+
+TRUSTED_ATTRIBUTION = 0.5
+"""The style judge speaks for an artist only when it gives the original (and the original's AI view) at
+least this probability; otherwise it does not know the artist and cannot say whether the style shows."""
+
+
+def pct(p: float | None) -> str:
+    """A probability or share as the verdicts write it (``98 %``)."""
+    return "-" if p is None else f"{100 * float(p):.0f} %"
+
+
+def artist_label(name: str) -> str:
+    """A judge's artist name in words: ``vincent_van_gogh`` → ``Vincent Van Gogh``."""
+    return " ".join(w[:1].upper() + w[1:] for w in str(name).replace("_", " ").split())
+
+
+def make_verdict(protected: bool | None, sentence: str, **basis: Any) -> dict[str, Any]:
+    """A verdict record: ``protected`` (``None``: cannot tell), its sentence, the numbers behind it."""
+    return {"protected": protected, "sentence": sentence, "basis": basis}
+
+
+def latent_verdict(toward: float | None, target_style: str | None, *, why_no_judge: str) -> dict[str, Any]:
+    """The verdict from the latent shift alone (no judge could speak): never "protected"."""
+    if toward is None:
+        return make_verdict(None, f"No verdict: {why_no_judge}.", latent_toward=None)
+    where = f"the target style '{target_style}'" if target_style else "the target"
+    if toward < MIN_PROTECTION:
+        return make_verdict(False, f"Not protected: what a model sees barely moved ({pct(toward)} of the way toward "
+                                   f"{where}).", latent_toward=toward, target_style=target_style)
+    return make_verdict(None, f"Cannot tell whether a model would still pick up your style: what it sees moved "
+                              f"{pct(toward)} of the way toward {where}, but {why_no_judge}.",
+                        latent_toward=toward, target_style=target_style)
+
+
+def style_verdict(*, artist: str, p_reference: float, readings: list[dict[str, Any]], scope: str,
+                  toward: float | None = None, target_style: str | None = None,
+                  judge: str = "style judge") -> dict[str, Any]:
+    """Whether a style judge still recognises ``artist`` in what a model sees. ``p_reference``: its
+    probability for ``artist`` on the reference (the original's AI view, or its pixels); ``readings``: one per view (``view``, ``p_original``
+    and ``p_protected`` — the artist's probability on the AI views of the original and the protected file —
+    and ``prediction``, the judge's top artist on the protected one); ``scope`` names what was tested (e.g.
+    "at every trainer view we tested (7)"). Protected only when no view is still attributed to the artist."""
+    who = artist_label(artist)
+    basis = {"judge": judge, "artist": artist, "p_reference": p_reference, "views": readings,
+             "latent_toward": toward, "target_style": target_style}
+    if p_reference < TRUSTED_ATTRIBUTION:
+        return make_verdict(None, f"Cannot tell: the {judge} does not recognise this artist in what a model sees of "
+                                  f"the original (its best guess, {who}, at {pct(p_reference)}), so it cannot say "
+                                  "whether a model would pick up your style.",
+                            **basis)
+    usable = [r for r in readings if r["p_original"] >= TRUSTED_ATTRIBUTION or r.get("original_attributed")]
+    if not usable:
+        return make_verdict(None, f"Cannot tell: the {judge} does not recognise {who} even in what a model sees of "
+                                  "the unprotected original.", **basis)
+    stuck = [r for r in usable if r["prediction"] == artist]
+    one = len(readings) == 1
+    if stuck:
+        w = max(stuck, key=lambda r: r["p_protected"])
+        at = "" if one else f" at the {w['view']} view"
+        return make_verdict(False, f"A model trained on this image would still pick up your style{at} ({judge}: "
+                                   f"{who} {pct(w['p_protected'])}).", **basis)
+    w = max(usable, key=lambda r: r["p_protected"])
+    weakest = (f"{who} {pct(w['p_original'])} → {pct(w['p_protected'])}" if one else
+               f"weakest: {w['view']}, {who} {pct(w['p_original'])} → {pct(w['p_protected'])}")
+    return make_verdict(True, f"Protected {scope}: the {judge} no longer recognises your style in what a model "
+                              f"sees ({weakest}, read as {artist_label(w['prediction'])}).", **basis)
+
+
+def concept_verdict(*, concept: str, target: str, scores: dict[str, float] | None, label: str | None,
+                    known: bool = True) -> dict[str, Any]:
+    """Whether a poison took: does what a model sees of the image show ``target`` rather than ``concept``?
+    ``scores``: the concept judge's scores on the protected file's AI view; ``label``: its reading."""
+    basis = {"judge": "concept judge (MobileNetV2)", "concept": concept, "target": target, "scores": scores,
+             "label": label}
+    if not known or scores is None or label is None:
+        return make_verdict(None, f"Cannot tell whether the poison took: the concept judge has no '{concept}' or "
+                                  f"'{target}' group to read.", **basis)
+    both = f"{target} {pct(scores.get(target))}, {concept} {pct(scores.get(concept))}"
+    if label == target:
+        return make_verdict(True, f"The poison took: a model sees a {target} in this {concept} image (judge on the "
+                                  f"AI view: {both}).", **basis)
+    if label == concept:
+        return make_verdict(False, f"Not protected: a model still sees a {concept} in this image (judge on the AI "
+                                   f"view: {concept} {pct(scores.get(concept))}); the poison did not take.", **basis)
+    return make_verdict(False, f"The poison did not take: what a model sees is no clear {target} (judge on the AI "
+                               f"view: {both}, read as {label}).", **basis)
+
+
+def combine_verdicts(parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One verdict for several aims (``{"style": ..., "concept": ...}``): protected only when every part is,
+    not protected when any part is not, else cannot tell; the sentences in order."""
+    values = [v["protected"] for v in parts.values()]
+    protected = False if False in values else (True if values and all(values) else None)
+    return {"protected": protected, "sentence": " ".join(v["sentence"] for v in parts.values()),
+            "basis": {k: v["basis"] for k, v in parts.items()}, "parts": {k: v["protected"] for k, v in parts.items()}}
