@@ -7,5 +7,5 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -m pip install --quiet "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -m pip install --quiet -e ".[all,test]" 2>&1 | grep -v "is ignored" || true
+.venv/bin/python -m pip install --quiet -e ".[all,cluster,test]" 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -c "import torch, sfumato; assert torch.__version__.startswith('2.13.0'), torch.__version__; print('sfumato', sfumato.__version__, '| torch', torch.__version__)"

@@ -16,6 +16,7 @@ EXTRAS = {
     "diffusers": "diffusers", "transformers": "diffusers", "huggingface_hub": "diffusers",
     "fastapi": "web", "uvicorn": "web", "multipart": "web", "python_multipart": "web",
     "c2pa": "c2pa", "cryptography": "c2pa",
+    "ray": "cluster",
 }
 
 

@@ -45,6 +45,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--effort-override", default=None, metavar="JSON",
                    help="replace every job's search effort, e.g. '{\"steps\": 3, \"resolution\": 128}' "
                         "(for tests and benchmarks: protection will be weak)")
+    g = p.add_argument_group("scale-out (a Ray cluster; pip install 'sfumato[cluster]')")
+    g.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where images run: local (this process's worker threads, the default) or ray (one Ray task "
+                        "per image; every Ray node must see --data-dir at the same path)")
+    g.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT|ray://HOST:PORT",
+                   help="the Ray cluster for --executor ray: auto (started on this machine with 'ray start --head'), "
+                        "the head's address, or a Ray Client address (default: a private Ray on this machine)")
+    g.add_argument("--task-timeout", type=number(float, lo=0, lo_open=True), default=None, metavar="S",
+                   help="with --executor ray: seconds one image may take before it fails (default: no limit)")
+    g.add_argument("--task-memory-mb", type=number(float, lo=64), default=None, metavar="MB",
+                   help="with --executor ray: memory one task reserves and may use, in MiB (default: no limit)")
+    g.add_argument("--task-retries", type=number(int, lo=0, hi=10), default=2, metavar="N",
+                   help="with --executor ray: runs of an image whose worker died (crash, kill, out of memory) "
+                        "before it fails (default 2)")
+    g.add_argument("--task-gpus", type=number(float, lo=0), default=0.0, metavar="N",
+                   help="with --executor ray: GPUs each task reserves (e.g. 1 on GPU workers; default 0)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="server log level (default info)")
 
@@ -69,8 +85,17 @@ def settings_from_args(args: argparse.Namespace):  # noqa: ANN201
         max_images_per_job=args.max_images_per_job,
         models_dir=Path(args.models_dir) if args.models_dir else None,
         anchors_dir=Path(args.anchors_dir) if args.anchors_dir else None, effort_override=effort,
-        check_attacks=args.check_attacks,
+        check_attacks=args.check_attacks, executor=args.executor,
+        ray_address=args.ray_address if args.executor == "ray" else _no_address(args.ray_address),
+        task_timeout_s=args.task_timeout, task_memory_mb=args.task_memory_mb, task_retries=args.task_retries,
+        task_gpus=args.task_gpus,
     )
+
+
+def _no_address(address: str | None) -> None:
+    if address:
+        raise ValueError("--ray-address needs --executor ray")
+
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,6 +112,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if settings.executor == "ray":  # connect now: a missing package or an unreachable cluster is one line
+        from sfumato.cluster.executor import ClusterError, connect
+
+        try:
+            connect(settings.ray_address)
+        except ClusterError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     from sfumato.server.app import create_app
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -9,7 +9,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sfumato.server.errors import one_line
 from sfumato.server.health import STORAGE_ERRORS, RunnerHealth, StorageFault
@@ -140,3 +140,28 @@ class StoreGuard:
     def forget(self, job_id: str) -> None:
         with self._lock:
             self._unsaved.pop(job_id, None)
+
+
+def lock_data_dir(root: Path) -> IO[str] | None:
+    """Two servers on one data folder would re-queue each other's running jobs and delete each other's
+    uploads: hold an exclusive lock on ``server.lock`` (released by the OS even on ``kill -9``); returns
+    the open lock file (closing it releases the lock), ``None`` where the OS has no advisory locks."""
+    try:
+        import fcntl
+    except ModuleNotFoundError:  # not POSIX: no advisory locks; one server per folder is then on trust
+        return None
+    f = open(root / "server.lock", "a+")  # noqa: SIM115 (held for the server's lifetime)
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RuntimeError(f"another sfumato server is using {root}; stop it or give this one another "
+                           "--data-dir") from None
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")  # for the admin only: a full disk must not stop the server starting
+        f.flush()
+    except OSError as e:
+        log.warning("could not write the process id into %s: %s", f.name, one_line(e))
+    return f

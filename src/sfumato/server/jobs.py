@@ -16,6 +16,8 @@ Guarantees:
   reported by ``/v1/health`` and restarted by the janitor, its job going back to the queue.
 * **Kept until the TTL.** A finished job's files stay until ``finished + ttl_hours``; a janitor thread
   deletes expired jobs (rows and files) and abandoned upload folders.
+* **Runs anywhere.** Images run in the server's threads or as Ray tasks (:mod:`sfumato.cluster.executor`);
+  the store stays the source of truth either way.
 * **Bounded.** At most ``workers`` jobs run at once (threads: PyTorch releases the GIL, so the HTTP
   event loop stays responsive); at most ``max_queue`` jobs wait — beyond it :class:`QueueFull` carries a
   ``Retry-After`` estimate.
@@ -32,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import threading
@@ -42,9 +43,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from sfumato.cluster.executor import make_executor
 from sfumato.server import results
 from sfumato.server.errors import DiskFull, JobError, QueueFull, StorageUnavailable, one_line
-from sfumato.server.guard import StoreGuard
+from sfumato.server.guard import StoreGuard, lock_data_dir
 from sfumato.server.health import (
     STORAGE_ERRORS,
     RunnerHealth,
@@ -90,7 +92,8 @@ class JobRunner:
         self.jobs_dir = self.root / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(self.root / "jobs.sqlite3")
-        self.n_workers = settings.resolved_workers()
+        self.executor = make_executor(settings)
+        self.n_workers = settings.workers if settings.workers is not None else self.executor.default_workers(settings)
         self.ttl_s = settings.ttl_hours * 3600.0
         self._stop = threading.Event()
         self._wake = threading.Condition()
@@ -111,7 +114,8 @@ class JobRunner:
     # -- life cycle
     def start(self) -> None:
         """Lock the data folder (one server per folder), re-queue what a crash interrupted, start the threads."""
-        self._lock_data_dir()
+        self._lockfile = lock_data_dir(self.root)
+        self.executor.start()
         counts = self.guard.recover()
         if counts and counts[0]:
             log.warning("resuming %d interrupted job(s) from the previous run (%d image(s) to redo)", *counts)
@@ -157,33 +161,11 @@ class JobRunner:
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
+        self.executor.stop()
         if not self._threads and self._lockfile is not None:
             self.store.close()
             self._lockfile.close()  # closing the descriptor releases the lock
             self._lockfile = None
-
-    def _lock_data_dir(self) -> None:
-        """Two servers on one data folder would re-queue each other's running jobs and delete each other's
-        uploads: hold an exclusive lock on ``server.lock`` (released by the OS even on ``kill -9``)."""
-        try:
-            import fcntl
-        except ModuleNotFoundError:  # not POSIX: no advisory locks; one server per folder is then on trust
-            return
-        f = open(self.root / "server.lock", "a+")  # noqa: SIM115 (held for the server's lifetime)
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            raise RuntimeError(f"another sfumato server is using {self.root}; stop it or give this one another "
-                               "--data-dir") from None
-        self._lockfile = f
-        try:
-            f.seek(0)
-            f.truncate()
-            f.write(f"{os.getpid()}\n")  # for the admin only: a full disk must not stop the server starting
-            f.flush()
-        except OSError as e:
-            log.warning("could not write the process id into %s: %s", f.name, one_line(e))
 
     def idle(self) -> bool:
         """True when no worker is processing a job."""
@@ -305,7 +287,7 @@ class JobRunner:
         rep = self.health.report(alive=self.workers_alive(), workers=self.n_workers, free_bytes=self.disk_free(),
                                  min_free_bytes=self.settings.min_free_bytes,
                                  unsaved_failures=len(self.guard.unsaved()), jobs_error=jobs_error)
-        return {**rep, "workers": self.n_workers, "jobs": counts}
+        return {**rep, "workers": self.n_workers, "jobs": counts, "executor": self.executor.name}
 
     # -- workers
     def _worker(self) -> None:
@@ -365,7 +347,7 @@ class JobRunner:
             self.guard.fail_job(job_id, unavailable)
             return
         try:
-            protect_one = mode.prepare(opts, self.settings, self._cache)
+            protect_one = self.executor.image_runner(mode, opts, self.settings, self._cache)
         except (ValueError, OSError) as e:  # a job that cannot run: the client sees why
             self.guard.fail_job(job_id, one_line(e))
             return
@@ -405,11 +387,14 @@ class JobRunner:
         d = self.jobs_dir / job_id
         out_dir = d / "out"
 
-        def progress(step: int, steps: int) -> None:
+        def check() -> None:
             if self._stop.is_set():
                 raise _Interrupted
             if job_id in self._cancelled:
                 raise _Cancelled
+
+        def progress(step: int, steps: int) -> None:
+            check()
             self._live[key] = {"step": int(step), "steps": int(steps)}
 
         t0 = time.perf_counter()
@@ -418,7 +403,7 @@ class JobRunner:
             self._live[key] = {"step": 0, "steps": None}
             self._remove_outputs(out_dir, im["id"])  # an interrupted or failed attempt's
             try:
-                res = protect_one(ModeCall(d / "in" / im["input_file"], out_dir, im["id"], progress))
+                res = protect_one(ModeCall(d / "in" / im["input_file"], out_dir, im["id"], progress, check))
                 break
             except _Interrupted:
                 self._requeue(job_id, idx)

@@ -31,12 +31,15 @@ OUTPUT_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
 
 @dataclass(frozen=True)
 class ModeCall:
-    """One image to protect: what a mode's runner receives."""
+    """One image to protect: what a mode's runner receives. ``check()`` raises when the image must stop
+    (the server stops, the job was deleted); ``progress`` calls it too. An executor that runs the image
+    elsewhere (:mod:`sfumato.cluster`) calls ``check`` while it waits."""
 
     src: Path
     out_dir: Path
     stem: str
     progress: Callable[[int, int], None]
+    check: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ class Health(BaseModel):
     worker: dict[str, Any]
     disk: dict[str, Any]
     unsaved_failures: int
+    executor: str = "local"  # where images run: local (this process) or ray
 
 
 class Problem(BaseModel):

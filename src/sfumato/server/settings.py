@@ -57,6 +57,13 @@ class ServerSettings:
     ``"all"`` or comma-separated names, as ``sfumato check --attacks``); ``cleanup_interval_s``: how
     often expired jobs are deleted; ``min_free_bytes``: free space the data folder's disk keeps — below it
     new jobs are refused with 507 and ``/v1/health`` is not ``ok``.
+
+    Where images run (:mod:`sfumato.cluster`): ``executor`` ``"local"`` (the server's own threads, the
+    default) or ``"ray"`` (one Ray task per image; ``workers`` is then the number of images in flight,
+    default: the cluster's task slots); ``ray_address``: ``"auto"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"``
+    (``None``: a private Ray on this machine); ``task_timeout_s`` / ``task_memory_mb``: per-task limits
+    (``None``: none); ``task_retries``: runs of a task whose worker died before its image fails;
+    ``task_gpus``: GPUs each task reserves (0 on CPU workers).
     """
 
     data_dir: Path
@@ -75,6 +82,12 @@ class ServerSettings:
     check_attacks: str = "default"
     cleanup_interval_s: float = 60.0
     min_free_bytes: int = 256 * 1024 * 1024
+    executor: str = "local"
+    ray_address: str | None = None
+    task_timeout_s: float | None = None
+    task_memory_mb: float | None = None
+    task_retries: int = 2
+    task_gpus: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -96,6 +109,17 @@ class ServerSettings:
         require(isinstance(self.min_free_bytes, int) and self.min_free_bytes >= 0,
                f"min_free_bytes must be a non-negative integer (bytes kept free on the data disk), got "
                f"{self.min_free_bytes!r}")
+        require(self.executor in ("local", "ray"), f"executor must be 'local' (this process) or 'ray' (a Ray "
+               f"cluster), got {self.executor!r}")
+        require(self.ray_address is None or self.executor == "ray", "ray_address needs executor='ray' "
+               "(--executor ray)")
+        require(self.task_timeout_s is None or self.task_timeout_s > 0,
+               f"task_timeout_s must be positive seconds, got {self.task_timeout_s}")
+        require(self.task_memory_mb is None or self.task_memory_mb >= 64,
+               f"task_memory_mb must be at least 64 MiB, got {self.task_memory_mb}")
+        require(isinstance(self.task_retries, int) and 0 <= self.task_retries <= 10,
+               f"task_retries must be 0..10, got {self.task_retries!r}")
+        require(self.task_gpus >= 0, f"task_gpus must be >= 0, got {self.task_gpus}")
         require(self.cleanup_interval_s > 0, f"cleanup_interval_s must be positive, got {self.cleanup_interval_s}")
         if self.token is not None:
             require(len(self.token) >= MIN_TOKEN_LENGTH and self.token.isprintable() and " " not in self.token,
