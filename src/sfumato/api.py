@@ -1,13 +1,24 @@
 """Python API over files: cloak, poison or protect an image file, save it safely, measure the *saved* file,
 write its manifest.
 
-The budget holds on the file as written. Lossless outputs store exactly the pixels that calibration
-measured. Lossy ones (JPEG, AVIF) do not: the codec is not idempotent, so writing the calibrated pixels
-encodes them a second time and moves LPIPS a little (up to about 1 % on 64-128 px paintings at JPEG
-quality 98). They are therefore calibrated against :data:`LOSSY_CALIBRATION_MARGIN` of the LPIPS budget,
-and the file a result would become is written to a temporary folder and measured first; while it is
-over the budget the perturbation is shrunk, and when it cannot be brought under, the image fails with a
-one-line :class:`OverBudget` error and nothing is written.
+The budget is a contract on the file as written: a file is written only when, re-read from disk, it has
+LPIPS ≤ p · (1 − :data:`~sfumato.optimise.calibrate.LPIPS_SAFETY_MARGIN`) and L∞ ≤ the cap; otherwise the
+image fails with a one-line :class:`OverBudget` error and nothing is written. Each candidate is first
+written to a temporary folder, re-read and measured, and only a passing one is written to the output
+folder (atomically) and checked once more there.
+
+Lossless outputs store exactly the pixels that calibration measured. Lossy ones (JPEG, AVIF) do not: the
+codec is not idempotent, so writing the calibrated pixels encodes them a second time and moves LPIPS a
+little (up to about 1 % on 64-128 px paintings at JPEG quality 98) and moves single pixels by several
+levels (JPEG's block quantisation: 27-32/255 against a 24/255 cap before this check existed). They are
+therefore calibrated against :data:`LOSSY_CALIBRATION_MARGIN` of the LPIPS ceiling; while a trial file is
+over the LPIPS ceiling the perturbation is shrunk (:data:`LOSSY_SHRINK`), and while it is over the L∞ cap
+the codec's excess is pushed back and the perturbation's own cap is tightened by the excess, at most
+:data:`LOSSY_TRIES` times.
+
+An image that could not be protected — calibration found no scale > 0 (the output would be the original),
+or the saved perturbation spends under :data:`NEGLIGIBLE_LPIPS_SHARE` of the budget — fails with
+:class:`NotProtected`; it is never written or reported as done.
 """
 
 from __future__ import annotations
@@ -33,17 +44,30 @@ from sfumato.io.outputs import (
     make_quantiser,
     manifest_path_for,
 )
+from sfumato.optimise.calibrate import LPIPS_SAFETY_MARGIN, lpips_ceiling
 
-#: Lossy outputs are calibrated against this share of the LPIPS budget (see the module docstring).
+#: Lossy outputs are calibrated against this share of the LPIPS ceiling (see the module docstring).
 LOSSY_CALIBRATION_MARGIN = 0.97
-#: Each retry scales the perturbation of a lossy output that is still over budget by this factor...
+#: Each retry scales the perturbation of a file that is still over the LPIPS ceiling by this factor...
 LOSSY_SHRINK = 0.9
-#: ...at most this many times before the image fails.
+#: ...at most this many times before the image fails (the same count bounds the L∞ retries).
 LOSSY_TRIES = 6
+#: Rounds of pushing a codec's L∞ excess back into its input, per trial file.
+PUSHBACK_ROUNDS = 3
+#: A saved perturbation whose LPIPS is below this share of the budget protects nothing: the image fails
+#: with :class:`NotProtected` (a scale-0 calibration gives LPIPS 0; greyscale art projected after a colour
+#: optimisation gave 0.7 % of the colour latent shift).
+NEGLIGIBLE_LPIPS_SHARE = 0.02
 
 
 class OverBudget(ValueError):
-    """The saved file would exceed the LPIPS budget (a lossy codec's error); nothing was written."""
+    """The saved file would break the budget (LPIPS over the ceiling or L∞ over the cap); nothing was
+    written."""
+
+
+class NotProtected(ValueError):
+    """The image could not be protected within the budget (no perturbation survived calibration, or a
+    negligible one); nothing was written."""
 
 
 @dataclass
@@ -77,48 +101,88 @@ class _Saved:
     image: Any
     achieved: dict[str, float]
     shrink: float
+    linf_cap: float  # the cap the perturbation written was clipped to (≤ the budget's; lower after codec excess)
+
+
+def _fails(achieved: dict[str, float], budget: Any) -> str | None:
+    """Why ``achieved`` breaks the budget's contract (None when it holds)."""
+    lp, ceiling = achieved[f"lpips_{budget.lpips_net}"], lpips_ceiling(budget.lpips)
+    why = []
+    if lp > ceiling:
+        why.append(f"LPIPS {lp:.4f} > {ceiling:.4f} (budget {budget.lpips} less the {LPIPS_SAFETY_MARGIN:.0%} "
+                   "safety margin)")
+    if achieved["linf"] > budget.linf + 1e-6:
+        why.append(f"L∞ {achieved['linf'] * 255:.1f}/255 > cap {budget.linf * 255:.1f}/255")
+    return " and ".join(why) or None
 
 
 def _save_within_budget(img: Any, rgb: np.ndarray, out_path: Path, *, fmt: str, budget: Any, models_dir: Any,
                         **save_kw: Any) -> _Saved:
-    """Write ``rgb`` to ``out_path``, re-read the file and measure it. A lossy format is first written to a
-    temporary folder and measured, shrinking the perturbation while the file would be over the LPIPS
-    budget; :class:`OverBudget` when it stays over (nothing written)."""
+    """Write ``rgb`` to ``out_path`` only if the file, re-read, keeps the budget's contract (see the module
+    docstring); :class:`OverBudget` when no candidate does (nothing written, an existing file untouched),
+    :class:`NotProtected` when the passing file's perturbation is negligible."""
     import sfumato.io as sio
     from sfumato.metrics.saved import protected_quality
 
+    ref = img.rgb
+    delta = rgb.astype(np.float32) - ref
     key = f"lpips_{budget.lpips_net}"
+    lossy = fmt in LOSSY_FORMATS
 
     def measure(pixels: np.ndarray) -> dict[str, float]:
-        return protected_quality(pixels, img.rgb, lpips_net=budget.lpips_net, models_dir=models_dir)
+        return protected_quality(pixels, ref, lpips_net=budget.lpips_net, models_dir=models_dir)
 
-    trial: tuple[np.ndarray, dict[str, float]] | None = None
-    shrink = 1.0
-    if fmt in LOSSY_FORMATS:
-        with tempfile.TemporaryDirectory(prefix="sfumato-save-") as d:
-            for i in range(LOSSY_TRIES + 1):
-                shrink = LOSSY_SHRINK ** i
-                cand = rgb if i == 0 else np.clip(img.rgb + (rgb - img.rgb) * shrink, 0, 1).astype(rgb.dtype)
-                p = sio.save_image(img, cand, Path(d) / f"t{i}{sio.output_suffix(fmt)}", format=fmt, **save_kw)
-                pixels = sio.load_image(p).rgb
-                achieved = measure(pixels)
-                if achieved[key] <= budget.lpips:
-                    rgb, trial = cand, (pixels, achieved)
+    shrink, cap = 1.0, float(budget.linf)
+    found: tuple[np.ndarray, np.ndarray, dict[str, float]] | None = None
+    why = ""
+    with tempfile.TemporaryDirectory(prefix="sfumato-save-") as d:
+        def trial(cand: np.ndarray, k: int) -> np.ndarray:
+            p = sio.save_image(img, cand, Path(d) / f"t{k}{sio.output_suffix(fmt)}", format=fmt,
+                               **{**save_kw, "overwrite": True})
+            return sio.load_image(p).rgb
+
+        for _ in range(LOSSY_TRIES + 1):
+            cand = np.clip(ref + np.clip(delta * shrink, -cap, cap), 0, 1).astype(np.float32)
+            pixels = trial(cand, 0)
+            for r in range(PUSHBACK_ROUNDS if lossy else 0):  # push a codec's L∞ excess back into its input
+                e = pixels - ref
+                excess = e - np.clip(e, -budget.linf, budget.linf)
+                if not np.any(excess):
                     break
-        if trial is None:
-            raise OverBudget(f"{fmt} re-encoding keeps the image over the LPIPS budget {budget.lpips} "
-                             f"({achieved[key]:.4f} after {LOSSY_TRIES} smaller tries); nothing written: "
-                             "save as PNG or raise --lpips")
-    final = sio.save_image(img, rgb, out_path, format=fmt, **save_kw)
-    saved = sio.load_image(final)  # the truth is the file on disk: re-read and measure it
-    if trial is not None and np.array_equal(saved.rgb, trial[0]):
-        return _Saved(final, saved, trial[1], shrink)
-    achieved = measure(saved.rgb)
-    if trial is not None and achieved[key] > budget.lpips:  # the codec gave other pixels than on trial
-        final.unlink()
-        raise OverBudget(f"the written {fmt} file measured LPIPS {achieved[key]:.4f}, over the budget "
-                         f"{budget.lpips}; removed it")
-    return _Saved(final, saved, achieved, shrink)
+                cand = np.clip(cand - excess, 0, 1).astype(np.float32)
+                pixels = trial(cand, r + 1)
+            achieved = measure(pixels)
+            why = _fails(achieved, budget) or ""
+            if not why:
+                found = (cand, pixels, achieved)
+                break
+            if achieved[key] > lpips_ceiling(budget.lpips):
+                shrink *= LOSSY_SHRINK
+            if achieved["linf"] > budget.linf + 1e-6:  # tighten the perturbation's own cap by the excess
+                cap = max(0.0, min(cap, float(np.abs(cand - ref).max())) - (achieved["linf"] - budget.linf) - 0.5 / 255)
+    if found is None:
+        raise OverBudget(f"the saved {fmt} file would break the budget: {why}, even after {LOSSY_TRIES} "
+                         "smaller tries; nothing written — save as PNG, or raise --lpips / --linf")
+    cand, pixels, achieved = found
+    _refuse_negligible(achieved, budget)
+    final = sio.save_image(img, cand, out_path, format=fmt, **save_kw)
+    saved = sio.load_image(final)  # the truth is the file on disk: re-read it
+    if not np.array_equal(saved.rgb, pixels):  # the codec gave other pixels than on trial: measure again
+        achieved = measure(saved.rgb)
+        why = _fails(achieved, budget) or ""
+        if why:
+            final.unlink()
+            raise OverBudget(f"the written {fmt} file broke the budget ({why}) although its trial "
+                             "passed; removed it, nothing written — save as PNG")
+    return _Saved(final, saved, achieved, shrink, cap)
+
+
+def _refuse_negligible(achieved: dict[str, float], budget: Any) -> None:
+    lp = achieved[f"lpips_{budget.lpips_net}"]
+    if lp < NEGLIGIBLE_LPIPS_SHARE * budget.lpips:
+        raise NotProtected(f"not protected: the perturbation that fits the budget is negligible (LPIPS "
+                           f"{lp:.4f}, under {NEGLIGIBLE_LPIPS_SHARE:.0%} of {budget.lpips}); nothing written — "
+                           "try more --steps or a higher --lpips")
 
 
 def _process_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, mode: str, config: Any,
@@ -154,6 +218,10 @@ def _process_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     quantise = make_quantiser(img, fmt, jpeg_quality=jpeg_quality, linf=budget.linf)
     lossy = fmt in LOSSY_FORMATS
     res = compute(img, quantise, _with_lpips(config, LOSSY_CALIBRATION_MARGIN) if lossy else config)
+    if not res.scale > 0:  # calibration kept nothing: the output would be the original
+        raise NotProtected(f"not protected: no perturbation fits the budget (LPIPS {budget.lpips}, "
+                           f"L∞ {budget.linf * 255:.0f}/255) after calibration; nothing written — "
+                           "raise --lpips, or try more --steps")
     out = _save_within_budget(img, res.image, out_path, fmt=fmt, budget=budget, models_dir=models_dir,
                               jpeg_quality=jpeg_quality, overwrite=overwrite, xmp=xmp)
     final, saved, achieved = out.path, out.image, out.achieved
@@ -166,8 +234,11 @@ def _process_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
                 write_png_atomic(p, render_ai_view(arr, enc, resolution=config.effort.resolution))
                 extra_files.append(p)
     optimisation: dict[str, Any] = {"steps_run": res.steps_run, "scale": res.scale}
-    if lossy:
-        optimisation.update(calibrated_lpips=budget.lpips * LOSSY_CALIBRATION_MARGIN, save_shrink=out.shrink)
+    optimisation["calibrated_lpips"] = lpips_ceiling(budget.lpips) * (LOSSY_CALIBRATION_MARGIN if lossy else 1)
+    if out.shrink < 1 or out.linf_cap < budget.linf:
+        optimisation.update(save_shrink=out.shrink, save_linf_cap=out.linf_cap)
+    elif lossy:
+        optimisation["save_shrink"] = out.shrink
     manifest: dict[str, Any] = {
         "sfumato_version": __version__,
         "mode": mode,
@@ -177,10 +248,10 @@ def _process_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
                    "jpeg_quality": jpeg_quality if fmt == "JPEG" else None, "sha256": sha256_bytes_of(final)},
         "encoders": [_encoder_entry(spec, w, models_dir) for spec, w in config.encoders],
         "seed": config.seed,
-        "budget": {"lpips": budget.lpips, "lpips_net": budget.lpips_net, "linf": budget.linf},
+        "budget": {"lpips": budget.lpips, "lpips_net": budget.lpips_net, "linf": budget.linf,
+                   "lpips_safety_margin": LPIPS_SAFETY_MARGIN, "lpips_ceiling": lpips_ceiling(budget.lpips)},
         "achieved": achieved,
-        "within_budget": bool(achieved[f"lpips_{budget.lpips_net}"] <= budget.lpips + 1e-6
-                              and achieved["linf"] <= budget.linf + 1e-6),
+        "within_budget": _fails(achieved, budget) is None,  # always true: a file that breaks it is not written
         "latent": {(f"{d['target']}/" if "target" in d else "") + d["encoder"]:
                    {k: v for k, v in d.items() if k not in ("encoder", "target")} for d in res.latent},
         "optimisation": optimisation,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["psnr", "ssim", "linf", "flat_region_energy", "FLAT_STD_THRESHOLD"]
+__all__ = ["psnr", "ssim", "linf", "flat_region_energy", "FLAT_STD_THRESHOLD", "SSIM_BAND_ROWS"]
 
 _SSIM_WIN = 11
 _SSIM_SIGMA = 1.5
@@ -66,19 +66,37 @@ def _gaussian_1d(size: int, sigma: float, *, dtype: torch.dtype, device: torch.d
     return (g / g.sum()).to(dtype=dtype, device=device)
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor, *, data_range: float = 1.0) -> torch.Tensor:
+#: :func:`ssim` filters at most this many rows of an image at once (plus the window's 10 rows of overlap),
+#: so its memory stays bounded (about 0.3 GB per 1000-pixel-wide band of RGB) on any image size.
+SSIM_BAND_ROWS = 512
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, *, data_range: float = 1.0, band_rows: int = SSIM_BAND_ROWS) -> torch.Tensor:
     """Mean structural similarity per image (Wang et al. 2004), averaged over channels; 1 if identical.
 
     Both sides must be at least 11 pixels (the window); border pixels whose window would leave the
-    image are excluded, as in scikit-image.
+    image are excluded, as in scikit-image. Tall images are filtered in bands of ``band_rows`` output
+    rows (each band reads the 10 rows of window it needs from the next), which gives the same mean.
     """
     _check_pair(x, y, "ssim")
     n, c, h, w = x.shape
     if min(h, w) < _SSIM_WIN:
         raise ValueError(f"ssim needs images at least {_SSIM_WIN}x{_SSIM_WIN} pixels, got {h}x{w}")
     dt = _work_dtype(x)
-    x, y = x.to(dt), y.to(dt)
     g = _gaussian_1d(_SSIM_WIN, _SSIM_SIGMA, dtype=dt, device=x.device)
+    rows = h - _SSIM_WIN + 1  # output rows of the 'valid' filter
+    band = max(1, int(band_rows))
+    total = torch.zeros(n, dtype=dt, device=x.device)
+    for r0 in range(0, rows, band):
+        r1 = min(rows, r0 + band)
+        xs = x[..., r0:r1 + _SSIM_WIN - 1, :].to(dt)
+        ys = y[..., r0:r1 + _SSIM_WIN - 1, :].to(dt)
+        total = total + _ssim_map(xs, ys, g, c, data_range).sum(dim=(1, 2, 3))
+    return total / (c * rows * (w - _SSIM_WIN + 1))
+
+
+def _ssim_map(x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, c: int, data_range: float) -> torch.Tensor:
+    """SSIM at every position where the window fits inside ``x`` / ``y``."""
     # Filter the five moments of every channel at once with a separable depthwise 'valid' convolution.
     stack = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # [N, 5C, H, W]
     k = 5 * c
@@ -90,8 +108,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, *, data_range: float = 1.0) -> torch.
     vxy = mxy - mx * my
     c1 = (_K1 * data_range) ** 2
     c2 = (_K2 * data_range) ** 2
-    s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return s.mean(dim=(1, 2, 3))
+    return ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
 
 
 def _local_std(x: torch.Tensor, window: int) -> torch.Tensor:

@@ -18,6 +18,10 @@ An optional ``param_size`` parameterises δ on a coarser grid that is upsampled 
 (a low-frequency perturbation: with no energy in the top octave, it is not removed by the low-pass
 filtering of a ×0.5 resize or by JPEG's coarse quantisation of high frequencies and chroma subsampling).
 Bilinear upsampling is a convex combination, so the L∞ box on the coarse δ bounds the upsampled one.
+
+With ``grey=True`` δ has one channel, added to all three (R = G = B): greyscale art is optimised in the
+space its file can store. Optimising a colour δ and projecting it to grey afterwards keeps only what the
+optimiser put on the grey axis — a 0.7 % latent reduction on a photo where colour got 24.9 %.
 """
 
 from __future__ import annotations
@@ -73,13 +77,15 @@ def optimise(
     init_noise: float = 0.0,
     callback: Callable[[int, int], None] | None = None,
     param_size: tuple[int, int] | None = None,
+    grey: bool = False,
 ) -> LoopResult:
     """Optimise a perturbation δ for the clean image ``x0`` (1x3xHxW in [0, 1]); returns the best δ.
 
     The δ with the lowest objective seen (after projection) is returned, so a noisy final step never
     loses progress. ``callback(step, steps)`` reports progress. With ``param_size`` (``(h, w)`` smaller than
     ``x0``'s), δ lives on that grid and ``x0 + up(δ)`` is what the objective and budgets see; the returned
-    δ is already upsampled to ``x0``'s size.
+    δ is already upsampled to ``x0``'s size. With ``grey`` (``x0``'s channels must be equal) δ is one channel
+    broadcast to R, G and B, so the returned δ is grey.
     """
     t0 = time.perf_counter()
     x0 = x0.detach()
@@ -89,9 +95,14 @@ def optimise(
     coarse_grid = param_size is not None and tuple(param_size) != size
     x0_p = F.interpolate(x0, size=param_size, mode="bilinear", align_corners=False, antialias=True) \
         if coarse_grid else x0
+    if grey:  # δ lives on the grey axis: one channel, projected against the (equal) first channel of x0
+        if not torch.equal(x0[:, :1].expand_as(x0), x0):
+            raise ValueError("optimise(grey=True) needs a greyscale x0 (R = G = B)")
+        x0_p = x0_p[:, :1]
 
     def lift(d: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(d, size=size, mode="bilinear", align_corners=False) if coarse_grid else d
+        d = F.interpolate(d, size=size, mode="bilinear", align_corners=False) if coarse_grid else d
+        return d.expand(-1, x0.shape[1], -1, -1) if grey else d
 
     delta = torch.zeros_like(x0_p)
     if init_noise > 0:
@@ -143,4 +154,4 @@ def optimise(
             break
     # Without a comparable loss history (EOT), the last iterate is the answer.
     final = best_delta if best_loss < float("inf") and not stopped else delta.detach().clone()
-    return LoopResult(lift(final), step, time.perf_counter() - t0, history, stopped)
+    return LoopResult(lift(final).contiguous(), step, time.perf_counter() - t0, history, stopped)

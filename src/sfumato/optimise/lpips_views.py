@@ -54,7 +54,7 @@ def saved_file_lpips(rgb: np.ndarray, x0: torch.Tensor, net: str, models_dir=Non
     """LPIPS of ``x0 + δ`` (work resolution) as the saved file will measure it: δ upsampled to the full
     image, rounded to 8 bits, compared with the original at full size (above
     :data:`LPIPS_CHECK_MAX_PIXELS`, both are downscaled to that many pixels)."""
-    from sfumato.metrics.lpips import load_lpips
+    from sfumato.metrics.lpips import load_lpips, measure_lpips
 
     size = capped_size(*rgb.shape[:2], LPIPS_CHECK_MAX_PIXELS)
     full = resize(to_nchw(rgb), size).to(x0)
@@ -64,6 +64,6 @@ def saved_file_lpips(rgb: np.ndarray, x0: torch.Tensor, net: str, models_dir=Non
     def check(x: torch.Tensor) -> float:
         with torch.no_grad():
             y = torch.round((full + resize(x - x0, size)).clamp(0, 1) * 255) / 255
-            return float(lp(y, full).max())
+            return float(measure_lpips(lp, y, full).max())  # tiled: bounded memory
 
     return check

@@ -6,7 +6,11 @@ a trainer uses, then enforce the budget on the image exactly as it will be saved
   full image, so any size and aspect ratio works in bounded memory (:func:`full_resolution_view`).
 * Ensembles: each encoder's loss is normalised by its clean-to-target distance (:class:`LatentTargetObjective`).
 * The budget holds on the *quantised* full-resolution image: the perturbation is scaled by bisection so
-  that LPIPS ≤ p and |δ| ≤ L∞ cap hold after the output codec (:func:`calibrate`).
+  that LPIPS ≤ p · (1 − :data:`~sfumato.optimise.calibrate.LPIPS_SAFETY_MARGIN`) and |δ| ≤ L∞ cap hold
+  after the output codec (:func:`calibrate`).
+* Greyscale images (R = G = B, as every L / LA file loads) get a grey perturbation, optimised as one
+  channel (see :func:`~sfumato.optimise.loop.optimise`), so the whole budget buys protection the grey
+  file can keep.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from sfumato.io.outputs import Quantiser
 from sfumato.io.tensors import resize, round_to_bits, to_hwc, to_nchw, work_size
 from sfumato.metrics.saved import protected_quality
 from sfumato.optimise.budgets import LinfBudget, LpipsBudget
-from sfumato.optimise.calibrate import calibrate
+from sfumato.optimise.calibrate import calibrate, lpips_ceiling
 from sfumato.optimise.loop import LoopResult, Transform, optimise
 from sfumato.optimise.lpips_views import lpips_regions, saved_file_lpips, seen_view
 from sfumato.optimise.objectives import full_resolution_view
@@ -49,6 +53,11 @@ def image_seed(rgb: np.ndarray, seed: int) -> int:
     h = hashlib.sha256(str(int(seed)).encode())
     h.update(np.ascontiguousarray(rgb[:: max(1, rgb.shape[0] // 512), :: max(1, rgb.shape[1] // 512)]).tobytes())
     return int(h.hexdigest()[:8], 16)
+
+
+def is_grey(rgb: np.ndarray) -> bool:
+    """True when an HxWx3 image has three equal channels (greyscale art, whatever its file mode)."""
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]))
 
 
 def work_view(rgb: np.ndarray, resolution: int) -> torch.Tensor:
@@ -79,18 +88,21 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
                    transform: Transform | None = None, progress: Callable[[int, int], None] | None = None,
                    update: str = "adam", eps_map: torch.Tensor | None = None,
                    init_noise: float = 0.0, radial_lpips: bool = False,
-                   perturbation_scale: float = 1.0) -> PerturbOutcome:
+                   perturbation_scale: float = 1.0, grey: bool | None = None) -> PerturbOutcome:
     """Optimise δ at the work resolution of ``x0`` against ``objective`` under ``budget``, upsample it to
     the full image ``rgb``, calibrate it on the quantised result, and measure what was achieved.
     ``eps_map`` scales the L∞ cap per pixel (adaptive masking); ``init_noise`` starts δ from seeded
     uniform noise of that amplitude (anti-fingerprint); ``radial_lpips`` shrinks δ where a step went above
     the LPIPS ceiling (:class:`~sfumato.optimise.budgets.LpipsBudget`; used by poison and protect, whose photos
     overshoot); ``perturbation_scale`` < 1 optimises δ on a coarser grid (a low-frequency perturbation,
-    see :func:`~sfumato.optimise.loop.optimise`)."""
-    from sfumato.metrics.lpips import load_lpips
+    see :func:`~sfumato.optimise.loop.optimise`); ``grey`` optimises a one-channel (grey) δ — by default
+    when ``rgb``'s three channels are equal."""
+    from sfumato.metrics.lpips import load_lpips, measure_lpips
 
     quantise = quantise or round_to_bits
     h, w = rgb.shape[:2]
+    if grey is None:
+        grey = is_grey(rgb)
     timing: dict[str, float] = {}
     t = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
@@ -105,7 +117,7 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
                     generator=gen, update=update,  # type: ignore[arg-type]
                     decay="cosine" if effort.lr_schedule == "cosine" else "none",
                     early_stop=effort.early_stop, transform=transform, callback=progress, init_noise=init_noise,
-                    param_size=param_size)
+                    param_size=param_size, grey=grey)
     timing["optimise"] = time.perf_counter() - t
     t = time.perf_counter()
     delta_full = to_hwc(resize(loop.delta, (h, w)))
@@ -115,10 +127,9 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
     lp = load_lpips(budget.lpips_net, models_dir=models_dir)
 
     def lpips_fn(a: np.ndarray, b: np.ndarray) -> float:
-        with torch.no_grad():
-            return float(lp(to_nchw(a), to_nchw(b))[0])
+        return float(measure_lpips(lp, to_nchw(a), to_nchw(b))[0])  # tiled: bounded memory at any size
 
-    out, scale, _ = calibrate(rgb, delta_full, lpips_p=budget.lpips, linf=linf_cap, quantise=quantise,
+    out, scale, _ = calibrate(rgb, delta_full, lpips_p=lpips_ceiling(budget.lpips), linf=linf_cap, quantise=quantise,
                               lpips_fn=lpips_fn, iters=effort.calibration_steps)
     timing["calibrate"] = time.perf_counter() - t
     latent = objective.distances(resize(to_nchw(out), tuple(x0.shape[-2:])))
