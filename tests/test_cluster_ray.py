@@ -14,6 +14,7 @@ Runs in CI's full tier (it starts Ray: seconds per worker process on 2 cores); w
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -402,3 +403,55 @@ def test_serve_with_an_unreachable_cluster_is_one_line(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "sfumato.cli", "serve", "--ray-address", "auto", "--data-dir",
                         str(tmp_path / "data")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.strip() == "error: --ray-address needs --executor ray", r.stderr
+
+
+def _fake_cloak_file(src: Any, out_dir: Any, cfg: Any = None, *, output_format: str | None = None,
+                     jpeg_quality: int = 98, overwrite: bool = False, rel_stem: str | None = None, **_: Any) -> Any:
+    """A stand-in for :func:`sfumato.api.cloak_file` (runs in the Ray workers): the image saved by the
+    atomic writer, then its manifest with the source's SHA-256, as the API writes them."""
+    import hashlib
+
+    import sfumato.io as sio
+    from sfumato.io.atomic import write_json_atomic
+    from sfumato.io.outputs import manifest_path_for
+
+    src, out_dir = Path(src), Path(out_dir)
+    img = sio.load_image(src)
+    stem = rel_stem or src.stem
+    out = sio.save_image(img, np.clip(img.rgb + 2 / 255, 0, 1).astype(np.float32), out_dir / f"{stem}.png",
+                         format="PNG", overwrite=overwrite)
+
+    def sha(p: Path) -> str:
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
+    manifest = {"source": {"file": src.name, "sha256": sha(src)},
+                "output": {"file": out.name, "format": "PNG", "sha256": sha(out)},
+                "achieved": {"lpips_alex": 0.01, "linf": 2 / 255}, "latent": {"taef2": {"relative_reduction": 0.3}},
+                "target": {"style": "fake"}, "timing_s": {"file_total": 0.0}, "worker_pid": os.getpid()}
+    mpath = manifest_path_for(out_dir, stem)
+    write_json_atomic(mpath, manifest, overwrite=True)
+    return SimpleNamespace(output=out, manifest=manifest, manifest_path=mpath)
+
+
+def test_cli_cloak_on_the_cluster(ray_address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``sfumato cloak DIR -o OUT --cluster ADDRESS``: each file runs in a Ray worker, the outputs and
+    manifests are as a local run writes them, nothing else is left, and ``--resume`` skips them all."""
+    import sfumato.api
+    from sfumato.cli import main
+
+    monkeypatch.setattr(sfumato.api, "cloak_file", _fake_cloak_file)
+    src, out = tmp_path / "art", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    for i, name in enumerate(["a", "b", "sub/c"]):
+        (src / f"{name}.png").write_bytes(_png(NORMAL, seed=200 + i))
+    args = ["cloak", str(src), "-o", str(out), "--cluster", ray_address, "--quiet", "--no-verdict"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "cloak: 3 done, 0 skipped (resume), 0 failed" in err, err
+    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert names == ["a.png", "a.sfumato.json", "b.png", "b.sfumato.json", "sub/c.png", "sub/c.sfumato.json"]
+    pids = {json.loads(p.read_text())["worker_pid"] for p in out.rglob("*.sfumato.json")}
+    assert os.getpid() not in pids  # the work ran in Ray workers, not in this process
+    assert main([*args, "--resume"]) == 0
+    assert "cloak: 0 done, 3 skipped (resume), 0 failed" in capsys.readouterr().err

@@ -31,8 +31,9 @@ log = logging.getLogger("sfumato.cluster")
 EXECUTORS = ("local", "ray")
 
 
-class ClusterError(RuntimeError):
-    """Ray is missing or the cluster cannot be reached (one line, says what to do)."""
+class ClusterError(ValueError):
+    """Ray is missing or the cluster cannot be reached (one line, says what to do; a user error, so the
+    commands print it as one ``error:`` line with status 2)."""
 
 
 class WorkerLost(RuntimeError):

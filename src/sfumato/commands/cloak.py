@@ -79,6 +79,9 @@ def add_common_arguments(p: argparse.ArgumentParser, *, intensity_help: str | No
                    help="skip images whose manifest matches the source file (SHA-256); redo the others")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar or stage lines")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="run each file as a task on a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (pip install "
+                        "'sfumato[cluster]'; every node must see the files at the same paths; docs/deploy.md)")
     p.add_argument("--rights", action=argparse.BooleanOptionalAction, default=None,
                    help="embed the IPTC/XMP 'do not train' reservation (plus:DataMining; creator and notice from "
                         "~/.config/sfumato/rights.toml or --rights-config). Default: off for cloak/poison, on for "
@@ -252,6 +255,15 @@ def run_files(args: argparse.Namespace, label: str, process: Callable[[Any, Path
                 progress.finish()
 
         try:
+            if getattr(args, "cluster", None):  # each file a Ray task (sfumato.cluster.batch), same plan and report
+                from functools import partial
+
+                from sfumato.cluster.batch import run_batch_cluster
+
+                run_batch = partial(run_batch_cluster, address=args.cluster)
+
+                def one(item):  # noqa: ANN001, ANN202 (runs in a Ray worker: no stage display there)
+                    return process(item, out_dir, None)
             report = run_batch(items, one, quiet=args.quiet, on_bar=progress.attach,
                                stop_on=(ModelNotFoundError, ChecksumError))
         except (ModelNotFoundError, ChecksumError) as e:
