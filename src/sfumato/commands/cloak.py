@@ -187,32 +187,16 @@ def print_summary(report, label: str) -> None:  # noqa: ANN001
 
 
 def add_verdict(result: Any, source: Path, args: argparse.Namespace, progress: Any = None) -> dict[str, Any]:
-    """Judge a written output (:func:`sfumato.verification.plain.image_verdict`), put the verdict into its
-    manifest (rewritten atomically) and return it. The verdict never fails the image: when it cannot be
-    made, it says why (``protected`` None)."""
-    from sfumato.batch import plain_error
-    from sfumato.verification.verdicts import make_verdict
-
-    m = result.manifest
+    """Judge a written output and put the verdict into its manifest
+    (:func:`sfumato.verification.plain.file_verdict`; ``{}`` with ``--no-verdict``)."""
     if getattr(args, "no_verdict", False):
         return {}
+    from sfumato.verification.plain import file_verdict
+
     if progress is not None:
         progress.stage("checking what a model sees (AI view, judges)")
-    try:
-        import sfumato.io as sio
-        from sfumato.verification.plain import image_verdict
-
-        v = image_verdict(sio.load_image(source).rgb, sio.load_image(result.output).rgb, m,
-                          models_dir=args.models_dir, corpus_dir=getattr(args, "corpus_dir", None))
-    except Exception as e:  # the verdict is a reading, never a reason to lose the protected file
-        v = make_verdict(None, f"No verdict: {plain_error(e)}.")
-    m["verdict"] = v
-    path = getattr(result, "manifest_path", None)
-    if path is not None:
-        from sfumato.io.atomic import write_json_atomic
-
-        write_json_atomic(Path(path), m, overwrite=True)
-    return v
+    return file_verdict(source, result.output, result.manifest, manifest_path=getattr(result, "manifest_path", None),
+                        models_dir=args.models_dir, corpus_dir=getattr(args, "corpus_dir", None))
 
 
 def _plain_model_error(e: BaseException) -> str:

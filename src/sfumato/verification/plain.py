@@ -25,7 +25,7 @@ from sfumato.verification.verdicts import (
     style_verdict,
 )
 
-__all__ = ["check_verdict", "image_verdict", "latent_toward", "style_judge_for", "verdict_resolution"]
+__all__ = ["check_verdict", "file_verdict", "image_verdict", "latent_toward", "style_judge_for", "verdict_resolution"]
 
 _STYLE_JUDGES: dict[tuple[str, str], tuple[Any, str]] = {}
 _CONCEPT_JUDGES: dict[str, Any] = {}
@@ -163,6 +163,33 @@ def image_verdict(original: np.ndarray, protected: np.ndarray, manifest: dict[st
     if len(parts) == 1:
         return next(iter(parts.values()))
     return combine_verdicts(parts)
+
+
+def file_verdict(source: str | os.PathLike[str], output: str | os.PathLike[str], manifest: dict[str, Any], *,
+                 manifest_path: str | os.PathLike[str] | None = None,
+                 models_dir: str | os.PathLike[str] | None = None, corpus_dir: str | os.PathLike[str] | None = None,
+                 judges: bool = True) -> dict[str, Any]:
+    """The verdict of a written output (:func:`image_verdict` of the source and the file as saved), put
+    into ``manifest["verdict"]`` and, with ``manifest_path``, into the manifest file (rewritten
+    atomically). Never raises for the reading itself: a verdict that cannot be made says why
+    (``protected`` None), since it is never a reason to lose a protected file."""
+    from pathlib import Path
+
+    try:
+        import sfumato.io as sio
+
+        v = image_verdict(sio.load_image(source).rgb, sio.load_image(output).rgb, manifest, models_dir=models_dir,
+                          corpus_dir=corpus_dir, judges=judges)
+    except Exception as e:  # noqa: BLE001 - a reading, never a failure of the image
+        from sfumato.batch import plain_error
+
+        v = make_verdict(None, f"No verdict: {plain_error(e)}.")
+    manifest["verdict"] = v
+    if manifest_path is not None:
+        from sfumato.io.atomic import write_json_atomic
+
+        write_json_atomic(Path(manifest_path), manifest, overwrite=True)
+    return v
 
 
 def check_verdict(*, judges: dict[str, Any], views: dict[str, Any] | None, latent: dict[str, Any],
