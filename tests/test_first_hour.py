@@ -356,6 +356,12 @@ def test_check_verdict_reads_every_trainer_view() -> None:
     rows[0]["judges"]["style"].update(p_protected=0.8, prediction="vincent_van_gogh")
     v = check_verdict(judges=judges, views=views, **kw)
     assert v["protected"] is False and "bucket-512 (512x410) view" in v["sentence"]
+    rows[0]["judges"]["style"].update(p_protected=0.1, prediction="claude_monet")
+    crop = {"reference_artist": "vincent_van_gogh", "views": [
+        {"view": "bucket-1024", "size": [1024, 874], "p_original": 1.0, "p_artist": 0.99, "prediction": "vincent_van_gogh"}]}
+    v = check_verdict(judges={**judges, "crop_style": crop}, views=views, **kw)
+    assert v["protected"] is False
+    assert v["sentence"].endswith("at the bucket-1024 (1024x874) view (crop judge: Vincent Van Gogh 99 %).")
     nojudge = check_verdict(judges={}, views=views, **{**kw, "notes": [
         "Style judge skipped: no corpus of reference paintings found (x)."]})
     assert nojudge["protected"] is None and "20 % of the way" in nojudge["sentence"]

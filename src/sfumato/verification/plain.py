@@ -252,7 +252,8 @@ def _check_style(judges: dict[str, Any], views: dict[str, Any] | None, latent: d
                              "p_protected": j["p_protected"], "prediction": j["prediction"]})
     crop = judges.get("crop_style") or {}
     for r in crop.get("views") or []:
-        readings.append({"view": f"{r['view']} crops", "p_original": r["p_original"], "p_protected": r["p_artist"],
+        readings.append({"view": f"{r['view']} ({r['size'][0]}x{r['size'][1]})", "judge": "crop judge",
+                         "p_original": r["p_original"], "p_protected": r["p_artist"],
                          "prediction": r["prediction"] if r["prediction"] != crop.get("reference_artist") else artist})
     n = len(readings)
     scope = f"at every trainer view we tested ({n})" if n > 1 else "at the work size"

@@ -174,8 +174,8 @@ def style_verdict(*, artist: str, p_reference: float, readings: list[dict[str, A
                   judge: str = "style judge") -> dict[str, Any]:
     """Whether a style judge still recognises ``artist`` in what a model sees. ``p_reference``: its
     probability for ``artist`` on the reference (the original's AI view, or its pixels); ``readings``: one per view (``view``, ``p_original``
-    and ``p_protected`` — the artist's probability on the AI views of the original and the protected file —
-    and ``prediction``, the judge's top artist on the protected one); ``scope`` names what was tested (e.g.
+    and ``p_protected`` — the artist's probability on the AI views of the original and the protected file —,
+    ``prediction``, the judge's top artist on the protected one, and ``judge`` when another judge read it); ``scope`` names what was tested (e.g.
     "at every trainer view we tested (7)"). Protected only when no view is still attributed to the artist."""
     who = artist_label(artist)
     basis = {"judge": judge, "artist": artist, "p_reference": p_reference, "views": readings,
@@ -194,8 +194,8 @@ def style_verdict(*, artist: str, p_reference: float, readings: list[dict[str, A
     if stuck:
         w = max(stuck, key=lambda r: r["p_protected"])
         at = "" if one else f" at the {w['view']} view"
-        return make_verdict(False, f"A model trained on this image would still pick up your style{at} ({judge}: "
-                                   f"{who} {pct(w['p_protected'])}).", **basis)
+        return make_verdict(False, f"A model trained on this image would still pick up your style{at} "
+                                   f"({w.get('judge') or judge}: {who} {pct(w['p_protected'])}).", **basis)
     w = max(usable, key=lambda r: r["p_protected"])
     weakest = (f"{who} {pct(w['p_original'])} → {pct(w['p_protected'])}" if one else
                f"weakest: {w['view']}, {who} {pct(w['p_original'])} → {pct(w['p_protected'])}")
