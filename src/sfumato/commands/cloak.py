@@ -294,11 +294,12 @@ def describe_cloak(m: dict[str, Any], lpips_net: str = "alex") -> str:
 
 
 def print_result(source: Path, result: Any, verdict: dict[str, Any], figures: str) -> None:
-    """One image's lines on standard output: where it went, its verdict, its figures."""
-    print(f"{source} -> {result.output}")
-    if verdict:
-        print(f"  verdict: {verdict['sentence']}")
-    print(f"  {figures}")
+    """One image's lines on standard output: where it went, its verdict, its figures (written around the
+    progress bar, which shares the terminal)."""
+    from tqdm import tqdm
+
+    lines = [f"{source} -> {result.output}"] + ([f"  verdict: {verdict['sentence']}"] if verdict else [])
+    tqdm.write("\n".join([*lines, f"  {figures}"]), file=sys.stdout)
 
 
 def _preview(args: argparse.Namespace) -> int:
