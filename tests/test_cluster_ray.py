@@ -241,6 +241,17 @@ def test_poison_input_and_time_limit_fail_with_reasons(ray_address: str, standin
         assert list((data / "jobs" / slow / "out").iterdir()) == []  # nothing partial left
 
 
+def test_memory_limit_fails_the_image_with_the_reason(ray_address: str, standin: None, tmp_path: Path) -> None:
+    """A worker over the per-task memory limit (64 MiB: any worker that has loaded NumPy and PIL is over
+    it) fails its image at the next progress step with the measured figure; nothing is written."""
+    data = tmp_path / "data"
+    with _client(_settings(data, task_memory_mb=64)) as client:
+        j = _final(client, _submit(client, [NORMAL], seed=300))
+    err = j["images"][0]["error"]
+    assert j["status"] == "failed" and "over the per-task memory limit of 64 MiB" in err, err
+    assert list((data / "jobs" / j["id"] / "out").iterdir()) == []
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

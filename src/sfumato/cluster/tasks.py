@@ -33,7 +33,8 @@ class TaskLimits:
     memory of the worker process, checked at every progress step, and reserved on the node for scheduling
     (Ray's ``memory`` resource); ``retries``: how many times a task whose worker died (crash, killed,
     out of memory) is run again before its image fails; ``cpus`` / ``gpus``: what one task reserves (its
-    PyTorch threads follow ``cpus``; with ``gpus`` the worker sees one GPU and the protection runs on it).
+    PyTorch threads follow ``cpus``; with ``gpus`` Ray gives the worker that share of a GPU, which the
+    protections use once they run on the device of their inputs).
     """
 
     timeout_s: float | None = None

@@ -60,7 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --executor ray: runs of an image whose worker died (crash, kill, out of memory) "
                         "before it fails (default 2)")
     g.add_argument("--task-gpus", type=number(float, lo=0), default=0.0, metavar="N",
-                   help="with --executor ray: GPUs each task reserves (e.g. 1 on GPU workers; default 0)")
+                   help="with --executor ray: GPUs each task reserves (default 0; this version's protections compute "
+                        "on the CPU)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="server log level (default info)")
 
