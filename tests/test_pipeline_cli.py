@@ -124,7 +124,7 @@ def test_lossy_output_over_budget_is_shrunk_or_fails_loudly(tmp_path: Path, corp
     monkeypatch.setattr(api, "LOSSY_TRIES", 0)
     assert main([*args, "-o", str(tmp_path / "fail")]) == 1
     err = capsys.readouterr().err
-    assert "OverBudget" in err and "nothing written" in err
+    assert "would break the budget" in err and "nothing written" in err
     assert not list((tmp_path / "fail").glob("*"))
     monkeypatch.setattr(api, "LOSSY_TRIES", 8)
     assert main([*args, "-o", str(tmp_path / "ok")]) == 0

@@ -181,9 +181,8 @@ def file_verdict(source: str | os.PathLike[str], output: str | os.PathLike[str],
         v = image_verdict(sio.load_image(source).rgb, sio.load_image(output).rgb, manifest, models_dir=models_dir,
                           corpus_dir=corpus_dir, judges=judges)
     except Exception as e:  # noqa: BLE001 - a reading, never a failure of the image
-        from sfumato.batch import plain_error
-
-        v = make_verdict(None, f"No verdict: {plain_error(e)}.")
+        why = str(e).strip().splitlines()[0] if str(e).strip() else "an unexpected failure"
+        v = make_verdict(None, f"No verdict: {why}.")
     manifest["verdict"] = v
     if manifest_path is not None:
         from sfumato.io.atomic import write_json_atomic
