@@ -63,9 +63,11 @@ def stored(name: str) -> list[dict]:
     return [json.loads(x) for x in f.read_text().splitlines() if x.strip()] if f.exists() else []
 
 
-def store(name: str, run) -> None:  # noqa: ANN001
+def store(name: str, run, readers: list[dict] | None = None) -> None:  # noqa: ANN001
     OUT.mkdir(parents=True, exist_ok=True)
     d = run.to_dict()
+    if readers:
+        d["readers"] = readers  # names and descriptions (the held-out probe's accuracy)
     if run.samples is not None:
         npz = OUT / "samples" / f"{name}.{run.variant}.seed{run.seed}.npz"
         npz.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +134,7 @@ def concept(args: argparse.Namespace) -> None:
                               seeds=[seed], models_dir=MODELS, cache_dir=OUT / "cache", log=log,
                               include_clean=n == 0, holdout=args.holdout, concept_size=args.concept_size)
             for run in res.runs:
-                store(name, run)
+                store(name, run, res.readers)
             log(json.dumps(res.summary))
 
 
@@ -181,7 +183,7 @@ def control(args: argparse.Namespace) -> None:
                               cache_dir=OUT / "cache", log=log, include_clean=False, label="control",
                               holdout=args.holdout, concept_size=args.concept_size)
             for run in res.runs:
-                store(name, run)
+                store(name, run, res.readers)
             log(json.dumps(res.summary))
 
 
@@ -198,6 +200,9 @@ def report(args: argparse.Namespace) -> None:
             readers = list(runs[0].tables)
             print(style_markdown(style_summary(runs, artist=artist, readers=readers), artist=artist, source=f.stem))
         elif f.stem.startswith("concept-"):
+            described = {r["name"]: r["description"] for d in rows for r in d.get("readers", [])}
+            for r, text in sorted(described.items()):
+                print(f"- `{r}` ({f.stem}): {text}")
             if args.probe:
                 concept_probe_tables(rows, runs)
             for reader in runs[0].tables:
