@@ -20,9 +20,9 @@ PROTECT_PRESETS = ("default", "slow", "fast")
 def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", dest="out_dir", required=True, metavar="OUT",
                    help="report folder: lab.json, lab.html, grids/ (and protected/, cache/)")
-    p.add_argument("--preset", choices=["tiny", "cpu", "gpu"], default="cpu",
+    p.add_argument("--preset", choices=["tiny", "cpu", "cpu-wide", "gpu"], default="cpu",
                    help="generator size: tiny (tests, seconds), cpu (128 px, the 2-core benchmark; default), "
-                        "gpu (256 px, wider, longer; use with --device cuda)")
+                        "cpu-wide (128 px, 4x wider: the concept benchmark), gpu (256 px, wider, longer; use with --device cuda)")
     p.add_argument("--config", default=None, metavar="LAB.json",
                    help="LabConfig JSON whose fields replace the preset's (--steps still overrides)")
     p.add_argument("--steps", type=int, default=None, help="override the training steps of each run")
