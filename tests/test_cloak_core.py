@@ -293,12 +293,14 @@ def test_saved_file_lpips_matches_the_metric_on_the_rounded_full_image(models_di
 
     rgb = _image(90, 120)
     x0 = resize(to_nchw(rgb), (45, 60))
-    delta = torch.randn_like(x0, generator=None) * 0.03
+    delta = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)) * 0.03
     check = saved_file_lpips(rgb, x0, "alex", models_dir)
     full = to_nchw(rgb)
     saved = to_nchw(round_to_bits(rgb + resize(delta, (90, 120))[0].permute(1, 2, 0).numpy()))
     want = float(load_lpips("alex", models_dir=models_dir)(saved, full)[0])
-    assert check(x0 + delta) == pytest.approx(want, rel=1e-4, abs=1e-6)
+    # (x0 + δ) − x0 differs from δ in the last float bit, so a few pixels sitting on a half-level round the
+    # other way: a 0.5 % tolerance still catches a wrong size, a missing rounding step or a wrong reference.
+    assert check(x0 + delta) == pytest.approx(want, rel=5e-3, abs=1e-6)
 
 
 def test_lpips_penalty_gradient_only_outside_the_ceiling(models_dir) -> None:  # noqa: ANN001
