@@ -12,6 +12,7 @@ import time
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from sfumato.server import ServerSettings, is_loopback
 from sfumato.server.app import create_app
 from sfumato.server.errors import QueueFull
 from sfumato.server.jobs import JobRunner
-from sfumato.server.modes import MODES, JobOptions, Mode
+from sfumato.server.modes import MODES, JobOptions, Mode, ModeCall
 from sfumato.server.store import JobStore
 from sfumato.server.uploads import sanitise_display_name
 
@@ -134,13 +135,13 @@ def test_modes_build_the_configs_the_command_line_builds(mode: str, tmp_path: Pa
     import sfumato.api
     import sfumato.targets.anchors
     from sfumato.config import Budget, CloakConfig, PoisonConfig, ProtectConfig
-    from sfumato.server.modes import ModeCall
 
     seen: list[tuple] = []
     for fn in ("cloak_file", "poison_file", "protect_file"):
         monkeypatch.setattr(sfumato.api, fn, lambda src, out_dir, cfg, *a, **kw: seen.append((cfg, a, kw)))
     monkeypatch.setattr(sfumato.targets.anchors, "load_anchor_folder", lambda folder, concept: f"anchors of {concept}")
     (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "cat1.png").write_bytes(b"")  # a folder of cat pictures: the anchors of 'cat'
     settings = ServerSettings(data_dir=tmp_path / "data", anchors_dir=tmp_path)
     lpips = {"low": 0.05, "default": 0.07, "high": 0.10}
     effort = {"fast": Effort(steps=30, resolution=512, lr=0.01), "default": Effort(steps=80, resolution=512, lr=0.008),
@@ -379,20 +380,25 @@ def test_poison_mode_through_the_server(server, images) -> None:
     assert m["mode"] == "poison" and m["concept"] == "dog" and m["target"] == "cat" and m["within_budget"]
     assert m["anchor"]["source"]["kind"] == "folder" and m["config"]["effort"]["steps"] == TINY.steps
     assert {"output", "manifest", "caption"} <= set(im["files"]) and im["summary"]["target"] == "cat"
+    # the plain verdict, as the CLI writes it, in the manifest file and the summary the page shows first
+    assert m["verdict"]["protected"] in (True, False, None) and m["verdict"]["sentence"]
+    assert im["summary"]["verdict"]["sentence"] == m["verdict"]["sentence"]
+    assert client.get(im["files"]["manifest"]["url"]).json()["verdict"] == m["verdict"]
     assert "dog" in client.get(im["files"]["caption"]["url"]).text.lower()
     assert client.delete(r.json()["url"]).status_code == 204
 
 
 def test_modes_that_cannot_run_fail_the_job_with_a_clear_error(server, images) -> None:
     client, _ = server
-    # no anchor images of the target on this server
+    # no anchor images of the target on this server: refused up front, in plain words
     r = client.post("/v1/jobs", data={"mode": "poison", "concept": "dog", "target": "bird"},
                     files=[("images", ("dog.jpg", images["dog.jpg"], "image/jpeg"))])
-    assert r.status_code == 202, r.text
-    job = _wait(client, r.json()["url"], ("done", "failed"), timeout=60)
-    assert job["status"] == "failed" and "no anchor images of 'bird'" in job["error"], job["error"]
-    assert job["images"][0]["status"] == "failed" and job["images"][0]["error"] == job["error"]
-    assert client.delete(r.json()["url"]).status_code == 204
+    assert r.status_code == 422, r.text
+    assert "no anchor images of 'bird'" in r.json()["detail"] and "cat" in r.json()["detail"]
+    # and a job that gets past it (the folder went away) fails with the same plain reason
+    opts = JobOptions(mode="poison", concept="dog", target="bird")
+    with pytest.raises(ValueError, match="no anchor images of 'bird'"):
+        MODES["poison"].prepare(opts, client.app.state.settings, {})
     # a mode whose function this version lacks says so
     fake = Mode("future", "Future", "not written yet", ("sfumato.api:future_file",), MODES["cloak"].prepare)
     assert fake.missing() == "sfumato.api.future_file"
@@ -432,3 +438,118 @@ def test_token_is_required_when_set(tmp_path: Path, models_dir: Path, images) ->
         assert list((tmp_path / "jobs").iterdir()) == []
         ok = client.get("/v1/options", headers={"Authorization": f"Bearer {token}"})
         assert ok.status_code == 200 and ok.json()["modes"]["cloak"]["available"]
+
+
+# ------------------------------------------------------------------------------------------ fast tier (issue 20)
+
+
+def _stand_in(opts: JobOptions, settings: ServerSettings, cache: dict) -> Any:
+    """A mode that copies the image and writes a manifest with a verdict record (no weights)."""
+    from sfumato.api import FileResult
+    from sfumato.verification.verdicts import concept_verdict
+
+    def protect(c: ModeCall) -> FileResult:
+        out = c.out_dir / f"{c.stem}.png"
+        out.write_bytes(c.src.read_bytes())
+        manifest = {"mode": opts.mode, "within_budget": True, "budget": {"lpips": 0.05, "linf": 24 / 255},
+                    "verdict": concept_verdict(concept="dog", target="cat", scores={"dog": 0.99, "cat": 0.01},
+                                               label="dog")}
+        mpath = c.out_dir / f"{c.stem}.sfumato.json"
+        mpath.write_text(json.dumps(manifest))
+        return FileResult(source=c.src, output=out, manifest_path=mpath, manifest=manifest)
+
+    return protect
+
+
+def _report(original: Path, protected: Path, manifest: dict, out_dir: Path, stem: str, **kw: Any) -> list[Path]:
+    html = out_dir / f"{stem}.report.html"
+    html.write_text(f"<html><head><title>Sfumato check: {protected.name}</title><style>h1{{color:red}}</style>"
+                    f"</head><body><h1>{protected.name}</h1></body></html>")
+    js = out_dir / f"{stem}.check.json"
+    js.write_text("{}")
+    return [html, js]
+
+
+def _small_png(size: tuple[int, int] = (48, 40)) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_poison_needs_anchors_and_defaults_to_a_sensible_pair(tmp_path: Path) -> None:
+    from sfumato.server.modes import anchor_targets, poison_status
+
+    bare = ServerSettings(data_dir=tmp_path / "a")
+    with TestClient(create_app(bare), base_url="http://127.0.0.1") as client:
+        o = client.get("/v1/options").json()
+        assert o["poison"]["available"] is False and o["anchor_targets"] == []
+        assert "--anchors-dir" in o["poison"]["reason"] and "Error" not in o["poison"]["reason"]
+        assert o["defaults"]["concept"] is None and o["defaults"]["target"] is None
+        r = client.post("/v1/jobs", data={"mode": "poison", "concept": "dog", "target": "cat"},
+                        files=[("images", ("a.png", _small_png(), "image/png"))])
+        assert r.status_code == 422 and r.json()["detail"] == o["poison"]["reason"]
+        assert not list((tmp_path / "a" / "jobs").iterdir())  # nothing stored
+        # the presets in words, with an expected time that grows with the effort, and non-empty hints
+        q = o["qualities"]
+        assert [q[k]["label"] for k in ("fast", "default", "slow")] == ["Quick", "Standard", "Thorough"]
+        assert 0 < q["fast"]["expected_s"] < q["default"]["expected_s"] < q["slow"]["expected_s"]
+        assert all(v["hint"] for v in (*q.values(), *o["intensities"].values()))
+    anchors = tmp_path / "anchors"
+    for name, files in (("cat", ["c.jpg"]), ("dog", ["d.png"]), ("bird", []), ("not_a_concept", ["x.png"])):
+        (anchors / name).mkdir(parents=True)
+        for f in files:
+            (anchors / name / f).write_bytes(b"")
+    s = ServerSettings(data_dir=tmp_path / "b", anchors_dir=anchors)
+    assert anchor_targets(s) == ["cat", "dog"]  # an empty folder or an unknown concept offers nothing
+    st = poison_status(s)
+    assert st["available"] and (st["concept"], st["target"]) == ("dog", "cat")
+    (anchors / "cat" / "c.jpg").unlink()
+    assert (poison_status(s)["concept"], poison_status(s)["target"]) == ("cat", "dog")
+
+
+def test_jobs_are_listed_and_reports_open_from_a_signed_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfumato.server import results
+
+    monkeypatch.setitem(MODES, "cloak", Mode("cloak", "Style cloak", "stand-in", (), _stand_in))
+    monkeypatch.setattr(results, "verification_report", _report)
+    token = "t0ken-" + "y" * 20
+    auth = {"Authorization": f"Bearer {token}"}
+    settings = ServerSettings(data_dir=tmp_path / "data", token=token, workers=1)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        assert client.get("/v1/jobs").status_code == 401
+        assert client.get("/v1/jobs", headers=auth).json() == {"jobs": []}
+        ids = []
+        for name in ("Ölbild <1>.png", "second.png"):
+            r = client.post("/v1/jobs", data={"check": "true"}, headers=auth,
+                            files=[("images", (name, _small_png(), "image/png"))])
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["id"])
+            deadline = time.monotonic() + 30
+            while (job := client.get(r.json()["url"], headers=auth).json())["status"] not in ("done", "failed"):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert job["status"] == "done", job
+        listed = client.get("/v1/jobs", headers=auth).json()["jobs"]
+        assert [j["id"] for j in listed] == ids[::-1]  # newest first
+        assert listed[1]["names"] == ["Ölbild _1_.png"] and listed[1]["images"] == 1 and listed[1]["status"] == "done"
+        # the verdict is in each image's summary
+        im = client.get(f"/v1/jobs/{ids[0]}", headers=auth).json()["images"][0]
+        assert im["summary"]["verdict"]["protected"] is False
+        assert im["summary"]["verdict"]["sentence"].startswith("Not protected: a model still sees a dog")
+        # the report: a signed link, then the page itself without the token header, styled and titled
+        report = im["files"]["report"]
+        assert client.get(report["url"] + "/link").status_code == 401
+        link = client.get(report["url"] + "/link", headers=auth).json()["url"]
+        r = client.get(link)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        assert "attachment" not in r.headers.get("content-disposition", "")
+        csp = r.headers["content-security-policy"]
+        assert "style-src 'unsafe-inline'" in csp and "sandbox" in csp and "script-src" not in csp
+        assert "<title>Sfumato check: Ölbild _1_.png</title>" in r.text and im["id"] not in r.text
+        assert client.get(link.replace("sig=", "sig=0")).status_code == 403
+        assert client.get(link.replace(ids[0], ids[1])).status_code == 403  # a link opens one report only
+        exp = int(link.split("exp=")[1].split("&")[0])
+        monkeypatch.setattr(time, "time", lambda: exp + 1.0)
+        assert client.get(link).status_code == 403  # expired
+        monkeypatch.undo()
+        assert client.get(f"/v1/jobs/{ids[0]}/files/{im['files']['output']['name']}/link", headers=auth).status_code == 404

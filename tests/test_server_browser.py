@@ -1,6 +1,16 @@
-"""The web UI in a real browser (headless Chromium through Playwright): drop an image on the page, protect
-it, watch the job finish, use the comparison views, download the result, its manifest and the zip, and
-check the downloaded file differs from the original within the budget."""
+"""The web UI in a real browser (headless Chromium through Playwright).
+
+Slow tier (real weights): drop an image on the page, protect it, watch the job finish, use the comparison
+views, download the result, its manifest and the zip, and check the downloaded file differs from the
+original within the budget.
+
+Fast tier (stand-in protections that write the same files and a manifest with a real verdict record, issue
+20): poison switched off with a plain explanation on a server without anchor images, preset labels in words
+with the expected time (not cut off at 1280 px, not overflowing at 420 px), the verdict first on a cloaked
+painting and a poisoned photo (no green badge when the poison did not take), the report opening styled under
+the real file name, the 100 % loupe, the difference map and jobs listed from the server.
+``scripts/web_screenshots.py`` reuses these stand-ins for the screenshots in ``docs/screenshots/``.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +20,24 @@ import io
 import json
 import os
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
-from PIL import Image
-from playwright.sync_api import sync_playwright
+from PIL import Image, ImageFilter
+from playwright.sync_api import Page, sync_playwright
 
+from sfumato.api import FileResult
 from sfumato.config import Effort
 from sfumato.server import ServerSettings
+from sfumato.server import results as server_results
 from sfumato.server.app import serve_in_thread
+from sfumato.server.modes import MODES, JobOptions, Mode, ModeCall
+from sfumato.verification.verdicts import concept_verdict, style_verdict
 
 CHROMIUM = os.environ.get("SFUMATO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -148,3 +166,285 @@ def test_protect_an_image_in_the_browser(tmp_path: Path, models_dir: Path, origi
     assert manifest["within_budget"] is True
     assert manifest["output"]["sha256"] == hashlib.sha256(protected_path.read_bytes()).hexdigest()
     assert Image.open(io.BytesIO((tmp_path / "ui.png").read_bytes())).size == (1280, 800)
+
+
+# ------------------------------------------------------------------------------------------ fast tier: stand-ins
+
+
+def painting(path: Path, size: tuple[int, int] = (240, 180)) -> Path:
+    """A small synthetic 'painting': flat pale sky on the left, busy brush strokes on the right."""
+    w, h = size
+    rng = np.random.default_rng(1)
+    img = np.empty((h, w, 3), np.float32)
+    img[:] = (0.93, 0.91, 0.84)
+    yy, xx = np.mgrid[0:h, 0:w]
+    strokes = 0.5 + 0.5 * np.sin(xx / 3.0 + 2 * np.sin(yy / 7.0)) * np.cos(yy / 5.0)
+    right = xx >= w // 2
+    for c, base in enumerate((0.15, 0.3, 0.6)):
+        img[..., c] = np.where(right, base + 0.35 * strokes + 0.05 * rng.standard_normal((h, w)), img[..., c])
+    Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+def photo(path: Path, size: tuple[int, int] = (200, 200)) -> Path:
+    """A small synthetic 'photo': a soft brown blob (the dog) on a green-grey gradient."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w]).reshape(2, 1, 1)
+    blob = np.exp(-((xx - 0.5) ** 2 + (yy - 0.55) ** 2) / 0.04)[..., None]
+    bg = np.stack([0.45 + 0.2 * yy, 0.55 + 0.1 * xx, 0.4 + 0 * xx], -1)
+    img = bg * (1 - blob) + np.array([0.55, 0.36, 0.2]) * blob
+    Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+def stand_in_prepare(opts: JobOptions, settings: ServerSettings, cache: dict) -> Callable[[ModeCall], FileResult]:
+    """A stand-in for a mode's protection: the same files (output, manifest, AI views) and a manifest with
+    a real verdict record (:mod:`sfumato.verification.verdicts`): a cloaked painting is protected, a
+    poisoned photo is still read as a dog (the poison did not take). The change stays under the budget
+    and follows the texture (the right half of :func:`painting`), so the difference map shows where."""
+
+    def protect(c: ModeCall) -> FileResult:
+        c.progress(0, 2)
+        src = np.asarray(Image.open(c.src).convert("RGB"), dtype=np.float32) / 255
+        h, w = src.shape[:2]
+        rng = np.random.default_rng(0)
+        grey = src.mean(-1)
+        grad = np.abs(np.diff(grey, axis=0, append=grey[-1:])) + np.abs(np.diff(grey, axis=1, append=grey[:, -1:]))
+        blurred = Image.fromarray(np.clip(grad * 255, 0, 255).astype(np.uint8)).filter(ImageFilter.BoxBlur(4))
+        texture = np.asarray(blurred, np.float32)
+        texture = np.clip(texture / max(float(np.percentile(texture, 95)), 1e-6), 0, 1)[..., None]
+        delta = rng.uniform(-1, 1, src.shape).astype(np.float32) * (14 / 255) * (0.05 + 0.95 * texture)
+        out_rgb = np.clip(src + delta, 0, 1)  # a masked change: strong in texture, faint in flat colour
+        out = c.out_dir / f"{c.stem}.png"
+        Image.fromarray((out_rgb * 255).round().astype(np.uint8)).save(out)
+        extra = []
+        for which, arr in (("before", src), ("after", out_rgb[::-1])):  # the 'AI view': visibly different
+            p = c.out_dir / f"{c.stem}.ai_view.{which}.png"
+            Image.fromarray((arr * 255).round().astype(np.uint8)).resize((64, 64 * h // w)).save(p)
+            extra.append(p)
+        c.progress(1, 2)
+        if opts.mode == "cloak":
+            verdict = style_verdict(artist="vincent_van_gogh", p_reference=0.97, scope="at every trainer view we "
+                                    "tested (7)", readings=[{"view": "resize x0.5", "p_original": 0.97,
+                                                             "p_protected": 0.08, "prediction": "claude_monet"}],
+                                    toward=0.41, target_style="mosaic")
+            target: Any = {"style": "mosaic"}
+        else:
+            verdict = concept_verdict(concept=str(opts.concept), target=str(opts.target),
+                                      scores={str(opts.concept): 0.99, str(opts.target): 0.004},
+                                      label=str(opts.concept))
+            target = {"concept": opts.target}
+        linf = float(np.abs(np.round(out_rgb * 255) - np.round(src * 255)).max() / 255)
+        manifest = {"mode": opts.mode, "within_budget": True, "target": target, "verdict": verdict,
+                    "budget": {"lpips": 0.05, "linf": 24 / 255, "lpips_net": "alex"},
+                    "achieved": {"lpips_alex": 0.031, "linf": linf, "psnr": 33.2, "ssim": 0.94},
+                    "latent": {"taef2": {"relative_reduction": 0.41}}}
+        mpath = c.out_dir / f"{c.stem}.sfumato.json"
+        mpath.write_text(json.dumps(manifest))
+        c.progress(2, 2)
+        return FileResult(source=c.src, output=out, manifest_path=mpath, manifest=manifest, extra_outputs=extra)
+
+    return protect
+
+
+def stand_in_report(original: Path, protected: Path, manifest: dict[str, Any], out_dir: Path, stem: str, *,
+                    attacks: str, models_dir: Path | None) -> list[Path]:
+    """A stand-in for ``sfumato check``'s report: inline style, as the real report has, and the stored
+    file name in its title (the server shows the real one)."""
+    html = out_dir / f"{stem}.report.html"
+    html.write_text(f"<!doctype html><html><head><meta charset=utf-8><title>Sfumato check: {protected.name}</title>"
+                    "<style>body{font-family:sans-serif;background:rgb(250,246,238)} h1{color:rgb(122,78,45)}"
+                    "</style></head><body><h1>Sfumato check: " + protected.name + "</h1><p>verdict: "
+                    + manifest["verdict"]["sentence"] + "</p></body></html>", encoding="utf-8")
+    js = out_dir / f"{stem}.check.json"
+    js.write_text(json.dumps({"verdict": manifest["verdict"]}))
+    return [html, js]
+
+
+@contextmanager
+def stand_in_server(data_dir: Path, *, anchors: bool) -> Iterator[str]:
+    """A real server (uvicorn in a thread) whose modes and report are the stand-ins; ``anchors``: it has
+    anchor images of cats (poison on) or none (poison off)."""
+    anchors_dir = None
+    if anchors:
+        anchors_dir = data_dir.parent / "anchors"
+        (anchors_dir / "cat").mkdir(parents=True, exist_ok=True)
+        photo(anchors_dir / "cat" / "cat1.png", (64, 64))
+    settings = ServerSettings(data_dir=data_dir, port=0, workers=1, max_queue=4, anchors_dir=anchors_dir)
+    with ExitStack() as stack:
+        for name in ("cloak", "poison", "protect"):
+            m = MODES[name]
+            stack.enter_context(mock.patch.dict(MODES, {name: Mode(name, m.title, m.description, (),
+                                                                   stand_in_prepare)}))
+        stack.enter_context(mock.patch.object(server_results, "verification_report", stand_in_report))
+        yield stack.enter_context(serve_in_thread(settings))
+
+
+def drop(page: Page, path: Path) -> None:
+    page.evaluate(DROP_JS, [base64.b64encode(path.read_bytes()).decode(), path.name])
+
+
+def protect_and_wait(page: Page, path: Path) -> None:
+    """Drop ``path``, protect it with the options on the page and wait for its finished card."""
+    n = page.locator(".job").count()
+    drop(page, path)
+    page.click("#submit")
+    page.wait_for_function("(n) => document.querySelectorAll('.job').length > n", arg=n, timeout=30_000)
+    page.wait_for_function("() => { const j = document.querySelector('.job');"
+                           " return j.dataset.status === 'done' && !!j.querySelector('.result .verdict'); }",
+                           timeout=60_000)
+    page.wait_for_function(IMG_READY_JS, arg=".job .compare img.after", timeout=30_000)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: run .ci/install-web.sh (apt-get install chromium)"
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _watch(page: Page) -> list[str]:
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+    page.on("response", lambda r: errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
+    return errors
+
+
+TEXT_FITS_JS = """
+(sel) => {  // the chosen option's text fits its select (nothing cut off) and the select fits its panel
+  const s = document.querySelector(sel);
+  const probe = document.createElement("span");
+  probe.style.font = getComputedStyle(s).font;
+  probe.style.whiteSpace = "pre";
+  probe.textContent = s.options[s.selectedIndex].text;
+  document.body.append(probe);
+  const need = probe.getBoundingClientRect().width;
+  probe.remove();
+  const panel = s.closest(".panel").getBoundingClientRect(), box = s.getBoundingClientRect();
+  return {need, have: s.clientWidth, inside: box.left >= panel.left && box.right <= panel.right + 0.5};
+}
+"""
+
+
+def test_poison_is_off_without_anchors_and_labels_are_words(tmp_path: Path, browser) -> None:  # noqa: ANN001
+    with stand_in_server(tmp_path / "data", anchors=False) as url:
+        for width in (1280, 420):
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            errors = _watch(page)
+            page.goto(url + "/")
+            page.wait_for_selector('input[name="mode"][value="cloak"]')
+            # poison and protect need anchor images: switched off, with the reason in plain words
+            assert page.is_checked('input[value="cloak"]')
+            assert page.is_disabled('input[value="poison"]') and page.is_disabled('input[value="protect"]')
+            assert page.is_visible("#poison-off")
+            why = page.inner_text("#poison-off")
+            assert "Poison is off on this server" in why and "--anchors-dir" in why and "pictures of cats" in why
+            assert "ValueError" not in why
+            # presets in words, with the expected time, and hints that say something
+            intensities = page.eval_on_selector_all("#intensity option", "os => os.map(o => o.text)")
+            assert intensities == ["Subtle", "Balanced (recommended)", "Strong"], intensities
+            qualities = page.eval_on_selector_all("#quality option", "os => os.map(o => o.text)")
+            assert all(" per image" in q and "about" in q for q in qualities), qualities
+            assert qualities[0].startswith("Quick") and qualities[2].startswith("Thorough")
+            for kind in ("intensity", "quality"):
+                for value in page.eval_on_selector_all(f"#{kind} option", "os => os.map(o => o.value)"):
+                    page.select_option(f"#{kind}", value)
+                    assert page.is_visible(f"#{kind}-help") and len(page.inner_text(f"#{kind}-help")) > 40
+                    fits = page.evaluate(TEXT_FITS_JS, f"#{kind}")
+                    assert fits["inside"] and fits["need"] + 16 <= fits["have"], (width, kind, value, fits)
+            assert "per image on this server" in page.inner_text("#quality-help")
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
+            if width == 1280:
+                page.screenshot(path=str(tmp_path / "poison-off.png"))
+            assert not errors, errors
+            page.close()
+    assert Image.open(tmp_path / "poison-off.png").size == (1280, 900)
+
+
+def test_verdicts_report_loupe_difference_and_server_jobs(tmp_path: Path, browser) -> None:  # noqa: ANN001
+    art = painting(tmp_path / "starry night.png")
+    dog = photo(tmp_path / "dog.png")
+    with stand_in_server(tmp_path / "data", anchors=True) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = _watch(page)
+        page.goto(url + "/")
+        page.wait_for_selector('input[name="mode"][value="cloak"]')
+        assert page.is_hidden("#poison-off") and page.is_enabled('input[value="poison"]')
+
+        # a cloaked painting, with the verification report: the verdict comes first
+        page.check("#check")
+        protect_and_wait(page, art)
+        card = page.locator(".job").first
+        assert card.locator(".result > *").first.get_attribute("class") == "verdict yes"
+        verdict = card.locator(".verdict").inner_text()
+        assert verdict.startswith("Protected at every trainer view") and "no longer recognises your style" in verdict
+        assert card.locator(".verdict b").inner_text() == "Protected"
+        assert card.locator(".metrics b.ok", has_text="within budget").count() == 1
+
+        # the report opens styled, titled with the real file name
+        with page.expect_popup() as pop:
+            card.locator(".open-report").click()
+        report = pop.value
+        report.wait_for_url("**/reports/**", timeout=30_000)
+        report.wait_for_load_state()
+        assert report.title() == "Sfumato check: starry night.png"
+        assert report.eval_on_selector("h1", "h => getComputedStyle(h).color") == "rgb(122, 78, 45)"
+        assert report.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(250, 246, 238)"
+        report.close()
+
+        # the 100 % loupe: one image pixel per screen pixel, the side under the pointer
+        page.click(".job .enlarge")
+        assert "wide" in (card.locator(".image").get_attribute("class") or "")
+        width = page.eval_on_selector(".job .compare", "c => c.getBoundingClientRect().width")
+        assert width > 700, width  # the compare view is large
+        page.click(".job .loupe-toggle")
+        box = card.locator(".compare").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.5)
+        loupe = card.locator(".compare .loupe")
+        assert loupe.is_visible()
+        assert loupe.evaluate("l => l.style.backgroundSize") == "240px 180px"
+        assert loupe.get_attribute("data-side") == "after"
+        page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.5)
+        assert loupe.get_attribute("data-side") == "before"
+        page.screenshot(path=str(tmp_path / "loupe.png"))
+
+        # the difference map shows where the change is: bright in the right half, dark in the left
+        page.click(".job .view-diff")
+        page.wait_for_function("() => { const c = document.querySelector('.job .compare canvas');"
+                               " return !c.hidden && c.width > 0; }")
+        left, right = page.eval_on_selector(".job .compare canvas", """c => {
+            const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+            const mean = (x0, x1) => { let s = 0, n = 0;
+              for (let y = 10; y < c.height - 10; y++) for (let x = x0; x < x1; x++) {
+                  const i = 4 * (y * c.width + x); s += d[i] + d[i + 1] + d[i + 2]; n++; }
+              return s / n; };
+            return [mean(10, c.width / 2 - 10), mean(c.width / 2 + 10, c.width - 10)]; }""")
+        assert right > 4 * left and right > 300, (left, right)  # heat (sum of R, G, B) where the change is
+        assert card.locator(".legend").is_visible() and "/255" in card.locator(".legend").inner_text()
+
+        # a poisoned photo whose AI view is still a dog: the verdict says so, no green badge
+        page.check('input[value="poison"]')
+        assert page.input_value("#concept") == "dog" and page.input_value("#target") == "cat"
+        page.uncheck("#check")
+        protect_and_wait(page, dog)
+        card = page.locator(".job").first
+        verdict = card.locator(".verdict").inner_text()
+        assert card.locator(".verdict").get_attribute("class") == "verdict no"
+        assert verdict.startswith("Not protected: a model still sees a dog") and "did not take" in verdict
+        assert card.locator(".metrics b.ok").count() == 0
+        assert card.locator(".metrics", has_text="within budget").count() == 1
+        assert not errors, errors
+
+        # jobs come from the server: a browser that made none lists both
+        other = browser.new_context(viewport={"width": 1280, "height": 900})
+        page2 = other.new_page()
+        page2.goto(url + "/")
+        page2.wait_for_function("() => document.querySelectorAll('.job .verdict').length === 2", timeout=30_000)
+        assert page2.evaluate("localStorage.getItem('sfumato.jobs')") is None
+        other.close()

@@ -6,11 +6,17 @@ API (OpenAPI schema at ``/openapi.json``, interactive docs at ``/docs``):
   ``quality``, ``target_style``, ``concept``, ``target``, ``seed``, ``output_format``, ``jpeg_quality``,
   ``ai_view``, ``check``) → ``202`` with the job id; ``429`` + ``Retry-After`` when the queue is full;
   ``413`` over the size/pixel limits; ``415`` for anything that is not an image (content is sniffed);
+* ``GET /v1/jobs`` — the jobs this server holds, newest first (any browser lists them, not only the one
+  that made them);
 * ``GET /v1/jobs/{id}`` — status, progress and ETA, per-image results with their manifests;
 * ``GET /v1/jobs/{id}/files/{name}`` — one stored file (names come from the job description);
+* ``GET /v1/jobs/{id}/files/{name}/link`` — a signed link (5 minutes) that opens an HTML report in a
+  browser tab without the token header: ``GET /v1/jobs/{id}/reports/{name}?exp=..&sig=..`` serves it
+  inline, styled (its own CSP), with the image's real file name in place of the stored one;
 * ``GET /v1/jobs/{id}/zip`` — every finished result as a zip;
 * ``DELETE /v1/jobs/{id}`` — delete the job and its files (a running job stops);
-* ``GET /v1/options`` — modes (and whether this version has them), presets, styles, concepts, limits;
+* ``GET /v1/options`` — modes (and whether this version has them), presets in words with their expected
+  time, styles, concepts, whether poison can run here (anchor images) and its default pair, limits;
 * ``GET /v1/health`` — the worker threads' real state, storage errors, free disk and queue counts
   (no token needed); ``503`` unless ``ok``.
 
@@ -24,9 +30,12 @@ change state are refused when they come from another web origin, and with a loop
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import secrets
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from importlib.resources import files
@@ -51,16 +60,25 @@ from sfumato.server.modes import (
     OUTPUT_FORMATS,
     QUALITIES,
     JobOptions,
+    anchor_targets,
     builtin_style_names,
     concept_names,
+    poison_status,
 )
-from sfumato.server.results import check_available
+from sfumato.server.results import check_available, expected_seconds, job_list, preset_words, report_html
 from sfumato.server.schemas import ERRORS, Health, JobCreated, JobView, Problem
 from sfumato.server.settings import ServerSettings
 
 log = logging.getLogger("sfumato.server")
 
 STATIC_DIR = Path(str(files("sfumato.server") / "static"))
+
+_REPORT_CSP = ("sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; "
+               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+"""A report tab: its own inline style and data: images, no script, an opaque origin (sandbox)."""
+
+REPORT_LINK_S = 300
+"""How long a signed report link stays valid."""
 
 _INDEX_CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
               "connect-src 'self'; object-src 'none'; frame-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
@@ -95,6 +113,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
                     "poisoned with a manifest of what was done and measured.",
     )
     app.state.settings = settings
+    link_key = secrets.token_bytes(32)  # signs report links; new links after a restart
+
+    def link_sig(job_id: str, name: str, exp: int) -> str:
+        return hmac.new(link_key, f"{job_id}/{name}/{exp}".encode(), hashlib.sha256).hexdigest()
 
     def get_runner() -> JobRunner:
         r = runner_box.get("runner")
@@ -162,22 +184,25 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
         budgets = {k: preset_budget("cloak", k) for k in INTENSITIES}  # what the UI shows for each preset
         efforts = {k: preset_effort("cloak", k) for k in QUALITIES}
-        ad = settings.anchors_dir
+        poison = poison_status(settings)
+        defaults = JobOptions().to_dict()
+        defaults.update(concept=poison["concept"], target=poison["target"])
         return {
             "modes": {name: {"title": m.title, "description": m.description,
                              "available": m.missing() is None, "unavailable_reason": m.unavailable_message()}
                       for name, m in MODES.items()},
-            "intensities": {k: {"lpips": b.lpips, "linf": b.linf, "linf_255": round(b.linf * 255, 2)}
-                            for k, b in budgets.items()},
-            "qualities": {k: {"steps": e.steps, "resolution": e.resolution}
+            "intensities": {k: {"lpips": b.lpips, "linf": b.linf, "linf_255": round(b.linf * 255, 2),
+                                **preset_words("intensity", k)} for k, b in budgets.items()},
+            "qualities": {k: {"steps": e.steps, "resolution": e.resolution,
+                              "expected_s": expected_seconds(e, efforts["default"]), **preset_words("quality", k)}
                           for k, e in efforts.items()},
             "target_styles": ["auto", *builtin_style_names()],
             "concepts": concept_names(),
-            "anchor_targets": sorted(d.name for d in ad.iterdir() if d.is_dir()) if ad is not None and ad.is_dir()
-            else [],
+            "anchor_targets": poison["anchor_targets"],
+            "poison": poison,
             "output_formats": list(OUTPUT_FORMATS),
             "check_available": check_available(),
-            "defaults": JobOptions().to_dict(),
+            "defaults": defaults,
             "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
                        "max_images_per_job": settings.max_images_per_job, "max_queue": settings.max_queue,
                        "ttl_hours": settings.ttl_hours},
@@ -222,6 +247,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
                         raise JobError(422, f"option {key!r} was given twice; give it once")
                     fields[key] = value
             opts = parse_options(fields)
+            if opts.mode in ("poison", "protect") and opts.target not in anchor_targets(settings):
+                status = poison_status(settings)
+                raise JobError(422, status["reason"] if not status["available"] else
+                               f"this server has no anchor images of {opts.target!r}, which poisoning toward it "
+                               f"needs; choose a target it has pictures of: {', '.join(status['anchor_targets'])}")
             if not uploads:
                 raise JobError(422, "no images: add one or more image files as multipart parts named 'images'")
             if len(uploads) > settings.max_images_per_job:
@@ -248,6 +278,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
         url = f"/v1/jobs/{job_id}"
         return JSONResponse({"id": job_id, "status": "queued", "url": url, "images": len(images)}, status_code=202,
                             headers={"Location": url})
+
+    @app.get("/v1/jobs", tags=["jobs"], dependencies=[Depends(require_token)], responses=ERRORS)
+    async def list_jobs(limit: int = 50) -> dict[str, Any]:
+        """The jobs this server holds (until they expire), newest first: id, status, mode, image count and
+        times; ``GET /v1/jobs/{id}`` gives each one's details."""
+        runner = get_runner()
+        jobs = await run_in_threadpool(job_list, runner.store, max(1, min(limit, 200)))
+        return {"jobs": [{**j, "url": f"/v1/jobs/{j['id']}"} for j in jobs]}
 
     @app.get("/v1/jobs/{job_id}", response_model=JobView, tags=["jobs"], dependencies=[Depends(require_token)],
              responses=ERRORS)
@@ -284,6 +322,46 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if path.suffix == ".html":
             headers["Content-Security-Policy"] = "sandbox; default-src 'self' data: 'unsafe-inline'"
         return FileResponse(path, filename=shown, media_type=_media_type(path), headers=headers)
+
+    def find_report(job_id: str, name: str) -> tuple[Path, str] | None:
+        """The stored HTML report ``name`` of ``job_id`` and the display stem of its image."""
+        runner = get_runner()
+        runner.job_dir(job_id)  # validates the id
+        job = runner.store.job(job_id)
+        if job is None or not name.endswith(".html"):
+            return None
+        path = runner.file_path(job, name)
+        im = next((im for im in runner.view(job)["images"] for f in im["files"].values() if f["name"] == name), None)
+        if path is None or im is None:
+            return None
+        return path, Path(im["name"]).stem or "image"
+
+    @app.get("/v1/jobs/{job_id}/files/{name}/link", tags=["jobs"], dependencies=[Depends(require_token)],
+             responses=ERRORS)
+    async def report_link(job_id: str, name: str) -> dict[str, Any]:
+        """A signed link that opens the HTML report ``name`` in a browser tab without the token header
+        (valid for a few minutes)."""
+        if await run_in_threadpool(find_report, job_id, name) is None:
+            raise JobError(404, f"job {job_id} has no report {name!r}; use the report name listed in "
+                                f"GET /v1/jobs/{job_id}")
+        exp = int(time.time()) + REPORT_LINK_S
+        return {"url": f"/v1/jobs/{job_id}/reports/{name}?exp={exp}&sig={link_sig(job_id, name, exp)}",
+                "expires": exp}
+
+    @app.get("/v1/jobs/{job_id}/reports/{name}", tags=["jobs"], response_class=Response,
+             responses={403: {"model": Problem, "description": "the link is wrong or expired"}, 404: ERRORS[404]})
+    async def open_report(job_id: str, name: str, exp: int = 0, sig: str = "") -> Response:
+        """A verification report opened from a signed link: inline, styled, titled with the real file name."""
+        if exp < time.time() or not hmac.compare_digest(sig.encode(), link_sig(job_id, name, exp).encode()):
+            raise JobError(403, "this report link is wrong or has expired; open the report again from the page")
+        found = await run_in_threadpool(find_report, job_id, name)
+        if found is None:
+            raise JobError(404, f"no report {name!r} in job {job_id}; it was deleted or its results expired")
+        path, stem = found
+        html = await run_in_threadpool(report_html, path, stem)
+        return Response(html, media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": _REPORT_CSP, "Cache-Control": "private, no-store",
+                                 "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"})
 
     @app.get("/v1/jobs/{job_id}/zip", tags=["jobs"], dependencies=[Depends(require_token)],
              responses={**ERRORS, 200: {"content": {"application/zip": {}}, "description": "the results"},

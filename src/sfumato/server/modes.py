@@ -90,7 +90,61 @@ def _per_image(protect: Callable[..., Any], config: Any, opts: JobOptions, setti
         config = dataclasses.replace(config, effort=settings.effort_override)
     kw = {"output_format": opts.output_format, "jpeg_quality": opts.jpeg_quality, "overwrite": True,
           "ai_view": opts.ai_view, "models_dir": settings.models_dir, **extra}
-    return lambda c: protect(c.src, c.out_dir, config, *args, rel_stem=c.stem, progress=c.progress, **kw)
+
+    def run(c: ModeCall) -> Any:
+        res = protect(c.src, c.out_dir, config, *args, rel_stem=c.stem, progress=c.progress, **kw)
+        if isinstance(getattr(res, "manifest", None), dict):  # the plain verdict, as the CLI writes it
+            from sfumato.verification.plain import file_verdict
+
+            file_verdict(c.src, res.output, res.manifest, manifest_path=getattr(res, "manifest_path", None),
+                         models_dir=settings.models_dir)
+        return res
+
+    return run
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+
+_PARTNERS = {"cat": "dog", "dog": "cat", "horse": "zebra", "zebra": "horse", "car": "truck", "truck": "car",
+             "teapot": "vase", "vase": "teapot", "cup": "teapot", "bird": "airplane", "airplane": "bird"}
+"""Natural poison pairs (target -> the concept most often shown instead): the page's default pair."""
+
+
+def anchor_targets(settings: ServerSettings) -> list[str]:
+    """The target concepts this server has anchor images for: sub-folders of ``settings.anchors_dir``
+    named after a known concept (``sfumato/data/concepts.json``) holding at least one image."""
+    ad = settings.anchors_dir
+    if ad is None or not ad.is_dir():
+        return []
+    known = set(concept_names())
+    out = []
+    for d in sorted(ad.iterdir()):
+        try:
+            if d.name in known and d.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir()):
+                out.append(d.name)
+        except OSError:  # an unreadable folder offers nothing
+            continue
+    return out
+
+
+def poison_status(settings: ServerSettings) -> dict[str, Any]:
+    """Whether poison and protect can run here (they need anchor images of the target concept), why not
+    in plain words, the anchored targets and a sensible default pair (dog -> cat where cats are anchored)."""
+    anchored = anchor_targets(settings)
+    if not anchored:
+        where = ("it was started without --anchors-dir" if settings.anchors_dir is None
+                 else "its anchors folder has no sub-folder of pictures named after a concept")
+        reason = ("Poisoning teaches a model the wrong concept, so it needs a few pictures of that other concept "
+                  f"(anchor images), and this server has none: {where}. Ask its admin to restart it with "
+                  "'sfumato serve --anchors-dir DIR', where DIR/cat/ holds pictures of cats (one folder per "
+                  "concept). The style cloak works without them.")
+        return {"available": False, "reason": reason, "anchor_targets": [], "concept": None, "target": None}
+    names = concept_names()
+    target = next((t for t in ("cat", "dog") if t in anchored), anchored[0])
+    concept = _PARTNERS.get(target)
+    if concept is None or concept not in names:
+        concept = next(c for c in ("dog", "cat", *names) if c in names and c != target)
+    return {"available": True, "reason": None, "anchor_targets": anchored, "concept": concept, "target": target}
 
 
 def _anchors(opts: JobOptions, settings: ServerSettings, cache: dict[str, Any]) -> Any:
@@ -98,7 +152,7 @@ def _anchors(opts: JobOptions, settings: ServerSettings, cache: dict[str, Any]) 
 
     target = str(opts.target)
     folder = settings.anchors_dir / target if settings.anchors_dir is not None else None
-    if folder is None or not folder.is_dir():
+    if folder is None or target not in anchor_targets(settings):
         raise ValueError(f"this server has no anchor images of {target!r}, which poisoning toward it needs; the "
                          f"admin must put pictures of {target!r} in <anchors dir>/{target}/ and start sfumato serve "
                          "with --anchors-dir")

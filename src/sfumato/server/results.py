@@ -4,6 +4,7 @@ summaries), its stored files by name, the zip of its results, and the optional v
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -188,7 +189,80 @@ def _summary(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
         "within_budget": manifest.get("within_budget"),
         "target": _target_name(manifest.get("target")),
         "latent_reduction": first.get("relative_reduction") if isinstance(first, dict) else None,
+        "verdict": _verdict(manifest.get("verdict")),
     }
+
+
+def _verdict(v: Any) -> dict[str, Any] | None:
+    """The manifest's plain verdict (:func:`sfumato.verification.plain.file_verdict`) as the page shows it:
+    ``protected`` (true, false or null: cannot tell) and its sentence."""
+    if not isinstance(v, dict) or not isinstance(v.get("sentence"), str):
+        return None
+    p = v.get("protected")
+    return {"protected": p if isinstance(p, bool) else None, "sentence": v["sentence"],
+            "parts": v.get("parts") if isinstance(v.get("parts"), dict) else None}
+
+
+_WORDS = {
+    "intensity": {
+        "low": ("Subtle", "the hardest to see, the easiest for a model to look past"),
+        "default": ("Balanced", "hard to see at normal viewing size on most artwork"),
+        "high": ("Strong", "the most protection; may show on flat colour at 100 % zoom"),
+    },
+    "quality": {
+        "fast": ("Quick", "fewer search steps: a first try, weaker protection"),
+        "default": ("Standard", "the recommended search"),
+        "slow": ("Thorough", "the most steps at a larger working size: strongest, much slower"),
+    },
+}
+
+_FIXED_S = 60.0
+"""Rough fixed cost of an image on a CPU (models, target): the first image of a run pays the most."""
+_DEFAULT_CPU_S = 300.0
+"""Rough search time of the default quality on a 2-core CPU (about 6 min per image in all, issue 20)."""
+_GPU_SPEEDUP = 20.0
+
+
+def preset_words(kind: str, name: str) -> dict[str, str]:
+    """A preset in words for the page: ``label`` and ``hint`` (``kind``: ``intensity`` or ``quality``)."""
+    label, hint = _WORDS[kind].get(name, (name.capitalize(), ""))
+    return {"label": label, "hint": hint}
+
+
+def expected_seconds(effort: Any, default: Any, *, gpu: bool | None = None) -> float:
+    """A rough expected time per image for a search ``effort`` (steps at a working resolution), scaled
+    from the default preset's time on a 2-core CPU (or a GPU, about 20 times faster)."""
+    if gpu is None:
+        try:
+            import torch
+
+            gpu = bool(torch.cuda.is_available())
+        except ImportError:  # pragma: no cover - torch is a dependency
+            gpu = False
+    ratio = (effort.steps * effort.resolution ** 2) / (default.steps * default.resolution ** 2)
+    s = _FIXED_S + _DEFAULT_CPU_S * ratio
+    return round(s / _GPU_SPEEDUP if gpu else s, 1)
+
+
+def job_list(store: Any, limit: int = 50) -> list[dict[str, Any]]:
+    """The jobs of ``store`` (a :class:`sfumato.server.store.JobStore`), newest first: id, status, mode,
+    times, the number of images and their names."""
+    with store.read() as c:
+        rows = c.execute(
+            "SELECT j.id, j.status, j.mode, j.created, j.finished, j.expires, COUNT(i.idx) AS n, "
+            "GROUP_CONCAT(i.display_name, char(31)) AS names FROM jobs j LEFT JOIN images i ON i.job_id = j.id "
+            "GROUP BY j.id ORDER BY j.created DESC LIMIT ?", (int(limit),)).fetchall()
+    return [{"id": r["id"], "status": r["status"], "mode": r["mode"], "created": r["created"],
+             "finished": r["finished"], "expires": r["expires"], "images": int(r["n"]),
+             "names": (r["names"] or "").split("\x1f")[:20] if r["names"] else []} for r in rows]
+
+
+def report_html(path: Path, stem: str) -> str:
+    """A stored verification report with the image's real file name (``stem``) in place of the stored
+    id its file names carry (title, headings, file names)."""
+    text = path.read_text(encoding="utf-8")
+    image_id = path.name[:32]
+    return text.replace(image_id, html.escape(stem, quote=True)) if re.fullmatch(r"[0-9a-f]{32}", image_id) else text
 
 
 def _target_name(t: Any) -> str | None:

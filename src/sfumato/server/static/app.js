@@ -86,6 +86,12 @@
     if (s < 5400) return "~" + Math.round(s / 60) + " min left";
     return "~" + (s / 3600).toFixed(1) + " h left";
   }
+  function fmtDuration(s) {
+    if (typeof s !== "number") return "?";
+    if (s < 90) return "about " + Math.max(5, Math.round(s / 5) * 5) + " s";
+    if (s < 5400) return "about " + Math.round(s / 60) + " min";
+    return "about " + (s / 3600).toFixed(1) + " h";
+  }
   const fmtBytes = (n) => (n > 1048576 ? (n / 1048576).toFixed(1) + " MB" : Math.ceil(n / 1024) + " KB");
   const fmt = (x, d) => (typeof x === "number" ? x.toFixed(d) : "–");
 
@@ -108,34 +114,60 @@
   function renderOptions(o) {
     const modes = $("#modes");
     modes.querySelectorAll(".mode").forEach((n) => n.remove());
+    const poison = o.poison || { available: true, reason: null };
     for (const [name, m] of Object.entries(o.modes)) {
-      modes.append(el("label", { class: "mode" },
-        el("input", { type: "radio", name: "mode", value: name, checked: name === o.defaults.mode, onchange: onModeChange }),
+      const needsAnchors = name !== "cloak" && !poison.available;
+      const usable = m.available && !needsAnchors;
+      modes.append(el("label", { class: "mode" + (usable ? "" : " off"), "data-mode": name },
+        el("input", { type: "radio", name: "mode", value: name, checked: name === o.defaults.mode, disabled: !usable, onchange: onModeChange }),
         el("span", { class: "t", text: m.title }),
         el("span", { class: "d", text: m.description }),
-        m.available ? null : el("span", { class: "na", text: "Not available in this version yet" })));
+        !m.available ? el("span", { class: "na", text: "Not available in this version yet" }) :
+          needsAnchors ? el("span", { class: "na", text: "Needs anchor images, which this server has none of (see below)" }) : null));
     }
-    fillSelect($("#intensity"), Object.keys(o.intensities), (k) => {
-      const b = o.intensities[k];
-      return k + " (LPIPS ≤ " + b.lpips + ", change ≤ " + b.linf_255 + "/255)";
-    }, o.defaults.intensity);
+    $("#poison-off").hidden = poison.available;
+    $("#poison-off-why").textContent = poison.reason || "";
+    const intensity = (k) => o.intensities[k].label || k;
+    fillSelect($("#intensity"), Object.keys(o.intensities), (k) => intensity(k) + (k === "default" ? " (recommended)" : ""),
+      o.defaults.intensity);
     fillSelect($("#quality"), Object.keys(o.qualities), (k) => {
       const q = o.qualities[k];
-      return k + " (" + q.steps + " steps at " + q.resolution + " px)";
+      return (q.label || k) + " · " + fmtDuration(q.expected_s) + " per image";
     }, o.defaults.quality);
     fillSelect($("#target_style"), o.target_styles, null, o.defaults.target_style);
     const pretty = (c) => c.replace(/_/g, " ");
     const anchored = o.anchor_targets || [];
-    const target = anchored[0] || o.concepts[1];
-    fillSelect($("#concept"), o.concepts, pretty, o.concepts.find((c) => c !== target));
-    fillSelect($("#target"), o.concepts, (c) => pretty(c) + (anchored.includes(c) ? "" : " (no anchor images here)"), target);
+    const target = o.defaults.target || anchored[0] || o.concepts[1];
+    const concept = o.defaults.concept || o.concepts.find((c) => c !== target);
+    fillSelect($("#concept"), o.concepts, pretty, concept);
+    fillSelect($("#target"), anchored.length ? anchored : o.concepts, pretty, target);
     $("#ai_view").checked = !!o.defaults.ai_view;
     $("#check").checked = false;
     $("#check-note").textContent = o.check_available ? "" : "(not available in this version)";
     const L = o.limits;
     $("#limits").textContent = "up to " + L.max_images_per_job + " per job, " + fmtBytes(L.max_upload_bytes) +
       " and " + (L.max_pixels / 1e6).toFixed(0) + " MP each; results kept " + L.ttl_hours + " h";
+    $("#intensity").onchange = () => hint("intensity");
+    $("#quality").onchange = () => hint("quality");
+    hint("intensity");
+    hint("quality");
     onModeChange();
+  }
+
+  function hint(kind) {
+    const o = state.options;
+    const k = $("#" + kind).value;
+    let text = "";
+    if (kind === "intensity") {
+      const b = o.intensities[k];
+      text = (b.hint ? b.hint.charAt(0).toUpperCase() + b.hint.slice(1) + "; " : "") + "each colour value moves at most " +
+        Math.round(b.linf_255) + "/255, perceptual distance (LPIPS) ≤ " + b.lpips + ".";
+    } else {
+      const q = o.qualities[k];
+      text = (q.hint ? q.hint.charAt(0).toUpperCase() + q.hint.slice(1) + ": " : "") + q.steps + " steps at " + q.resolution +
+        " px; " + fmtDuration(q.expected_s) + " per image on this server (the first image takes longest).";
+    }
+    $("#" + kind + "-help").textContent = text;
   }
 
   function onModeChange() {
@@ -143,12 +175,7 @@
     const m = state.options && state.options.modes[mode];
     document.querySelectorAll(".for-poison").forEach((n) => (n.hidden = mode === "cloak"));
     document.querySelectorAll(".for-style").forEach((n) => (n.hidden = mode === "poison"));
-    let note = m && !m.available ? m.unavailable_reason : "";
-    if (!note && mode !== "cloak" && state.options && !(state.options.anchor_targets || []).length) {
-      note = "This server has no anchor images yet: its admin must start it with --anchors-dir " +
-        "(one folder of pictures per target concept).";
-    }
-    $("#mode-note").textContent = note;
+    $("#mode-note").textContent = m && !m.available ? m.unavailable_reason : "";
   }
 
   function collectOptions() {
@@ -367,8 +394,8 @@
     const s = im.summary || {};
     const views = [["image", "Before / after", f.input, f.output]];
     if (f.ai_view_before && f.ai_view_after) views.push(["ai", "AI view", f.ai_view_before, f.ai_view_after]);
-    views.push(["diff", "Difference ×8", f.input, f.output]);
-    const cmp = compareWidget();
+    views.push(["diff", "Where it changed", f.input, f.output]);
+    const cmp = compareWidget(s.budget_linf);
     const tabs = el("div", { class: "views", role: "group", "aria-label": "view" });
     const show = (v, btn) => {
       tabs.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", String(b === btn)));
@@ -378,13 +405,24 @@
       const b = el("button", { class: "small view-" + v[0], text: v[1], "aria-pressed": "false", onclick: () => show(v, b) });
       tabs.append(b);
     }
-    const within = s.within_budget === true ? el("b", { class: "ok", text: "within budget" }) :
+    const v = s.verdict;
+    const took = v ? v.protected : undefined;
+    // green only when the verdict says the protection took (or there is no verdict at all)
+    const within = s.within_budget === true ? el("b", { class: took === true || took === undefined ? "ok" : "plain", text: "within budget" }) :
       s.within_budget === false ? el("b", { class: "bad", text: "over budget" }) : null;
+    let verdict = null;
+    if (v) {  // the sentence leads with its answer ("Not protected: ..."): that part in bold, else a word for it
+      const lead = /^(Not protected|Protected|Cannot tell|No verdict)/.exec(v.sentence);
+      const head = lead ? lead[1] : (took === true ? "Protected. " : took === false ? "Not protected. " : "Cannot tell. ");
+      verdict = el("p", { class: "verdict " + (took === true ? "yes" : took === false ? "no" : "unknown"), role: "note" },
+        el("b", { text: head }), el("span", { class: "sentence", text: lead ? v.sentence.slice(head.length) : v.sentence }));
+    }
     const metrics = el("div", { class: "metrics" },
       el("span", {}, "LPIPS ", el("b", { text: fmt(s.lpips, 4) }), " ≤ " + fmt(s.budget_lpips, 3)),
       el("span", {}, "max change ", el("b", { text: typeof s.linf === "number" ? (s.linf * 255).toFixed(1) + "/255" : "–" }),
         typeof s.budget_linf === "number" ? " ≤ " + (s.budget_linf * 255).toFixed(0) + "/255" : ""),
       el("span", {}, "PSNR ", el("b", { text: fmt(s.psnr, 1) + " dB" })),
+      typeof s.ssim === "number" ? el("span", {}, "SSIM ", el("b", { text: fmt(s.ssim, 3) })) : null,
       s.target ? el("span", {}, "target ", el("b", { text: s.target })) : null,
       typeof s.latent_reduction === "number" ? el("span", {}, "latent moved ", el("b", { text: (100 * s.latent_reduction).toFixed(0) + "%" })) : null,
       within);
@@ -393,23 +431,35 @@
       el("button", { class: "small dl-manifest", text: "Manifest", onclick: () => download(f.manifest.url, f.manifest.download_name).catch((e) => message(e.message, true)) }),
       f.report ? el("button", { class: "small open-report", text: "Open report", onclick: () => openReport(f.report.url) }) : null);
     const extra = im.report_error ? el("p", { class: "note", text: "Report: " + im.report_error }) : null;
-    box.replaceChildren(tabs, cmp.node, metrics, actions);
+    tabs.append(el("span", { class: "spacer" }),
+      el("button", { class: "small loupe-toggle", text: "100 % loupe", "aria-pressed": "false", title: "magnify to 100 % under the pointer",
+        onclick: (e) => { const on = cmp.toggleLoupe(); e.currentTarget.setAttribute("aria-pressed", String(on)); } }),
+      el("button", { class: "small enlarge", text: "Enlarge", "aria-pressed": "false", onclick: (e) => {
+        const card = box.closest(".image");
+        const on = card.classList.toggle("wide");
+        e.currentTarget.setAttribute("aria-pressed", String(on));
+        e.currentTarget.textContent = on ? "Smaller" : "Enlarge";
+      } }));
+    box.replaceChildren(...[verdict, tabs, cmp.node, cmp.legend, metrics, actions].filter(Boolean));
     if (extra) box.append(extra);
     show(views[0], tabs.querySelector("button"));
   }
 
+  // The report opens from a signed server link: it carries its own style and CSP (a blob: window would
+  // inherit this page's CSP, which blocks the report's inline style) and the image's real file name.
   async function openReport(url) {
     const w = window.open("", "_blank");
     try {
-      const u = await blobUrl(url);
-      if (w) w.location = u; else window.location.assign(u);
+      const r = await api(url + "/link");
+      const link = (await r.json()).url;
+      if (w) w.location = link; else window.location.assign(link);
     } catch (e) {
       if (w) w.close();
       message(e.message, true);
     }
   }
 
-  function compareWidget() {
+  function compareWidget(budgetLinf) {
     const after = el("img", { class: "after", alt: "protected" });
     const before = el("img", { class: "before", alt: "original" });
     const wrap = el("div", { class: "before-wrap" }, before);
@@ -417,7 +467,13 @@
     const canvas = el("canvas", { class: "diff", hidden: true });
     const lblL = el("span", { class: "lbl l" }), lblR = el("span", { class: "lbl r" });
     const range = el("input", { type: "range", min: "0", max: "100", value: "50", "aria-label": "comparison position" });
-    const node = el("div", { class: "compare" }, after, canvas, wrap, divider, range, lblL, lblR);
+    const loupe = el("div", { class: "loupe", hidden: true, "aria-hidden": "true" }, el("span", { class: "lbl" }));
+    const node = el("div", { class: "compare" }, after, canvas, wrap, divider, range, lblL, lblR, loupe);
+    const budget255 = typeof budgetLinf === "number" && budgetLinf > 0 ? budgetLinf * 255 : 24;
+    const legend = el("div", { class: "legend", hidden: true },
+      el("span", { text: "unchanged" }), el("span", { class: "ramp" }),
+      el("span", { text: "≥ " + (budget255 / 2).toFixed(0) + "/255 average change (half the budget)" }));
+    let loupeOn = false, diffUrl = null, kindShown = "image";
     const place = () => {
       const v = Number(range.value);
       wrap.style.clipPath = "inset(0 " + (100 - v) + "% 0 0)";
@@ -425,6 +481,38 @@
     };
     range.addEventListener("input", place);
     place();
+    // never taller than 80 % of the window: a tall image gets narrower instead of cut off
+    const fit = (w, h) => { if (w && h) node.style.maxWidth = "calc(80vh * " + (w / h).toFixed(4) + ")"; };
+    after.addEventListener("load", () => fit(after.naturalWidth, after.naturalHeight));
+    function moveLoupe(e) {
+      if (!loupeOn) return;
+      const r = node.getBoundingClientRect();
+      const x = e.clientX - r.left, y = e.clientY - r.top;
+      if (x < 0 || y < 0 || x > r.width || y > r.height) { loupe.hidden = true; return; }
+      const leftSide = kindShown !== "diff" && x < r.width * Number(range.value) / 100;
+      const src = kindShown === "diff" ? canvas : (leftSide ? before : after);
+      const url = kindShown === "diff" ? diffUrl : src.src;
+      const nw = src.naturalWidth || src.width, nh = src.naturalHeight || src.height;
+      if (!url || !nw) return;
+      const px = x / r.width * nw, py = y / r.height * nh;  // the image pixel under the pointer
+      const size = loupe.offsetWidth || 200;
+      loupe.hidden = false;
+      loupe.style.backgroundImage = 'url("' + url + '")';
+      loupe.style.backgroundSize = nw + "px " + nh + "px";  // 1 image pixel = 1 screen pixel
+      loupe.style.backgroundPosition = (size / 2 - px) + "px " + (size / 2 - py) + "px";
+      loupe.style.left = Math.min(Math.max(x - size / 2, 0), r.width - size) + "px";
+      loupe.style.top = Math.min(Math.max(y - size / 2, 0), Math.max(r.height - size, 0)) + "px";
+      loupe.dataset.side = kindShown === "diff" ? "diff" : leftSide ? "before" : "after";
+      loupe.firstChild.textContent = "100 % · " + (kindShown === "diff" ? "change" : leftSide ? lblL.textContent : lblR.textContent);
+    }
+    node.addEventListener("pointermove", moveLoupe);
+    node.addEventListener("pointerleave", () => { loupe.hidden = true; });
+    function toggleLoupe() {
+      loupeOn = !loupeOn;
+      node.classList.toggle("loupe-on", loupeOn);
+      if (!loupeOn) loupe.hidden = true;
+      return loupeOn;
+    }
     let token = 0;
     async function show(kind, beforeUrl, afterUrl, labels) {
       const mine = ++token;
@@ -433,11 +521,15 @@
       try {
         const [b, a] = await Promise.all([blobUrl(beforeUrl), blobUrl(afterUrl)]);
         if (mine !== token) return;
+        kindShown = kind;
+        legend.hidden = kind !== "diff";
         if (kind === "diff") {
           node.classList.add("single");
           after.hidden = true;
           canvas.hidden = false;
-          await drawDiff(canvas, b, a);
+          await drawDiff(canvas, b, a, budget255);
+          fit(canvas.width, canvas.height);
+          diffUrl = canvas.toDataURL("image/png");
         } else {
           node.classList.remove("single");
           after.hidden = false;
@@ -449,7 +541,7 @@
         message(e.message, true);
       }
     }
-    return { node, show };
+    return { node, legend, show, toggleLoupe };
   }
 
   function loadImg(src) {
@@ -461,7 +553,9 @@
     });
   }
 
-  async function drawDiff(canvas, beforeUrl, afterUrl) {
+  // Where the image changed: the average size of the change (largest colour channel, over 5x5 pixels),
+  // from black (unchanged) through red to yellow at half the budget's largest allowed change.
+  async function drawDiff(canvas, beforeUrl, afterUrl, budget255) {
     const [b, a] = await Promise.all([loadImg(beforeUrl), loadImg(afterUrl)]);
     const w = a.naturalWidth, h = a.naturalHeight;
     canvas.width = w;
@@ -471,10 +565,33 @@
     const pb = ctx.getImageData(0, 0, w, h);
     ctx.drawImage(a, 0, 0, w, h);
     const pa = ctx.getImageData(0, 0, w, h);
+    const amp = new Float32Array(w * h);
+    for (let p = 0, i = 0; p < w * h; p++, i += 4) {
+      amp[p] = Math.max(Math.abs(pa.data[i] - pb.data[i]), Math.abs(pa.data[i + 1] - pb.data[i + 1]),
+        Math.abs(pa.data[i + 2] - pb.data[i + 2]));
+    }
+    const sum = new Float64Array((w + 1) * (h + 1));  // integral image for the 5x5 average
+    for (let y = 0; y < h; y++) {
+      let row = 0;
+      for (let x = 0; x < w; x++) {
+        row += amp[y * w + x];
+        sum[(y + 1) * (w + 1) + x + 1] = sum[y * (w + 1) + x + 1] + row;
+      }
+    }
+    const top = Math.max(1, budget255 / 2), R = 2;
     const out = ctx.createImageData(w, h);
-    for (let i = 0; i < out.data.length; i += 4) {
-      for (let c = 0; c < 3; c++) out.data[i + c] = Math.min(255, 128 + 8 * (pa.data[i + c] - pb.data[i + c]));
-      out.data[i + 3] = 255;
+    for (let y = 0; y < h; y++) {
+      const y0 = Math.max(0, y - R), y1 = Math.min(h, y + R + 1);
+      for (let x = 0; x < w; x++) {
+        const x0 = Math.max(0, x - R), x1 = Math.min(w, x + R + 1);
+        const s = sum[y1 * (w + 1) + x1] - sum[y0 * (w + 1) + x1] - sum[y1 * (w + 1) + x0] + sum[y0 * (w + 1) + x0];
+        const t = Math.min(1, s / ((y1 - y0) * (x1 - x0)) / top);
+        const i = 4 * (y * w + x);  // heat: black -> red -> yellow -> white
+        out.data[i] = Math.round(255 * Math.min(1, 2 * t));
+        out.data[i + 1] = Math.round(255 * Math.max(0, Math.min(1, 2 * t - 0.6)));
+        out.data[i + 2] = Math.round(255 * Math.max(0, 3 * t - 2));
+        out.data[i + 3] = 255;
+      }
     }
     ctx.putImageData(out, 0, 0);
   }
@@ -515,8 +632,21 @@
     }
   }
 
+  // Jobs come from the server (every browser sees them); the ids this browser made are the fallback.
+  async function serverJobIds() {
+    try {
+      const r = await api("/v1/jobs");
+      return (await r.json()).jobs.map((j) => j.id);
+    } catch (e) {
+      return null;
+    }
+  }
+
   async function loadJobs() {
-    await Promise.all(savedJobs().reverse().map((id) => refreshJob(id)));
+    const listed = await serverJobIds();
+    const ids = listed === null ? savedJobs() : listed;
+    const fresh = ids.filter((id) => !state.jobs.has(id)).reverse();  // oldest first: cards are prepended
+    for (const id of fresh) await refreshJob(id);
     poll();
   }
 
@@ -536,7 +666,7 @@
       }
     });
     await health();
-    setInterval(health, 10000);
+    setInterval(() => { health(); if (state.options) loadJobs(); }, 10000);
     if (await loadOptions()) await loadJobs();
   }
 
