@@ -261,10 +261,25 @@ def stand_in_report(original: Path, protected: Path, manifest: dict[str, Any], o
     return [html, js]
 
 
+EXAMPLE_REPORT = Path(__file__).resolve().parents[1] / "docs" / "example-check-report.html"
+
+
+def example_report(original: Path, protected: Path, manifest: dict[str, Any], out_dir: Path, stem: str, *,
+                   attacks: str, models_dir: Path | None) -> list[Path]:
+    """The real report of ``docs/example-check-report.html`` (an olive grove), as if written for this file."""
+    html = out_dir / f"{stem}.report.html"
+    html.write_text(EXAMPLE_REPORT.read_text(encoding="utf-8").replace("olive-grove-400.png", protected.name),
+                    encoding="utf-8")
+    js = out_dir / f"{stem}.check.json"
+    js.write_text(json.dumps({"verdict": manifest["verdict"]}))
+    return [html, js]
+
+
 @contextmanager
-def stand_in_server(data_dir: Path, *, anchors: bool) -> Iterator[str]:
+def stand_in_server(data_dir: Path, *, anchors: bool, report: Callable[..., list[Path]] = stand_in_report
+                    ) -> Iterator[str]:
     """A real server (uvicorn in a thread) whose modes and report are the stand-ins; ``anchors``: it has
-    anchor images of cats (poison on) or none (poison off)."""
+    anchor images of cats (poison on) or none (poison off); ``report``: what writes the report."""
     anchors_dir = None
     if anchors:
         anchors_dir = data_dir.parent / "anchors"
@@ -276,7 +291,7 @@ def stand_in_server(data_dir: Path, *, anchors: bool) -> Iterator[str]:
             m = MODES[name]
             stack.enter_context(mock.patch.dict(MODES, {name: Mode(name, m.title, m.description, (),
                                                                    stand_in_prepare)}))
-        stack.enter_context(mock.patch.object(server_results, "verification_report", stand_in_report))
+        stack.enter_context(mock.patch.object(server_results, "verification_report", report))
         yield stack.enter_context(serve_in_thread(settings))
 
 
