@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 _save(page.locator(".job .result").screenshot(), args.out / "web-loupe.png", 700)
                 page.click(".job .view-diff")
                 page.wait_for_function("() => { const c = document.querySelector('.job .compare canvas');"
-                                       " return !c.hidden && c.width > 0; }")
+                                       " return !c.hidden && c.dataset.drawn === '1'; }")
                 page.mouse.move(0, 0)
                 _save(page.locator(".job .result").screenshot(), args.out / "web-difference.png", 700)
                 page.click(".job .enlarge")

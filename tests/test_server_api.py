@@ -476,9 +476,10 @@ def _small_png(size: tuple[int, int] = (48, 40)) -> bytes:
     return buf.getvalue()
 
 
-def test_poison_needs_anchors_and_defaults_to_a_sensible_pair(tmp_path: Path) -> None:
+def test_poison_needs_anchors_and_defaults_to_a_sensible_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from sfumato.server.modes import anchor_targets, poison_status
 
+    monkeypatch.setenv("SFUMATO_CORPUS_DIR", str(tmp_path / "corpus"))  # a corpus without photos yet
     bare = ServerSettings(data_dir=tmp_path / "a")
     with TestClient(create_app(bare), base_url="http://127.0.0.1") as client:
         o = client.get("/v1/options").json()
@@ -505,6 +506,11 @@ def test_poison_needs_anchors_and_defaults_to_a_sensible_pair(tmp_path: Path) ->
     assert st["available"] and (st["concept"], st["target"]) == ("dog", "cat")
     (anchors / "cat" / "c.jpg").unlink()
     assert (poison_status(s)["concept"], poison_status(s)["target"]) == ("cat", "dog")
+    # without --anchors-dir, the photos of the reference corpus serve (shared or set with sfumato config)
+    (tmp_path / "corpus" / "photos" / "cat").mkdir(parents=True)
+    (tmp_path / "corpus" / "photos" / "cat" / "c.jpg").write_bytes(b"")
+    st = poison_status(bare)
+    assert st["available"] and st["anchor_targets"] == ["cat"] and st["source"] == "the photos of the reference corpus"
 
 
 def test_jobs_are_listed_and_reports_open_from_a_signed_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

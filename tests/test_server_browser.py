@@ -110,6 +110,9 @@ def test_protect_an_image_in_the_browser(tmp_path: Path, models_dir: Path, origi
             page.wait_for_function(IMG_READY_JS, arg=".compare img.before", timeout=30_000)
             metrics = page.inner_text(".metrics")
             assert "within budget" in metrics and "LPIPS" in metrics
+            # the plain verdict (judged on the saved file, as the CLI does) comes first
+            assert (page.locator(".result > *").first.get_attribute("class") or "").startswith("verdict ")
+            assert len(page.inner_text(".result .verdict")) > 20
 
             # the comparison slider moves the split
             page.locator(".compare input[type=range]").fill("20")
@@ -121,15 +124,16 @@ def test_protect_an_image_in_the_browser(tmp_path: Path, models_dir: Path, origi
             page.wait_for_function(IMG_READY_JS, arg=".compare img.after")
             page.click(".view-diff")
             page.wait_for_function("() => { const c = document.querySelector('.compare canvas');"
-                                   " return !c.hidden && c.width > 0; }")
+                                   " return !c.hidden && c.dataset.drawn === '1'; }")
             page.click(".view-image")
 
             # the verification report opens in a new tab
             with page.expect_popup() as pop:
                 page.click(".open-report")
             report = pop.value
-            report.wait_for_load_state()
+            report.wait_for_url("**/reports/**", timeout=30_000)
             report.wait_for_function("() => document.body && document.body.innerText.includes('jpeg-q85-420')")
+            assert report.title() == "Sfumato check: monet.png"  # the real file name, not the stored one
             report.close()
 
             with page.expect_download() as dl:
@@ -287,6 +291,10 @@ def stand_in_server(data_dir: Path, *, anchors: bool, report: Callable[..., list
         photo(anchors_dir / "cat" / "cat1.png", (64, 64))
     settings = ServerSettings(data_dir=data_dir, port=0, workers=1, max_queue=4, anchors_dir=anchors_dir)
     with ExitStack() as stack:
+        if not anchors:  # no reference corpus either (its photos would serve as anchors)
+            empty = data_dir.parent / "no-corpus"
+            empty.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(mock.patch.dict(os.environ, {"SFUMATO_CORPUS_DIR": str(empty)}))
         for name in ("cloak", "poison", "protect"):
             m = MODES[name]
             stack.enter_context(mock.patch.dict(MODES, {name: Mode(name, m.title, m.description, (),
@@ -432,7 +440,7 @@ def test_verdicts_report_loupe_difference_and_server_jobs(tmp_path: Path, browse
         # the difference map shows where the change is: bright in the right half, dark in the left
         page.click(".job .view-diff")
         page.wait_for_function("() => { const c = document.querySelector('.job .compare canvas');"
-                               " return !c.hidden && c.width > 0; }")
+                               " return !c.hidden && c.dataset.drawn === '1'; }")
         left, right = page.eval_on_selector(".job .compare canvas", """c => {
             const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
             const mean = (x0, x1) => { let s = 0, n = 0;

@@ -110,10 +110,27 @@ _PARTNERS = {"cat": "dog", "dog": "cat", "horse": "zebra", "zebra": "horse", "ca
 """Natural poison pairs (target -> the concept most often shown instead): the page's default pair."""
 
 
+def anchors_root(settings: ServerSettings) -> tuple[Path | None, str | None]:
+    """The folder of anchor folders and where it comes from: ``settings.anchors_dir`` (``--anchors-dir``),
+    else the ``photos`` folder of the reference corpus when one is configured or found beside the models
+    (:func:`sfumato.verification.discovery.find_corpus_dir`: ``$SFUMATO_CORPUS_DIR``, ``sfumato config``)."""
+    if settings.anchors_dir is not None:
+        return settings.anchors_dir, "--anchors-dir"
+    try:
+        from sfumato.verification.discovery import find_corpus_dir
+
+        corpus = find_corpus_dir(models_dir=settings.models_dir)
+    except Exception:  # noqa: BLE001 - no models folder configured, an unreadable config: no anchors
+        corpus = None
+    if corpus is not None and (corpus / "photos").is_dir():
+        return corpus / "photos", "the photos of the reference corpus"
+    return None, None
+
+
 def anchor_targets(settings: ServerSettings) -> list[str]:
-    """The target concepts this server has anchor images for: sub-folders of ``settings.anchors_dir``
-    named after a known concept (``sfumato/data/concepts.json``) holding at least one image."""
-    ad = settings.anchors_dir
+    """The target concepts this server has anchor images for: sub-folders of :func:`anchors_root` named
+    after a known concept (``sfumato/data/concepts.json``) holding at least one image."""
+    ad = anchors_root(settings)[0]
     if ad is None or not ad.is_dir():
         return []
     known = set(concept_names())
@@ -137,21 +154,25 @@ def poison_status(settings: ServerSettings) -> dict[str, Any]:
         reason = ("Poisoning teaches a model the wrong concept, so it needs a few pictures of that other concept "
                   f"(anchor images), and this server has none: {where}. Ask its admin to restart it with "
                   "'sfumato serve --anchors-dir DIR', where DIR/cat/ holds pictures of cats (one folder per "
-                  "concept). The style cloak works without them.")
-        return {"available": False, "reason": reason, "anchor_targets": [], "concept": None, "target": None}
+                  "concept), or point 'sfumato config set corpus_dir' at a reference corpus with a photos folder. "
+                  "The style cloak works without them.")
+        return {"available": False, "reason": reason, "anchor_targets": [], "concept": None, "target": None,
+                "source": None}
     names = concept_names()
     target = next((t for t in ("cat", "dog") if t in anchored), anchored[0])
     concept = _PARTNERS.get(target)
     if concept is None or concept not in names:
         concept = next(c for c in ("dog", "cat", *names) if c in names and c != target)
-    return {"available": True, "reason": None, "anchor_targets": anchored, "concept": concept, "target": target}
+    return {"available": True, "reason": None, "anchor_targets": anchored, "concept": concept, "target": target,
+            "source": anchors_root(settings)[1]}
 
 
 def _anchors(opts: JobOptions, settings: ServerSettings, cache: dict[str, Any]) -> Any:
     from sfumato.targets.anchors import load_anchor_folder
 
     target = str(opts.target)
-    folder = settings.anchors_dir / target if settings.anchors_dir is not None else None
+    root = anchors_root(settings)[0]
+    folder = root / target if root is not None else None
     if folder is None or target not in anchor_targets(settings):
         raise ValueError(f"this server has no anchor images of {target!r}, which poisoning toward it needs; the "
                          f"admin must put pictures of {target!r} in <anchors dir>/{target}/ and start sfumato serve "

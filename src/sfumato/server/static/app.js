@@ -527,7 +527,10 @@
           node.classList.add("single");
           after.hidden = true;
           canvas.hidden = false;
+          delete canvas.dataset.drawn;
           await drawDiff(canvas, b, a, budget255);
+          if (mine !== token) return;
+          canvas.dataset.drawn = "1";
           fit(canvas.width, canvas.height);
           diffUrl = canvas.toDataURL("image/png");
         } else {
