@@ -94,6 +94,11 @@ class Effort(JSONConfig):
     ``early_stop``: stop once the latent has moved this share of the way to the target (0 disables).
     ``lr_schedule``: ``"constant"`` or ``"cosine"`` (from ``lr`` down to ``lr / 10`` at the last step).
     ``calibration_steps``: bisection steps that scale the perturbation onto the budget of the saved file.
+    ``views``: where the encoder looks while optimising — ``"work"``: the one work view (long side
+    ``resolution``); ``"trainer"``: a trainer view sampled per step (a 512/768/1024 px bucket or the native
+    size, then a random crop of ``view_crop`` px, :mod:`sfumato.optimise.view_sampling`), because the
+    encoder is not scale-equivariant and trainers do not encode at our work size. ``view_crop``: the side of
+    those crops (a step costs one encoder pass at ``view_crop``²).
 
     The former ``coarse_fraction`` (a share of steps run at half resolution first) is retired: every
     preset set 0, because with TAEF2 a perturbation that moved the half-resolution latent 67–73 % of the
@@ -114,6 +119,8 @@ class Effort(JSONConfig):
     early_stop: float = 0.0
     calibration_steps: int = 8
     lr_schedule: str = "constant"
+    views: str = "work"
+    view_crop: int = 256
 
     def __post_init__(self) -> None:
         require(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
@@ -122,6 +129,10 @@ class Effort(JSONConfig):
         require(0 <= self.early_stop < 1, f"early_stop must be in [0, 1), got {self.early_stop}")
         require(self.lr_schedule in ("constant", "cosine"),
                f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        require(self.views in ("work", "trainer"),
+               f"views must be 'work' (the work size only) or 'trainer' (sampled trainer views), got {self.views!r}")
+        require(isinstance(self.view_crop, int) and 32 <= self.view_crop <= 1024,
+               f"view_crop must be an int in [32, 1024] pixels, got {self.view_crop!r}")
 
 
 # ------------------------------------------------------------------------------------------ the preset table

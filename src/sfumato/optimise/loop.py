@@ -11,7 +11,9 @@ Either rule takes a step size that is constant, decays linearly to zero, or foll
 down to ``lr / 10`` (``decay``).
 
 An optional ``transform(x, gen)`` is applied to ``x0 + δ`` before the objective at every step
-(expectation over transformation, Athalye et al., ICML 2018). Early stopping ends the loop once the
+(expectation over transformation, Athalye et al., ICML 2018). An objective with ``stochastic = True``
+(one that samples its own view per step, :mod:`sfumato.optimise.view_sampling`) is treated the same way:
+its single-step losses are not comparable, so the last iterate is returned. Early stopping ends the loop once the
 objective reports enough progress.
 
 An optional ``param_size`` parameterises δ on a coarser grid that is upsampled bilinearly to the image
@@ -113,6 +115,7 @@ def optimise(
     delta.requires_grad_(True)
     opt = torch.optim.Adam([delta], lr=lr) if update == "adam" else None
     best_loss, best_delta = float("inf"), delta.detach().clone()
+    noisy = transform is not None or bool(getattr(objective, "stochastic", False))
     history: list[dict] = []
     stopped = False
     step = 0
@@ -131,8 +134,8 @@ def optimise(
         loss.backward()
         lv = float(loss.detach())
         # Track the best fine-scale iterate, δ *before* this step's update (the one the loss belongs to).
-        # Transformed losses are noisy, so with a transform there is no best iterate.
-        if transform is None and lv < best_loss:
+        # Transformed or view-sampled losses are noisy, so then there is no best iterate.
+        if not noisy and lv < best_loss:
             best_loss, best_delta = lv, delta.detach().clone()
         with torch.no_grad():
             lr_now = step_size(lr, step, steps, decay)

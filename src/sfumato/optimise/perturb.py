@@ -113,7 +113,9 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
                            view=seen_view(rgb, x0), crops=lpips_regions(h, w),
                            check=saved_file_lpips(rgb, x0, budget.lpips_net, models_dir), radial=radial_lpips),
                LinfBudget(eps=budget.linf, eps_map=eps_map)]
-    loop = optimise(x0, full_resolution_view(objective, x0, (h, w)), budgets, steps=effort.steps, lr=effort.lr,
+    # A view-sampling objective reads the full file's views itself; the others see the work view of the file.
+    seen = objective if getattr(objective, "stochastic", False) else full_resolution_view(objective, x0, (h, w))
+    loop = optimise(x0, seen, budgets, steps=effort.steps, lr=effort.lr,
                     generator=gen, update=update,  # type: ignore[arg-type]
                     decay="cosine" if effort.lr_schedule == "cosine" else "none",
                     early_stop=effort.early_stop, transform=transform, callback=progress, init_noise=init_noise,

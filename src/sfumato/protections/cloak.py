@@ -13,7 +13,9 @@ What Sfumato adds around that objective:
   or by whitening–colouring in an autoencoder's latent space (:mod:`sfumato.targets.latent_wct`) or a
   diffusers img2img pipeline (:mod:`sfumato.targets.img2img`), per ``CloakConfig.target_renderer``;
 * the shared machinery of :mod:`sfumato.optimise.perturb`: trainer-resolution view, encoder ensembles,
-  and the budget enforced on the quantised image exactly as it will be saved.
+  and the budget enforced on the quantised image exactly as it will be saved;
+* with ``Effort.views == "trainer"``, the objective in expectation over trainer views (buckets, native
+  size and random crops, :mod:`sfumato.optimise.view_sampling`) instead of the single work view.
 """
 
 from __future__ import annotations
@@ -100,9 +102,16 @@ def cloak_array(
 
     rob = config.robustness
     eot, eps_map = robust_setup(x0, rob, encs)
+    eot = transform or eot
+    if config.effort.views == "trainer":  # sample a trainer view per step; attack stand-ins act on the view
+        from sfumato.optimise.view_sampling import ViewSampledObjective
+
+        objective = ViewSampledObjective(x0, target_img, encs, full=x_full, crop_side=config.effort.view_crop,
+                                         seed=seed_used, transform=eot, report=objective)
+        eot = None
     res = perturb_toward(rgb, x0, objective, budget=config.budget, effort=config.effort, alpha=config.alpha,
                          seed=seed_used, quantise=quantise, models_dir=models_dir,
-                         transform=transform or eot, progress=progress, eps_map=eps_map,
+                         transform=eot, progress=progress, eps_map=eps_map,
                          init_noise=config.budget.linf / 4 if rob.anti_fingerprint else 0.0,
                          perturbation_scale=rob.perturbation_scale)
     timing.update(res.timing)

@@ -1,0 +1,162 @@
+"""Latent-target objective in expectation over trainer views: each step samples one view of the image as
+a fine-tuning pipeline would encode it (a bucket resize or the native size, then a random crop with a
+fixed pixel budget) and pulls that view's latent toward the same view of the target.
+
+Why: the latent encoders are not scale-equivariant. A cloak optimised at one work size moved the TAEF2
+latent 38 % of the way to its target there and 1–5 % at the 512/768/1024 px buckets a trainer uses
+(``docs/benchmarks.md``, protection meter). Bucketing trainers (kohya-ss sd-scripts, SimpleTuner) resize the
+long side to 512/768/1024 px, upscaling small files, and the diffusers example scripts crop; the views are
+those of :func:`sfumato.attacks.trainer_views.trainer_views`.
+
+Method: expectation over transformation (Athalye et al., "Synthesizing Robust Adversarial Examples",
+ICML 2018) where the transformation is the trainer's view, applied to Glaze's objective (Shan et al.,
+USENIX Security 2023, Eq. 3): at every step
+
+    v ~ views;  loss = Σ_E w_E ‖E(v(x + δ)) − E(v(T))‖² / ‖E(v(x)) − E(v(T))‖²
+
+where T is the target rendering and v a resize to the view's size followed by a crop of side
+``crop_side`` (aligned to the encoder's latent grid). A step costs one encoder pass at ``crop_side``²
+whatever the file or bucket size, plus two gradient-free passes for the view's clean and target latents.
+Attack stand-ins (EOT) are applied to the view itself, at the scale the trainer sees, not to the work
+image. The objective is stochastic (``stochastic = True``): the shared loop then keeps the last iterate
+instead of the lowest single-view loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from sfumato.encoders.base import Encoder
+from sfumato.io.tensors import resize
+
+#: Long sides of the trainer buckets the objective samples (as :data:`sfumato.attacks.trainer_views.BUCKETS`).
+VIEW_BUCKETS: tuple[int, ...] = (512, 768, 1024)
+#: The native view's long side is capped here (as the meter's trainer views).
+VIEW_NATIVE_CAP = 1024
+#: Crops start on multiples of this many pixels of the view (the latent grid of an 8×-downsampling
+#: encoder), so a crop's latent lines up with the view's.
+CROP_ALIGN = 8
+
+
+@dataclass(frozen=True)
+class SampledView:
+    """One trainer view: resize to ``size`` (h, w), then crop ``(top, left, h, w)``."""
+
+    name: str
+    size: tuple[int, int]
+    crop: tuple[int, int, int, int]
+
+
+def view_sizes(h: int, w: int, *, buckets: Sequence[int] = VIEW_BUCKETS, native_cap: int = VIEW_NATIVE_CAP
+               ) -> list[tuple[str, tuple[int, int]]]:
+    """The whole-image trainer views of an ``h x w`` file: each bucket (long side resized to it, aspect
+    kept, small files upscaled as a bucketing trainer does) and the native size (capped at
+    ``native_cap``), identical sizes listed once."""
+    out: list[tuple[str, tuple[int, int]]] = []
+
+    def size_at(long_side: int) -> tuple[int, int]:
+        s = long_side / max(h, w)
+        return max(8, round(h * s)), max(8, round(w * s))
+
+    for b in buckets:
+        out.append((f"bucket-{int(b)}", size_at(int(b))))
+    native = (int(h), int(w)) if max(h, w) <= native_cap else size_at(native_cap)
+    if native not in [s for _, s in out]:
+        out.append(("native", native))
+    return out
+
+
+class ViewSampledObjective:
+    """Glaze's normalised latent distance to a target, in expectation over trainer views (module docstring).
+
+    ``x0``: the clean image at the perturbation's grid (1x3xhxw, [0, 1]); ``target_image``: the target
+    rendering at the same size; ``full``: the clean file (1x3xHxW; default ``x0``), whose resized views the
+    perturbation and the target's change are added to, so a large file keeps its detail at every view;
+    ``file_size``: the (h, w) of the file the trainer reads (default ``full``'s; the view sizes follow
+    it); ``report``: an objective whose ``distances`` the manifest reports; ``crop_side``: the pixel budget of a step (a crop of at most ``crop_side``² of the view);
+    ``transform``: attack stand-ins applied to the view (``transform(view, generator)``); ``seed`` makes
+    the sequence of views reproducible. ``progress`` is 1 − d / d₀ of the sampled view.
+    """
+
+    stochastic = True
+
+    def __init__(self, x0: torch.Tensor, target_image: torch.Tensor, encoders: Sequence[tuple[Encoder, float]], *,
+                 full: torch.Tensor | None = None, file_size: tuple[int, int] | None = None,
+                 crop_side: int = 256, seed: int = 0,
+                 transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+                 buckets: Sequence[int] = VIEW_BUCKETS, report: object | None = None) -> None:
+        if crop_side < 32:
+            raise ValueError(f"crop_side must be >= 32 pixels, got {crop_side}")
+        self.x0 = x0.detach()
+        self.change = target_image.detach().to(x0) - self.x0  # the target as a change of the image
+        self.full = full.detach().to(x0) if full is not None else self.x0
+        if file_size is None:
+            file_size = (int(self.full.shape[-2]), int(self.full.shape[-1]))
+        wsum = sum(w for _, w in encoders)
+        self.encoders = [(e, w / wsum) for e, w in encoders]
+        self.views = view_sizes(*file_size, buckets=buckets)
+        self._bases: dict[tuple[int, int], torch.Tensor] = {}
+        self.report = report
+        self.crop_side = int(crop_side)
+        self.transform = transform
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.history: list[str] = []
+
+    def sample(self) -> SampledView:
+        """The next view (seeded): a whole-image view, uniformly, then an aligned random crop."""
+        g = self.generator
+        name, (hv, wv) = self.views[int(torch.randint(len(self.views), (1,), generator=g))]
+        ch, cw = min(self.crop_side, hv), min(self.crop_side, wv)
+
+        def start(room: int) -> int:
+            slots = room // CROP_ALIGN
+            return int(torch.randint(slots + 1, (1,), generator=g)) * CROP_ALIGN if slots > 0 else 0
+
+        return SampledView(name, (hv, wv), (start(hv - ch), start(wv - cw), ch, cw))
+
+    def distances(self, x: torch.Tensor) -> list[dict[str, float]]:
+        """The manifest's latent figures, from the ``report`` objective (at the work view)."""
+        if self.report is None:
+            raise ValueError("this objective was built without a report objective")
+        return self.report.distances(x)  # type: ignore[attr-defined]
+
+    def base(self, size: tuple[int, int]) -> torch.Tensor:
+        """The clean file resized to a view's size (from the full-resolution file, cached)."""
+        if size not in self._bases:
+            with torch.no_grad():
+                self._bases[size] = resize(self.full, size)
+        return self._bases[size]
+
+    def apply(self, change: torch.Tensor | None, v: SampledView) -> torch.Tensor:
+        """The view ``v`` of the file plus ``change`` (a perturbation at the grid's size; resizing is
+        linear, so view(file + up(δ)) = view(file) + resize(δ)))."""
+        t, left, ch, cw = v.crop
+        y = self.base(v.size)
+        if change is not None:
+            y = (y + resize(change, v.size)).clamp(0, 1)
+        return y[..., t:t + ch, left:left + cw].contiguous(memory_format=torch.channels_last)
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+        v = self.sample()
+        self.history.append(v.name)
+        view = self.apply(x - self.x0, v)
+        if self.transform is not None:
+            view = self.transform(view, self.generator)
+        loss = x.new_zeros(())
+        prog = 0.0
+        with torch.no_grad():
+            clean, target = self.apply(None, v), self.apply(self.change, v)
+        for enc, w in self.encoders:
+            with torch.no_grad():
+                zt = enc.encode(target)
+                d0 = max(float((enc.encode(clean) - zt).flatten().norm()), 1e-8)
+            d = (enc.encode(view) - zt).flatten().norm()
+            loss = loss + w * (d / d0) ** 2
+            prog += w * (1 - float(d.detach()) / d0)
+        return loss, prog
+
+
+__all__ = ["CROP_ALIGN", "VIEW_BUCKETS", "SampledView", "ViewSampledObjective", "view_sizes"]

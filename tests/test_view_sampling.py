@@ -1,0 +1,108 @@
+"""The latent objective in expectation over trainer views (sfumato.optimise.view_sampling): which views it
+samples, that the sequence replays from the seed, that a view of the file plus a change equals the view of
+the changed file, and that optimising it moves the latent at trainer views on a tiny random encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sfumato.config import Budget, CloakConfig, Effort
+from sfumato.encoders.tae import tiny_random_tae
+from sfumato.io.tensors import resize, round_to_bits, to_nchw
+from sfumato.optimise.budgets import LinfBudget
+from sfumato.optimise.loop import optimise
+from sfumato.optimise.objectives import LatentTargetObjective
+from sfumato.optimise.view_sampling import CROP_ALIGN, ViewSampledObjective, view_sizes
+from sfumato.protections.cloak import cloak_array
+
+
+def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0, 1, w, dtype=np.float32)[None, :, None] * np.ones((h, 1, 3), np.float32)
+    return round_to_bits(np.clip(base * 0.6 + 0.2 + rng.normal(0, 0.05, (h, w, 3)).astype(np.float32), 0, 1))
+
+
+def test_view_sizes_are_the_buckets_upscaled_and_the_capped_native_size_once() -> None:
+    small = view_sizes(96, 128)
+    assert small == [("bucket-512", (384, 512)), ("bucket-768", (576, 768)), ("bucket-1024", (768, 1024)),
+                     ("native", (96, 128))]
+    big = view_sizes(3000, 4000)  # native capped at 1024 = bucket-1024: listed once
+    assert [n for n, _ in big] == ["bucket-512", "bucket-768", "bucket-1024"]
+    assert view_sizes(600, 800, buckets=(512,))[-1] == ("native", (600, 800))
+
+
+def test_sampled_views_replay_from_the_seed_cover_every_scale_and_stay_inside() -> None:
+    enc = tiny_random_tae(seed=0)
+    x0 = to_nchw(_image(24, 32))
+
+    def draws(seed: int) -> list:
+        obj = ViewSampledObjective(x0, x0.flip(-1), [(enc, 1.0)], crop_side=64, seed=seed)
+        return [obj.sample() for _ in range(60)]
+
+    a, b = draws(5), draws(5)
+    assert a == b and a != draws(6)
+    assert {v.name for v in a} == {"bucket-512", "bucket-768", "bucket-1024", "native"}
+    for v in a:
+        top, left, ch, cw = v.crop
+        assert top % CROP_ALIGN == 0 and left % CROP_ALIGN == 0
+        assert 0 <= top and top + ch <= v.size[0] and 0 <= left and left + cw <= v.size[1]
+        assert (ch, cw) == (min(64, v.size[0]), min(64, v.size[1]))
+
+
+def test_a_view_of_file_plus_change_is_the_view_of_the_changed_file() -> None:
+    enc = tiny_random_tae(seed=0)
+    x0 = to_nchw(_image(40, 48))
+    obj = ViewSampledObjective(x0, x0, [(enc, 1.0)], crop_side=96, seed=1)
+    d = (torch.rand_like(x0) - 0.5) * 0.1
+    for _ in range(5):
+        v = obj.sample()
+        t, left, ch, cw = v.crop
+        want = resize((x0 + d).clamp(0, 1), v.size)[..., t:t + ch, left:left + cw]
+        got = obj.apply(d, v)
+        # resizing is linear; only clamping at 0 and 1 can differ, and this image stays inside
+        assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_optimising_over_views_moves_the_latent_at_a_bucket_view() -> None:
+    enc = tiny_random_tae(seed=3)
+    x0 = to_nchw(_image(32, 40))
+    target = to_nchw(_image(32, 40, seed=9)[::-1].copy())
+    buckets = (64, 96)  # small buckets for a tiny image and a tiny encoder
+    obj = ViewSampledObjective(x0, target, [(enc, 1.0)], crop_side=48, seed=0, buckets=buckets)
+    res = optimise(x0, obj, [LinfBudget(eps=16 / 255)], steps=20, lr=0.01, generator=torch.Generator().manual_seed(0))
+    assert res.steps_run == 20 and float(res.delta.abs().max()) <= 16 / 255 + 1e-6
+    assert set(obj.history) == {"bucket-64", "bucket-96", "native"}
+    # measured at the whole bucket-96 view, which the loop only ever saw in 48 px crops
+    size = view_sizes(32, 40, buckets=buckets)[1][1]
+    at_bucket = LatentTargetObjective(resize(x0, size), resize(target, size), [(enc, 1.0)])
+    assert at_bucket.distances(resize(x0 + res.delta, size))[0]["relative_reduction"] > 0.02
+    # a stochastic objective: the loop returns the last iterate, not the lowest single-view loss
+    assert ViewSampledObjective.stochastic is True
+
+
+def test_effort_views_are_validated_and_round_trip() -> None:
+    e = Effort(views="trainer", view_crop=384)
+    assert Effort.from_json(e.to_json()) == e
+    with pytest.raises(ValueError, match="views must be 'work'"):
+        Effort(views="buckets")
+    with pytest.raises(ValueError, match="view_crop"):
+        Effort(views="trainer", view_crop=16)
+    # manifests written before the field existed still load, as the single work view
+    old = {k: v for k, v in Effort().to_dict().items() if k not in ("views", "view_crop")}
+    assert Effort.from_dict(old).views in ("work", "trainer")
+
+
+def test_cloak_over_trainer_views_meets_the_budget_and_replays(models_dir) -> None:  # noqa: ANN001
+    enc = tiny_random_tae(seed=1)
+    rgb = _image(40, 56)
+    cfg = CloakConfig(effort=Effort(steps=5, resolution=64, lr=0.01, views="trainer", view_crop=64),
+                      target_style="mosaic", budget=Budget(lpips=0.05, linf=8 / 255), seed=3)
+    r1 = cloak_array(rgb, cfg, encoders=[(enc, 1.0)], models_dir=models_dir)
+    r2 = cloak_array(rgb, cfg, encoders=[(enc, 1.0)], models_dir=models_dir)
+    np.testing.assert_array_equal(r1.image, r2.image)
+    np.testing.assert_array_equal(r1.image, round_to_bits(r1.image, 8))
+    assert r1.achieved["lpips_alex"] <= 0.05 + 1e-6 and r1.achieved["linf"] <= 8 / 255 + 1e-6
+    assert float(np.abs(r1.image - rgb).max()) > 0
+    assert r1.steps_run == 5 and r1.latent[0]["encoder"] == "tae-random"
