@@ -495,6 +495,7 @@ def test_poison_needs_anchors_and_defaults_to_a_sensible_pair(tmp_path: Path, mo
         assert [q[k]["label"] for k in ("fast", "default", "slow")] == ["Quick", "Standard", "Thorough"]
         assert 0 < q["fast"]["expected_s"] < q["default"]["expected_s"] < q["slow"]["expected_s"]
         assert all(v["hint"] for v in (*q.values(), *o["intensities"].values()))
+        assert o["measured_image_s"] is None  # nothing finished here yet
     anchors = tmp_path / "anchors"
     for name, files in (("cat", ["c.jpg"]), ("dog", ["d.png"]), ("bird", []), ("not_a_concept", ["x.png"])):
         (anchors / name).mkdir(parents=True)
@@ -535,6 +536,7 @@ def test_jobs_are_listed_and_reports_open_from_a_signed_link(tmp_path: Path, mon
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
             assert job["status"] == "done", job
+        assert isinstance(client.get("/v1/options", headers=auth).json()["measured_image_s"], float)
         listed = client.get("/v1/jobs", headers=auth).json()["jobs"]
         assert [j["id"] for j in listed] == ids[::-1]  # newest first
         assert listed[1]["names"] == ["Ölbild _1_.png"] and listed[1]["images"] == 1 and listed[1]["status"] == "done"

@@ -16,7 +16,8 @@ API (OpenAPI schema at ``/openapi.json``, interactive docs at ``/docs``):
 * ``GET /v1/jobs/{id}/zip`` — every finished result as a zip;
 * ``DELETE /v1/jobs/{id}`` — delete the job and its files (a running job stops);
 * ``GET /v1/options`` — modes (and whether this version has them), presets in words with their expected
-  time, styles, concepts, whether poison can run here (anchor images) and its default pair, limits;
+  time (and the measured recent time per image), styles, concepts, whether poison can run here (anchor
+  images) and its default pair, limits;
 * ``GET /v1/health`` — the worker threads' real state, storage errors, free disk and queue counts
   (no token needed); ``503`` unless ``ok``.
 
@@ -202,6 +203,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             "poison": poison,
             "output_formats": list(OUTPUT_FORMATS),
             "check_available": check_available(),
+            "measured_image_s": _measured(runner_box.get("runner")),
             "defaults": defaults,
             "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
                        "max_images_per_job": settings.max_images_per_job, "max_queue": settings.max_queue,
@@ -384,6 +386,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return Response(status_code=204)
 
     return app
+
+
+def _measured(runner: JobRunner | None) -> float | None:
+    """Recent seconds per finished image on this server (``None`` before the first, or unreadable)."""
+    try:
+        avg = runner.store.avg_image_seconds() if runner is not None else None
+    except (OSError, sqlite3.Error):
+        return None
+    return round(float(avg), 1) if avg is not None else None
 
 
 _MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".tif": "image/tiff",

@@ -94,10 +94,14 @@ def _per_image(protect: Callable[..., Any], config: Any, opts: JobOptions, setti
     def run(c: ModeCall) -> Any:
         res = protect(c.src, c.out_dir, config, *args, rel_stem=c.stem, progress=c.progress, **kw)
         if isinstance(getattr(res, "manifest", None), dict):  # the plain verdict, as the CLI writes it
+            from sfumato.io.atomic import write_json_atomic
             from sfumato.verification.plain import file_verdict
 
-            file_verdict(c.src, res.output, res.manifest, manifest_path=getattr(res, "manifest_path", None),
-                         models_dir=settings.models_dir)
+            file_verdict(c.src, res.output, res.manifest, models_dir=settings.models_dir)
+            if c.check is not None:  # deleted or stopping while it was judged: write nothing more
+                c.check()
+            if getattr(res, "manifest_path", None) is not None:
+                write_json_atomic(Path(res.manifest_path), res.manifest, overwrite=True)
         return res
 
     return run

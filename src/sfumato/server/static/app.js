@@ -165,7 +165,8 @@
     } else {
       const q = o.qualities[k];
       text = (q.hint ? q.hint.charAt(0).toUpperCase() + q.hint.slice(1) + ": " : "") + q.steps + " steps at " + q.resolution +
-        " px; " + fmtDuration(q.expected_s) + " per image on this server (the first image takes longest).";
+        " px; " + fmtDuration(q.expected_s) + " per image on this server (the first image takes longest)" +
+        (typeof o.measured_image_s === "number" ? "; recent images here took " + fmtDuration(o.measured_image_s) + " each." : ".");
     }
     $("#" + kind + "-help").textContent = text;
   }
@@ -648,6 +649,7 @@
   async function loadJobs() {
     const listed = await serverJobIds();
     const ids = listed === null ? savedJobs() : listed;
+    if (listed !== null) for (const id of [...state.jobs.keys()]) if (!listed.includes(id)) forgetJob(id);  // expired or deleted elsewhere
     const fresh = ids.filter((id) => !state.jobs.has(id)).reverse();  // oldest first: cards are prepended
     for (const id of fresh) await refreshJob(id);
     poll();
