@@ -462,6 +462,9 @@ def test_verdicts_report_loupe_difference_and_server_jobs(tmp_path: Path, browse
         assert verdict.startswith("Not protected: a model still sees a dog") and "did not take" in verdict
         assert card.locator(".metrics b.ok").count() == 0
         assert card.locator(".metrics", has_text="within budget").count() == 1
+        assert "balanced intensity · standard quality · dog → cat" in card.locator(".job-sub").inner_text()
+        page.set_viewport_size({"width": 420, "height": 900})  # the results fit a phone-sized window too
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         assert not errors, errors
 
         # jobs come from the server: a browser that made none lists both

@@ -347,7 +347,10 @@
     card.dataset.status = job.status;
     card.querySelector(".status").replaceWith(statusPill(job.status));
     const o = job.options;
-    card.querySelector(".job-sub").textContent = [o.mode, o.intensity + " intensity", o.quality + " quality",
+    const O = state.options || {};
+    const word = (table, k) => (table && table[k] && table[k].label ? table[k].label.toLowerCase() : k);
+    card.querySelector(".job-sub").textContent = [o.mode, word(O.intensities, o.intensity) + " intensity",
+      word(O.qualities, o.quality) + " quality",
       o.mode === "cloak" ? "style " + o.target_style : (o.concept ? o.concept + " → " + o.target : "")].filter(Boolean).join(" · ");
     card.querySelector(".job-bar > span").style.width = (100 * job.progress).toFixed(1) + "%";
     let eta = "";
