@@ -15,7 +15,8 @@ split's training half only; the cloak's target style is ``auto`` (built-in proce
 target or exemplar comes from a judge's training images.
 
 Methods: ``clean``; ``sfumato-default`` (``CloakConfig.preset()``); ``sfumato-slow``
-(``CloakConfig.preset(quality="slow")``); ``glaze-same-target``: naive Glaze (Eq. 3, 500 Adam steps,
+(``CloakConfig.preset(quality="slow")``); ``sfumato-default-work``: the default preset optimised at its one
+work view only (``Effort.views="work"``, the ablation of the trainer-view sampling; same target); ``glaze-same-target``: naive Glaze (Eq. 3, 500 Adam steps,
 :func:`sfumato.baselines.glaze.glaze_style_cloak`) aimed at the *same rendered target tensor* as
 ``sfumato-default`` (the Gatys rendering at the cloak's work size, ``keep_target_image=True``) and held
 to the same budget (LPIPS-alex <= 0.05 and L-inf <= 24/255 on the saved 8-bit file, ``matched_budget``);
@@ -41,6 +42,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +53,8 @@ from meter_noise import noise_same_budget  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared"))
-METHODS = ("clean", "sfumato-default", "sfumato-slow", "glaze-same-target", "noise-same-budget")
+METHODS = ("clean", "sfumato-default", "sfumato-slow", "sfumato-default-work", "glaze-same-target",
+           "noise-same-budget")
 LPIPS_MAX, LINF_MAX = 0.05, 24 / 255
 JUDGE_HOLDOUT = 8  # the judges' fixed split holds out 8 per artist; we measure the first N of those
 
@@ -105,7 +108,10 @@ def protect_one(method: str, rgb: np.ndarray, key: str, out: Path, *, seed: int,
     if method == "clean":
         img = rgb
     elif method.startswith("sfumato-"):
-        cfg = CloakConfig.preset(quality=method.split("-", 1)[1], seed=seed)
+        quality = method.split("-")[1]
+        cfg = CloakConfig.preset(quality=quality, seed=seed)
+        if method.endswith("-work"):  # the ablation: the same preset optimised at the one work view only
+            cfg = replace(cfg, effort=replace(cfg.effort, views="work"))
         r = cloak_array(rgb, cfg, keep_target_image=True)
         img = r.image
         tgt = out / "targets" / f"{key}.{method}.npy"
