@@ -12,11 +12,12 @@ it learned. Every figure of the lab section of docs/benchmarks.md and README com
     #  probe; --concept-size 150 trains on 150 dogs, so N = 25/50/100 is 17/33/67 % of them)
     python benchmarks/lab.py report [--probe]            # markdown tables from the stored runs
 
-Data: ``corpus/art128`` (14 painters, one 128 px pipeline) for style; ``corpus/pets`` (300 cats, 300
-dogs) plus ``corpus/art128`` as a third concept ("painting") for the concept experiment, all at their
-128 px square view (centre crop, Lanczos). Poison anchors: ``corpus/photos/cat`` (8 DreamBooth cat photos,
-not among the training cats). Generator: :class:`sfumato.lab.config.LabConfig` preset ``cpu`` (rectified
-flow U-Net on 16x16x32 TAEF2 latents). Judges: art128 MobileNetV2 probe and AlexNet-Gram judge (trained
+Data: ``corpus/art128`` (14 painters, one 128 px pipeline) for style; for concepts ``corpus/pets`` (the
+first 240 cats and 150 dogs by hashed name; the last 60 of each held out for the probe) plus an "object"
+class (13 teapot, toy-car and vase photos of ``corpus/photos``), all at their 128 px square view (centre
+crop, Lanczos). Poison anchors: ``corpus/photos/cat`` (8 DreamBooth cat photos, not among the training
+cats). Generator: :class:`sfumato.lab.config.LabConfig` preset ``cpu`` for style and ``cpu-wide`` (width
+64, 2000 steps) for concepts (rectified-flow U-Net on 16x16x32 TAEF2 latents). Judges: art128 MobileNetV2 probe and AlexNet-Gram judge (trained
 on the art128 training split only) for style; for concepts a MobileNetV2 linear probe on the AI views of
 held-out cats and dogs the generator never sees (first reader) and the ImageNet MobileNetV2 concept judge.
 No judge enters a loss, a target or an anchor choice.

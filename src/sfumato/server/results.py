@@ -239,7 +239,10 @@ def expected_seconds(effort: Any, default: Any, *, gpu: bool | None = None) -> f
             gpu = bool(torch.cuda.is_available())
         except ImportError:  # pragma: no cover - torch is a dependency
             gpu = False
-    ratio = (effort.steps * effort.resolution ** 2) / (default.steps * default.resolution ** 2)
+    def step_px(e: Any) -> int:  # what one step encodes: a view crop, or the whole work size
+        return int(e.view_crop) ** 2 if getattr(e, "views", "work") == "trainer" else int(e.resolution) ** 2
+
+    ratio = (effort.steps * step_px(effort)) / (default.steps * step_px(default))
     s = _FIXED_S + _DEFAULT_CPU_S * ratio
     return round(s / _GPU_SPEEDUP if gpu else s, 1)
 
