@@ -29,7 +29,13 @@ def ace_images(corpus: Path, n: int) -> list[tuple[str, Path]]:
     return out[:n]
 
 
-def run_ace(corpus: Path, out: Path, n: int, *, seed: int) -> None:
+ACE_METHODS = ("sfumato-default", "sfumato-default-work")
+"""The shipped default preset (trainer views) and its single-work-view ablation, same target and budget."""
+
+
+def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, ...] = ACE_METHODS) -> None:
+    from dataclasses import replace
+
     from sfumato.attacks.trainer_views import trainer_views
     from sfumato.config import CloakConfig
     from sfumato.judges.reference import train_ace_judge
@@ -38,17 +44,21 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int) -> None:
     from sfumato.verification.views import measure_views, worst_views
 
     path = out / "ace.jsonl"
-    done = {json.loads(line)["key"] for line in path.read_text().splitlines()} if path.exists() else set()
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    done = {(r["key"], r.get("method", "sfumato-default")) for r in rows}
     st = _models(corpus, out)
     judge = None
-    for artist, p in ace_images(corpus, n):
+    for (artist, p), method in [(im, m) for im in ace_images(corpus, n) for m in methods]:
         key = f"{artist}/{p.stem}"
-        if key in done:
+        if (key, method) in done:
             continue
         judge = judge or train_ace_judge(corpus, cache_dir=out / "judges")
         rgb = load_downscaled(p, SIDE)
+        cfg = CloakConfig.preset(seed=seed)
+        if method.endswith("-work"):
+            cfg = replace(cfg, effort=replace(cfg.effort, views="work"))
         t = time.perf_counter()
-        r = cloak_array(rgb, CloakConfig.preset(seed=seed), keep_target_image=True)
+        r = cloak_array(rgb, cfg, keep_target_image=True)
         secs = time.perf_counter() - t
         q = protected_quality(r.image, rgb, lpips_net="alex")
         views = trainer_views(*rgb.shape[:2], work_size=tuple(r.target["work_size"]), seed=seed)
@@ -61,13 +71,13 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int) -> None:
             pc = judge.predict_proba_crops([ai_view(st["taef2"], rgb, v)])[0]
             pp = judge.predict_proba_crops([ai_view(st["taef2"], r.image, v)])[0]
             judged.append({"name": v.name, "clean": pc.round(5).tolist(), "protected": pp.round(5).tolist()})
-        row = {"key": key, "artist": artist, "size": list(rgb.shape[:2]), "seconds": round(secs, 1),
+        row = {"key": key, "method": method, "artist": artist, "size": list(rgb.shape[:2]), "seconds": round(secs, 1),
                "quality": {k: round(float(x), 5) for k, x in q.items()}, "artists": list(judge.artists),
                "views": [{k: x.get(k) for k in ("name", "size", "toward", "cosine", "ceiling_toward")} for x in lat],
                "worst": worst_views(lat)["view"], "crop_judge": judged}
         with path.open("a") as f:
             f.write(json.dumps(row) + "\n")
-        print(f"[ace] {key}: cloak {secs:.0f} s, lpips {q['lpips_alex']:.4f}", flush=True)
+        print(f"[ace] {key} {method}: cloak {secs:.0f} s, lpips {q['lpips_alex']:.4f}", flush=True)
 
 
 def ace_report(out: Path) -> list[str]:
@@ -75,11 +85,11 @@ def ace_report(out: Path) -> list[str]:
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     if not rows:
         return ["(no ace rows)"]
-    lines = [f"**Large paintings (ace_* hold-out, {len(rows)} images, 1024 px long side), sfumato-default**", "",
-             "| painting | LPIPS | " + " | ".join(f"toward {v['name']}" for v in rows[0]["views"]) +
+    lines = [f"**Large paintings (ace_* hold-out, 1024 px long side)**: {len(rows)} cloaks", "",
+             "| painting | method | s | LPIPS | " + " | ".join(f"toward {v['name']}" for v in rows[0]["views"]) +
              " | worst view | " + " | ".join(f"crop judge p(true) {j['name']} clean→protected"
                                             for j in rows[0]["crop_judge"]) + " |",
-             "|---|---|" + "---|" * (len(rows[0]["views"]) + 1 + len(rows[0]["crop_judge"]))]
+             "|---|---|---|---|" + "---|" * (len(rows[0]["views"]) + 1 + len(rows[0]["crop_judge"]))]
     for r in rows:
         k = r["artists"].index(r["artist"])
 
@@ -88,7 +98,8 @@ def ace_report(out: Path) -> list[str]:
             mark = "" if int(np.argmax(c)) != k else (" (flipped)" if int(np.argmax(p)) != k else " (kept)")
             return f"{c[k]:.2f}→{p[k]:.2f}{mark}"
 
-        lines.append(f"| {r['key']} | {r['quality']['lpips_alex']:.4f} | "
+        lines.append(f"| {r['key']} | {r.get('method', 'sfumato-default')} | {r['seconds']:.0f} | "
+                     f"{r['quality']['lpips_alex']:.4f} | "
                      + " | ".join(f"{v['toward']:.3f}" for v in r["views"])
                      + f" | {r['worst']['name']} ({r['worst']['toward']:.3f}) | "
                      + " | ".join(pj(j) for j in r["crop_judge"]) + " |")
