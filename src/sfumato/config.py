@@ -276,20 +276,21 @@ class StyleFields:
 @dataclass(frozen=True, kw_only=True)
 class ConceptFields:
     """The concept pair (poison, protect): images of ``concept`` C should teach ``target`` A.
-    ``anchor_choice``: ``"cheapest"`` (per image, the anchor with the nearest latent) or ``"fixed"``
-    (``anchor_index``)."""
+    ``anchor_choice``: ``"aligned"`` (per image, the anchor flipped, cropped and scaled to the photo's layout
+    whose latent is nearest, :mod:`sfumato.targets.anchor_alignment`), ``"cheapest"`` (the centre-cropped
+    anchor with the nearest latent) or ``"fixed"`` (``anchor_index``)."""
 
     concept: str
     target: str
-    anchor_choice: Literal["cheapest", "fixed"] = "cheapest"
+    anchor_choice: Literal["aligned", "cheapest", "fixed"] = "cheapest"
     anchor_index: int = 0
 
     def check_concept(self) -> None:
         require(bool(self.concept.strip()) and bool(self.target.strip()),
                "poison needs a concept C and a target A, e.g. concept='dog', target='cat'")
         require(self.concept != self.target, f"concept and target are both {self.concept!r}; pick two concepts")
-        require(self.anchor_choice in ("cheapest", "fixed"),
-               f"anchor_choice must be 'cheapest' or 'fixed', got {self.anchor_choice!r}")
+        require(self.anchor_choice in ("aligned", "cheapest", "fixed"),
+               f"anchor_choice must be 'aligned', 'cheapest' or 'fixed', got {self.anchor_choice!r}")
         require(self.anchor_index >= 0, f"anchor_index must be >= 0, got {self.anchor_index}")
 
     @classmethod

@@ -7,8 +7,12 @@ names C, a few hundred such images teach a fine-tuned model C → A.
 
 Sfumato's version runs in the shared loop of :mod:`sfumato.optimise.perturb` (same budget objects,
 trainer-resolution view, budget enforced on the saved file). Anchors come from a folder or from a
-text-to-image pipeline (:mod:`sfumato.targets.anchors`); per image the anchor whose latent is nearest (the
-cheapest perturbation) is used unless a fixed one is asked for. Candidate selection uses a pluggable
+text-to-image pipeline (:mod:`sfumato.targets.anchors`); per image the anchor is chosen as
+``PoisonConfig.anchor_choice`` asks: ``"aligned"`` — the anchor flipped, cropped and scaled to keep the
+photo's layout, nearest in latent space (:mod:`sfumato.targets.anchor_alignment`), ``"cheapest"`` — the
+centre-cropped anchor whose latent is nearest, or ``"fixed"``. With ``Effort.views == "trainer"`` the
+objective is taken in expectation over trainer views (buckets, native size, random crops;
+:mod:`sfumato.optimise.view_sampling`), the work-view objective reporting the manifest's figures. Candidate selection uses a pluggable
 concept scorer (:mod:`sfumato.judges.scorers`); the judges that report stealth and effect never enter the
 loss. Its configuration, :class:`~sfumato.config.PoisonConfig`, and presets live in :mod:`sfumato.config`.
 """
@@ -46,11 +50,23 @@ class PoisonResult(ProtectionResult):
 def aim_at_anchor(x0: torch.Tensor, anchors: Sequence[np.ndarray], encoders: Sequence[tuple[Encoder, float]],
                   config: ConceptFields, anchor_names: Sequence[str] | None
                   ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The anchor to aim at (cheapest or fixed, as ``config`` asks), fitted to ``x0``'s size, and its
-    manifest entry (index, name, choice, every anchor's latent distance)."""
+    """The anchor to aim at (aligned, cheapest or fixed, as ``config`` asks), at ``x0``'s size, and its
+    manifest entry: index, name, choice and latent distances — every anchor's (centre-cropped) for
+    ``cheapest``/``fixed``; for ``aligned`` (:func:`sfumato.targets.anchor_alignment.align_anchor`) the
+    aligned anchor's and the unaligned nearest anchor's, with the flip and crop found (``alignment``)."""
+    names = list(anchor_names) if anchor_names is not None else [f"anchor-{i}" for i in range(len(anchors))]
+    if config.anchor_choice == "aligned":
+        from sfumato.targets.anchor_alignment import align_anchor
+
+        found = align_anchor(x0, anchors, encoders)
+        report = found.report()
+        report["unaligned_name"] = names[found.unaligned_index]
+        dist = {names[found.index] + (" (aligned)" if found.index == found.unaligned_index else ""):
+                round(found.distance, 4), names[found.unaligned_index]: round(found.unaligned_distance, 4)}
+        return found.image, {"index": found.index, "name": names[found.index], "choice": "aligned",
+                             "distances": dist, "alignment": report}
     idx, dists = choose_anchor(x0, anchors, encoders, choice=config.anchor_choice, index=config.anchor_index)
     anchor_img = fit_to(anchors[idx], tuple(x0.shape[-2:]))  # type: ignore[arg-type]
-    names = list(anchor_names) if anchor_names is not None else [f"anchor-{i}" for i in range(len(anchors))]
     return anchor_img, {"index": idx, "name": names[idx], "choice": config.anchor_choice,
                         "distances": {n: round(d, 4) for n, d in zip(names, dists, strict=True)}}
 
@@ -67,7 +83,14 @@ def poison_array(rgb: np.ndarray, config: PoisonConfig, anchors: Sequence[np.nda
     encs = list(encoders) if encoders is not None else load_encoders(config, models_dir=models_dir)
     x0 = work_view(rgb, config.effort.resolution)
     anchor_img, anchor = aim_at_anchor(x0, anchors, encs, config, anchor_names)
-    objective = LatentTargetObjective(x0, anchor_img, encs)
+    objective: Any = LatentTargetObjective(x0, anchor_img, encs)
+    if config.effort.views == "trainer":  # a trainer view sampled per step; attack stand-ins act on the view
+        from sfumato.io.tensors import to_nchw
+        from sfumato.optimise.view_sampling import ViewSampledObjective
+
+        objective = ViewSampledObjective(x0, anchor_img, encs, full=to_nchw(rgb), crop_side=config.effort.view_crop,
+                                         seed=config.seed, transform=transform, report=objective)
+        transform = None
     t_target = time.perf_counter() - t0
     res = perturb_toward(rgb, x0, objective, budget=config.budget, effort=config.effort, alpha=config.alpha,
                          seed=config.seed, quantise=quantise, models_dir=models_dir, transform=transform,
