@@ -43,7 +43,9 @@ def test_cloak_row_is_the_intensity_and_quality_presets() -> None:
 
 
 def test_preset_values() -> None:
-    assert preset_effort("cloak") == Effort(steps=40, resolution=512, lr=0.016)
+    assert preset_effort("cloak") == Effort(steps=80, resolution=512, lr=0.016, views="trainer")
+    assert preset_effort("cloak", "slow") == Effort(steps=200, resolution=768, lr=0.008, views="trainer")
+    assert preset_effort("cloak", "fast").views == "trainer" and preset_effort("poison").views == "work"
     for mode in ("poison", "protect"):
         assert [preset_budget(mode, i).lpips for i in ("low", "default", "high")] == [0.05, 0.07, 0.10]
         assert {preset_budget(mode, i).linf for i in ("low", "default", "high")} == {24 / 255}
@@ -97,7 +99,8 @@ def test_json_field_names_are_unchanged() -> None:
     assert set(ProtectConfig(concept="a", target="b").to_dict()) == shared | {
         "concept", "target", "anchor_choice", "anchor_index", "target_style", "style_strength", "target_renderer",
         "style_weight", "poison_weight"}
-    assert set(Effort().to_dict()) == {"steps", "resolution", "lr", "early_stop", "calibration_steps", "lr_schedule"}
+    assert set(Effort().to_dict()) == {"steps", "resolution", "lr", "early_stop", "calibration_steps", "lr_schedule",
+                                       "views", "view_crop"}
 
 
 def test_old_manifests_with_coarse_fraction_still_load() -> None:
