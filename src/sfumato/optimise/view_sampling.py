@@ -26,16 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 
+from sfumato.attacks.trainer_views import BUCKETS, trainer_views
 from sfumato.encoders.base import Encoder
 from sfumato.io.tensors import resize
 
-#: Long sides of the trainer buckets the objective samples (as :data:`sfumato.attacks.trainer_views.BUCKETS`).
-VIEW_BUCKETS: tuple[int, ...] = (512, 768, 1024)
-#: The native view's long side is capped here (as the meter's trainer views).
-VIEW_NATIVE_CAP = 1024
 #: Crops start on multiples of this many pixels of the view (the latent grid of an 8×-downsampling
 #: encoder), so a crop's latent lines up with the view's.
 CROP_ALIGN = 8
@@ -50,23 +49,28 @@ class SampledView:
     crop: tuple[int, int, int, int]
 
 
-def view_sizes(h: int, w: int, *, buckets: Sequence[int] = VIEW_BUCKETS, native_cap: int = VIEW_NATIVE_CAP
-               ) -> list[tuple[str, tuple[int, int]]]:
-    """The whole-image trainer views of an ``h x w`` file: each bucket (long side resized to it, aspect
-    kept, small files upscaled as a bucketing trainer does) and the native size (capped at
-    ``native_cap``), identical sizes listed once."""
-    out: list[tuple[str, tuple[int, int]]] = []
+def view_sizes(h: int, w: int, *, buckets: Sequence[int] = BUCKETS) -> list[tuple[str, tuple[int, int]]]:
+    """The whole-image trainer views of an ``h x w`` file, as the meter lists them
+    (:func:`sfumato.attacks.trainer_views.trainer_views` without crops): each bucket (long side resized to
+    it, aspect kept, small files upscaled as a bucketing trainer does) and the native size (capped),
+    identical sizes listed once."""
+    return [(v.name, v.size) for v in trainer_views(h, w, work_size=None, seed=0, crops_per_scale=0, scales=buckets)]
 
-    def size_at(long_side: int) -> tuple[int, int]:
-        s = long_side / max(h, w)
-        return max(8, round(h * s)), max(8, round(w * s))
 
-    for b in buckets:
-        out.append((f"bucket-{int(b)}", size_at(int(b))))
-    native = (int(h), int(w)) if max(h, w) <= native_cap else size_at(native_cap)
-    if native not in [s for _, s in out]:
-        out.append(("native", native))
-    return out
+def over_trainer_views(objective: Any, x0: torch.Tensor, target_image: torch.Tensor,
+                       encoders: Sequence[tuple[Encoder, float]], *, rgb: np.ndarray, effort: Any, seed: int,
+                       transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None
+                       ) -> tuple[Any, Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None]:
+    """What a protection hands :func:`~sfumato.optimise.perturb.perturb_toward`: with ``effort.views ==
+    "trainer"``, a :class:`ViewSampledObjective` toward ``target_image`` over the views of the file ``rgb``
+    (``objective`` reporting the manifest's figures) and no loop transform, the attack stand-ins acting
+    on each view instead; otherwise ``objective`` and ``transform`` unchanged."""
+    if effort.views != "trainer":
+        return objective, transform
+    from sfumato.io.tensors import to_nchw
+
+    return ViewSampledObjective(x0, target_image, encoders, full=to_nchw(rgb), crop_side=effort.view_crop,
+                                seed=seed, transform=transform, report=objective), None
 
 
 class ViewSampledObjective:
@@ -87,7 +91,7 @@ class ViewSampledObjective:
                  full: torch.Tensor | None = None, file_size: tuple[int, int] | None = None,
                  crop_side: int = 256, seed: int = 0,
                  transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-                 buckets: Sequence[int] = VIEW_BUCKETS, report: object | None = None) -> None:
+                 buckets: Sequence[int] = BUCKETS, report: object | None = None) -> None:
         if crop_side < 32:
             raise ValueError(f"crop_side must be >= 32 pixels, got {crop_side}")
         self.x0 = x0.detach()
@@ -159,4 +163,4 @@ class ViewSampledObjective:
         return loss, prog
 
 
-__all__ = ["CROP_ALIGN", "VIEW_BUCKETS", "SampledView", "ViewSampledObjective", "view_sizes"]
+__all__ = ["CROP_ALIGN", "SampledView", "ViewSampledObjective", "over_trainer_views", "view_sizes"]

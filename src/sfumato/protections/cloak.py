@@ -36,6 +36,7 @@ from sfumato.io.tensors import resize, round_to_bits, to_hwc, to_nchw, work_size
 from sfumato.optimise.loop import Transform
 from sfumato.optimise.objectives import LatentTargetObjective
 from sfumato.optimise.perturb import image_seed, perturb_toward, robust_setup
+from sfumato.optimise.view_sampling import over_trainer_views
 from sfumato.protections.result import ProtectionResult, outcome_fields
 from sfumato.targets.style_target import render_target
 
@@ -102,13 +103,8 @@ def cloak_array(
 
     rob = config.robustness
     eot, eps_map = robust_setup(x0, rob, encs)
-    eot = transform or eot
-    if config.effort.views == "trainer":  # sample a trainer view per step; attack stand-ins act on the view
-        from sfumato.optimise.view_sampling import ViewSampledObjective
-
-        objective = ViewSampledObjective(x0, target_img, encs, full=x_full, crop_side=config.effort.view_crop,
-                                         seed=seed_used, transform=eot, report=objective)
-        eot = None
+    objective, eot = over_trainer_views(objective, x0, target_img, encs, rgb=rgb, effort=config.effort,
+                                        seed=seed_used, transform=transform or eot)
     res = perturb_toward(rgb, x0, objective, budget=config.budget, effort=config.effort, alpha=config.alpha,
                          seed=seed_used, quantise=quantise, models_dir=models_dir,
                          transform=eot, progress=progress, eps_map=eps_map,

@@ -34,6 +34,7 @@ from sfumato.io.outputs import Quantiser
 from sfumato.io.tensors import fit_to
 from sfumato.optimise.objectives import LatentTargetObjective
 from sfumato.optimise.perturb import perturb_toward, work_view
+from sfumato.optimise.view_sampling import over_trainer_views
 from sfumato.protections.result import ProtectionResult, outcome_fields
 from sfumato.targets.anchors import choose_anchor
 
@@ -83,14 +84,8 @@ def poison_array(rgb: np.ndarray, config: PoisonConfig, anchors: Sequence[np.nda
     encs = list(encoders) if encoders is not None else load_encoders(config, models_dir=models_dir)
     x0 = work_view(rgb, config.effort.resolution)
     anchor_img, anchor = aim_at_anchor(x0, anchors, encs, config, anchor_names)
-    objective: Any = LatentTargetObjective(x0, anchor_img, encs)
-    if config.effort.views == "trainer":  # a trainer view sampled per step; attack stand-ins act on the view
-        from sfumato.io.tensors import to_nchw
-        from sfumato.optimise.view_sampling import ViewSampledObjective
-
-        objective = ViewSampledObjective(x0, anchor_img, encs, full=to_nchw(rgb), crop_side=config.effort.view_crop,
-                                         seed=config.seed, transform=transform, report=objective)
-        transform = None
+    objective, transform = over_trainer_views(LatentTargetObjective(x0, anchor_img, encs), x0, anchor_img, encs,
+                                              rgb=rgb, effort=config.effort, seed=config.seed, transform=transform)
     t_target = time.perf_counter() - t0
     res = perturb_toward(rgb, x0, objective, budget=config.budget, effort=config.effort, alpha=config.alpha,
                          seed=config.seed, quantise=quantise, models_dir=models_dir, transform=transform,
