@@ -123,6 +123,35 @@ def main(argv: list[str] | None = None) -> int:
                 page.evaluate("window.scrollTo(0, 0)")
                 _save(page.screenshot(), args.out / "web-verdict-poison.png")
                 page.close()
+                # 3. the Preview: a quick cloak of the picked painting, its verdict and AI view, nothing saved
+                page = browser.new_page(viewport={"width": 1280, "height": 1100})
+                page.goto(url + "/")
+                page.wait_for_selector('input[name="mode"][value="cloak"]')
+                t.drop(page, art)
+                page.click("#preview")
+                page.wait_for_selector('#preview-box[data-state="done"]')
+                page.wait_for_function("() => [...document.querySelectorAll('#preview-box img')]"
+                                       ".every(i => i.complete && i.naturalWidth > 0)")
+                _save(page.locator("#new-job").screenshot(), args.out / "web-preview.png", 560)
+                page.close()
+            # 4. a running image names its stage: held at step 34 of 80 by the gated stand-in
+            gates = t.Gates()
+            try:
+                with t.stand_in_server(tmp / "c" / "data", anchors=False, prepare=t.gated_prepare(gates)) as url:
+                    page = browser.new_page(viewport={"width": 1280, "height": 900})
+                    page.goto(url + "/")
+                    page.wait_for_selector('input[name="mode"][value="cloak"]')
+                    t.drop(page, art)
+                    page.click("#submit")
+                    page.wait_for_function(t.STAGE_JS, arg="^preparing the target$")
+                    page.wait_for_timeout(1500)  # the ETA settles on a few polls
+                    gates.go["optimise"].set()
+                    page.wait_for_function(t.STAGE_JS, arg="^optimising: step 34 of 80$")
+                    page.wait_for_timeout(1200)
+                    _save(page.locator(".job").screenshot(), args.out / "web-running-stage.png", 760)
+                    page.close()
+            finally:
+                gates.release()
         finally:
             browser.close()
     return 0

@@ -8,6 +8,7 @@ import io
 import json
 import re
 import struct
+import threading
 import time
 import zipfile
 import zlib
@@ -561,3 +562,203 @@ def test_jobs_are_listed_and_reports_open_from_a_signed_link(tmp_path: Path, mon
         assert client.get(link).status_code == 403  # expired
         monkeypatch.undo()
         assert client.get(f"/v1/jobs/{ids[0]}/files/{im['files']['output']['name']}/link", headers=auth).status_code == 404
+
+
+# ------------------------------------------------------------------------------------------ fast tier: stages, ETA, preview
+
+
+def _gated(gates: dict[str, threading.Event]) -> Any:
+    """A stand-in mode that holds at each stage of an image until the test sets its gate."""
+
+    def prepare(opts: JobOptions, settings: ServerSettings, cache: dict) -> Any:
+        inner = _stand_in(opts, settings, cache)
+
+        def protect(c: ModeCall) -> Any:
+            assert gates["optimise"].wait(30)  # preparing the target
+            for i in range(1, 35):
+                c.progress(i, 80)
+            assert gates["save"].wait(30)  # optimising: step 34 of 80
+            for i in range(35, 81):
+                c.progress(i, 80)
+            assert gates["check"].wait(30)  # calibrating to the budget and saving
+            assert c.stage is not None
+            c.stage("check")
+            assert gates["done"].wait(30)  # checking the saved file
+            return inner(c)
+
+        return protect
+
+    return prepare
+
+
+def test_a_running_image_names_its_stage_and_its_eta_never_jumps_back(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfumato.server import eta, results
+
+    gates = {k: threading.Event() for k in ("optimise", "save", "check", "done", "report")}
+
+    def slow_report(*a: Any, **kw: Any) -> list[Path]:
+        assert gates["report"].wait(30)
+        return _report(*a, **kw)
+
+    monkeypatch.setitem(MODES, "cloak", Mode("cloak", "Style cloak", "stand-in", (), _gated(gates)))
+    monkeypatch.setattr(results, "verification_report", slow_report)
+    seen: list[dict] = []
+    try:
+        with TestClient(create_app(ServerSettings(data_dir=tmp_path / "data", workers=1)),
+                        base_url="http://127.0.0.1") as client:
+            r = client.post("/v1/jobs", data={"check": "true"}, files=[("images", ("a.png", _small_png(), "image/png"))])
+            assert r.status_code == 202, r.text
+            url = r.json()["url"]
+
+            def until(key: str) -> dict:
+                deadline = time.monotonic() + 30
+                while True:
+                    job = client.get(url).json()
+                    seen.append(job)
+                    st = job["images"][0]["stage"]
+                    if st is not None and st["key"] == key:
+                        return job
+                    assert time.monotonic() < deadline, job
+                    time.sleep(0.02)
+
+            job = until("prepare")
+            im = job["images"][0]
+            assert im["status"] == "running" and im["stage"]["label"] == "preparing the target"
+            assert im["step"] is None and job["stage"] == im["stage"]
+            assert im["eta_s"] > 0 and im["eta_error_s"] > 0 and not im["finishing"]
+            gates["optimise"].set()
+            im = until("optimise")["images"][0]
+            assert im["stage"]["label"] == "optimising: step 34 of 80"
+            assert (im["step"], im["steps"], im["stage"]["step"], im["stage"]["steps"]) == (34, 80, 34, 80)
+            gates["save"].set()
+            assert until("save")["images"][0]["stage"]["label"] == "calibrating to the budget and saving"
+            gates["check"].set()
+            assert until("check")["images"][0]["stage"]["label"] == "checking the saved file"
+            gates["done"].set()
+            job = until("report")
+            assert job["images"][0]["stage"]["label"] == "writing the verification report"
+            assert job["status"] == "running" and job["images"][0]["status"] == "running"
+            gates["report"].set()
+            job = _wait(client, url, ("done", "failed"), timeout=30)
+            assert job["status"] == "done" and job["eta_s"] == 0 and job["images"][0]["stage"] is None
+            assert not job["finishing"]
+            # the next image of this kind is estimated from the stage times just measured
+            runner = client.app.state.runner  # type: ignore[attr-defined]
+            assert runner.costs("cloak", "default").rel == eta.HISTORY_REL
+    finally:
+        for g in gates.values():
+            g.set()
+    # over every poll, image and job alike: never up by more than the error stated before
+    for key in ("job", "image"):
+        shown = [(j["eta_s"], j["eta_error_s"]) if key == "job" else
+                 (j["images"][0]["eta_s"], j["images"][0]["eta_error_s"]) for j in seen]
+        for (a, ea), (b, _) in zip(shown, shown[1:], strict=False):
+            assert b <= a + ea + 0.11, (key, a, ea, b)  # 0.1 s: the view rounds to tenths
+    for j in seen:  # a few seconds while a stage still runs reads "finishing", never "~1 s left"
+        im = j["images"][0]
+        assert im["finishing"] == (im["status"] == "running" and im["eta_s"] < eta.FINISHING_S)
+
+
+def test_the_verdict_is_its_own_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from sfumato.server.modes import _per_image
+    from sfumato.verification import plain
+
+    order: list[str] = []
+    monkeypatch.setattr(plain, "file_verdict", lambda *a, **kw: order.append("verdict") or {})
+
+    def protect(src: Path, out_dir: Path, config: Any, **kw: Any) -> Any:
+        kw["progress"](1, 1)
+        order.append("protected")
+        return SimpleNamespace(output=out_dir / "a.png", manifest={}, manifest_path=None)
+
+    run = _per_image(protect, SimpleNamespace(), JobOptions(), ServerSettings(data_dir=tmp_path))
+    run(ModeCall(tmp_path / "a.png", tmp_path, "a", lambda i, n: order.append(f"step {i}/{n}"),
+                 stage=lambda name: order.append(f"stage {name}")))
+    assert order == ["step 1/1", "protected", "stage check", "verdict"]
+
+
+def _preview_stand_in(calls: list[tuple]) -> Any:
+    from sfumato.verification.verdicts import style_verdict
+
+    def compute(rgb: np.ndarray, config: Any, *, models_dir: Path | None) -> dict:
+        calls.append((rgb.shape, config.effort.resolution, config.effort.steps, config.budget.lpips))
+        small = rgb[::2, ::2]
+        verdict = style_verdict(artist="vincent_van_gogh", p_reference=0.9, scope="at the preview size",
+                                readings=[{"view": "preview", "p_original": 0.9, "p_protected": 0.1,
+                                           "prediction": "claude_monet"}], toward=0.3, target_style="mosaic")
+        return {"before": small, "after": 1 - small, "verdict": verdict, "target": {"style": "mosaic"},
+                "latent": {"taef2": {"relative_reduction": 0.3}}, "timing_s": {"total": 0.01}}
+
+    return compute
+
+
+def test_preview_answers_with_the_verdict_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    from sfumato.commands.cloak import PREVIEW_SIDE, PREVIEW_STEPS
+    from sfumato.config import preset_budget
+    from sfumato.server import preview
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(preview, "compute", _preview_stand_in(calls))
+    data = tmp_path / "data"
+    with TestClient(create_app(ServerSettings(data_dir=data, workers=1)), base_url="http://127.0.0.1") as client:
+        r = client.post("/v1/preview", data={"intensity": "high", "quality": "slow"},
+                        files=[("image", ("olive trees.png", _small_png((64, 48)), "image/png"))])
+        assert r.status_code == 200, r.text
+        pv = r.json()
+        assert calls == [((48, 64, 3), PREVIEW_SIDE, PREVIEW_STEPS, preset_budget("cloak", "high").lpips)]
+        assert (pv["name"], pv["width"], pv["height"]) == ("olive trees.png", 64, 48)
+        assert (pv["side"], pv["steps"]) == (PREVIEW_SIDE, PREVIEW_STEPS)
+        assert pv["verdict"]["protected"] is True and pv["verdict"]["sentence"].startswith("Protected")
+        assert pv["target"] == "mosaic" and pv["latent_reduction"] == 0.3 and "nothing was saved" in pv["note"]
+        for side in ("before", "after"):
+            url = pv["ai_view"][side]
+            assert url.startswith("data:image/png;base64,")
+            with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as im:
+                assert im.size == (32, 24)
+        # nothing protected (nor the upload) stays behind, and no job was made
+        assert not (data / "previews").exists() or not any((data / "previews").iterdir())
+        assert not any((data / "jobs").iterdir())
+        assert client.get("/v1/jobs").json() == {"jobs": []}
+        # what cannot be previewed says why in one line
+        r = client.post("/v1/preview", data={"mode": "poison", "concept": "dog", "target": "cat"},
+                        files=[("image", ("a.png", _small_png(), "image/png"))])
+        assert r.status_code == 422 and "preview shows the style cloak" in r.json()["detail"]
+        r = client.post("/v1/preview", data={"intensity": "low"})  # a form without the image
+        assert r.status_code == 415 and "one 'image' file part" in r.json()["detail"]
+        r = client.post("/v1/preview", files=[("image", ("a.png", b"not an image", "image/png"))])
+        assert r.status_code == 415 and "not an image" in r.json()["detail"]
+        r = client.post("/v1/preview", files=[("image", ("a.png", _small_png((20, 20)), "image/png"))])
+        assert r.status_code == 422 and "too small" in r.json()["detail"]
+        assert preview._BUSY.acquire(blocking=False)  # another preview is running
+        try:
+            r = client.post("/v1/preview", files=[("image", ("a.png", _small_png(), "image/png"))])
+            assert r.status_code == 429 and r.headers["retry-after"] == "5"
+        finally:
+            preview._BUSY.release()
+
+        def broken(*a: Any, **kw: Any) -> dict:
+            raise FileNotFoundError("taef2 weights not found in /nowhere; set SFUMATO_MODELS_DIR")
+
+        monkeypatch.setattr(preview, "compute", broken)
+        r = client.post("/v1/preview", files=[("image", ("a.png", _small_png(), "image/png"))])
+        assert r.status_code == 503 and r.json()["detail"].startswith("the preview could not be made: taef2 weights")
+        assert "Error" not in r.json()["detail"]
+        assert not any((data / "previews").iterdir()) and len(calls) == 1
+        assert "/v1/preview" in client.get("/openapi.json").json()["paths"]
+
+
+def test_preview_with_the_real_models(server, images) -> None:
+    client, settings = server
+    r = client.post("/v1/preview", data={"target_style": "mosaic"},
+                    files=[("image", ("monet.png", images["monet.png"], "image/png"))])
+    assert r.status_code == 200, r.text
+    pv = r.json()
+    assert pv["side"] == TINY.resolution and pv["steps"] == TINY.steps
+    assert pv["verdict"] is not None and len(pv["verdict"]["sentence"]) > 20
+    assert pv["ai_view"]["before"].startswith("data:image/png;base64,") and pv["target"] == "mosaic"
+    assert not any((settings.data_dir / "previews").iterdir())

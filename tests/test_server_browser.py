@@ -15,10 +15,13 @@ the real file name, the 100 % loupe, the difference map and jobs listed from the
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
 import json
 import os
+import re
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -34,6 +37,7 @@ from playwright.sync_api import Page, sync_playwright
 from sfumato.api import FileResult
 from sfumato.config import Effort
 from sfumato.server import ServerSettings
+from sfumato.server import preview as server_preview
 from sfumato.server import results as server_results
 from sfumato.server.app import serve_in_thread
 from sfumato.server.modes import MODES, JobOptions, Mode, ModeCall
@@ -279,11 +283,67 @@ def example_report(original: Path, protected: Path, manifest: dict[str, Any], ou
     return [html, js]
 
 
+class Gates:
+    """Holds :func:`gated_prepare`'s protection at each stage of an image until the test lets it go on."""
+
+    STAGES = ("optimise", "save", "check", "done")
+
+    def __init__(self) -> None:
+        self.go = {k: threading.Event() for k in self.STAGES}
+
+    def release(self) -> None:
+        for e in self.go.values():
+            e.set()
+
+
+def gated_prepare(gates: Gates) -> Callable[..., Callable[[ModeCall], FileResult]]:
+    """The stand-in protection, held by ``gates`` in each stage: preparing the target, optimising at step
+    34 of 80, calibrating and saving, checking the saved file."""
+
+    def prepare(opts: JobOptions, settings: ServerSettings, cache: dict) -> Callable[[ModeCall], FileResult]:
+        inner = stand_in_prepare(opts, settings, cache)
+
+        def protect(c: ModeCall) -> FileResult:
+            gates.go["optimise"].wait(60)
+            for i in range(1, 35):
+                c.progress(i, 80)
+            gates.go["save"].wait(60)
+            for i in range(35, 81):
+                c.progress(i, 80)
+            gates.go["check"].wait(60)
+            if c.stage is not None:
+                c.stage("check")
+            gates.go["done"].wait(60)
+            return inner(dataclasses.replace(c, progress=lambda i, n: None))
+
+        return protect
+
+    return prepare
+
+
+def stand_in_preview(rgb: np.ndarray, config: Any, *, models_dir: Path | None) -> dict[str, Any]:
+    """A stand-in for the preview's computation (:func:`sfumato.server.preview.compute`): the AI views of
+    the image at the preview size (the 'after' one visibly different) and a real verdict record."""
+    h, w = rgb.shape[:2]
+    side = int(config.effort.resolution)
+    size = (side, max(1, round(side * h / w))) if w >= h else (max(1, round(side * w / h)), side)
+    small = np.asarray(Image.fromarray((rgb * 255).round().astype(np.uint8)).resize(size), np.float32) / 255
+    blurred = np.asarray(Image.fromarray((small * 255).round().astype(np.uint8)).filter(ImageFilter.GaussianBlur(3)),
+                         np.float32) / 255
+    after = np.clip(0.6 * blurred + 0.4 * small[..., ::-1], 0, 1)  # the style moved: blurred, colours swapped
+    verdict = style_verdict(artist="vincent_van_gogh", p_reference=0.96, scope=f"at the preview size ({side} px)",
+                            readings=[{"view": "preview", "p_original": 0.96, "p_protected": 0.12,
+                                       "prediction": "paul_cezanne"}], toward=0.34, target_style="mosaic")
+    return {"before": small, "after": after, "verdict": verdict, "target": {"style": "mosaic"},
+            "latent": {"taef2": {"relative_reduction": 0.34}}, "timing_s": {"total": 0.01}}
+
+
 @contextmanager
-def stand_in_server(data_dir: Path, *, anchors: bool, report: Callable[..., list[Path]] = stand_in_report
-                    ) -> Iterator[str]:
-    """A real server (uvicorn in a thread) whose modes and report are the stand-ins; ``anchors``: it has
-    anchor images of cats (poison on) or none (poison off); ``report``: what writes the report."""
+def stand_in_server(data_dir: Path, *, anchors: bool, report: Callable[..., list[Path]] = stand_in_report,
+                    prepare: Callable[..., Callable[[ModeCall], FileResult]] = stand_in_prepare) -> Iterator[str]:
+    """A real server (uvicorn in a thread) whose modes, preview and report are the stand-ins; ``anchors``:
+    it has anchor images of cats (poison on) or none (poison off); ``report``: what writes the report;
+    ``prepare``: the stand-in protection (:func:`stand_in_prepare`, or :func:`gated_prepare`)."""
     anchors_dir = None
     if anchors:
         anchors_dir = data_dir.parent / "anchors"
@@ -297,9 +357,9 @@ def stand_in_server(data_dir: Path, *, anchors: bool, report: Callable[..., list
             stack.enter_context(mock.patch.dict(os.environ, {"SFUMATO_CORPUS_DIR": str(empty)}))
         for name in ("cloak", "poison", "protect"):
             m = MODES[name]
-            stack.enter_context(mock.patch.dict(MODES, {name: Mode(name, m.title, m.description, (),
-                                                                   stand_in_prepare)}))
+            stack.enter_context(mock.patch.dict(MODES, {name: Mode(name, m.title, m.description, (), prepare)}))
         stack.enter_context(mock.patch.object(server_results, "verification_report", report))
+        stack.enter_context(mock.patch.object(server_preview, "compute", stand_in_preview))
         yield stack.enter_context(serve_in_thread(settings))
 
 
@@ -474,3 +534,73 @@ def test_verdicts_report_loupe_difference_and_server_jobs(tmp_path: Path, browse
         page2.wait_for_function("() => document.querySelectorAll('.job .verdict').length === 2", timeout=30_000)
         assert page2.evaluate("localStorage.getItem('sfumato.jobs')") is None
         other.close()
+
+
+STAGE_JS = "(re) => { const s = document.querySelector('.job .image .stage');" \
+           " return !!s && new RegExp(re).test(s.textContent); }"
+
+
+def test_a_running_image_names_its_stage_with_an_eta(tmp_path: Path, browser) -> None:  # noqa: ANN001
+    gates = Gates()
+    art = painting(tmp_path / "olive trees.png")
+    try:
+        with stand_in_server(tmp_path / "data", anchors=False, prepare=gated_prepare(gates)) as url:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors = _watch(page)
+            page.goto(url + "/")
+            page.wait_for_selector('input[name="mode"][value="cloak"]')
+            drop(page, art)
+            page.click("#submit")
+            etas = []
+            for stage, gate in (("^preparing the target$", "optimise"), ("^optimising: step 34 of 80$", "save"),
+                                ("^calibrating to the budget and saving$", "check"),
+                                ("^checking the saved file$", "done")):
+                page.wait_for_function(STAGE_JS, arg=stage, timeout=30_000)
+                assert page.inner_text(".job .status") == "running"
+                eta = page.inner_text(".job .image .eta")
+                assert re.fullmatch(r"~\d+ (s|min) left( \(± \d+ (s|min)\))?|finishing…", eta), eta
+                assert "~1 s" not in eta
+                etas.append(eta)
+                head = page.inner_text(".job .job-eta")
+                assert head.startswith("0/1 done · ") and ("left" in head or "finishing" in head), head
+                gates.go[gate].set()
+            assert etas[0] != "finishing…"  # the whole search is still to come
+            page.wait_for_function("() => document.querySelector('.job').dataset.status === 'done'", timeout=30_000)
+            assert page.inner_text(".job .image .stage") == "" and page.inner_text(".job .image .eta").startswith("took ")
+            assert not errors, errors
+            page.close()
+    finally:
+        gates.release()
+
+
+def test_preview_shows_the_verdict_before_the_full_run(tmp_path: Path, browser) -> None:  # noqa: ANN001
+    art = painting(tmp_path / "olive trees.png")
+    data = tmp_path / "data"
+    with stand_in_server(data, anchors=True) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = _watch(page)
+        page.goto(url + "/")
+        page.wait_for_selector('input[name="mode"][value="cloak"]')
+        assert page.is_disabled("#preview") and page.is_hidden("#preview-box")
+        drop(page, art)
+        assert page.is_enabled("#preview")
+        page.check('input[value="poison"]')  # the preview is of the style cloak
+        assert page.is_disabled("#preview")
+        page.check('input[value="cloak"]')
+        page.click("#preview")
+        page.wait_for_selector('#preview-box[data-state="done"]', timeout=30_000)
+        box = page.locator("#preview-box")
+        assert box.locator("h3").inner_text() == "Preview of olive trees.png"
+        assert box.locator(".verdict").get_attribute("class") == "verdict yes"
+        assert box.locator(".verdict b").inner_text() == "Protected"
+        assert "nothing was saved" in box.inner_text() and "Target style: mosaic" in box.inner_text()
+        for cap in ("What a model sees: before", "after (preview cloak)"):
+            img = box.locator(f'img[alt="{cap}"]')
+            assert img.evaluate("i => i.complete && i.naturalWidth") == 256
+        # a preview makes no job and writes nothing; the picked image is still there for the full run
+        assert page.locator(".job").count() == 0 and not any((data / "jobs").iterdir())
+        assert not (data / "previews").exists() or not any((data / "previews").iterdir())
+        assert page.locator("#picked li").count() == 1 and page.is_enabled("#submit")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        assert not errors, errors
+        page.close()

@@ -6,9 +6,14 @@ API (OpenAPI schema at ``/openapi.json``, interactive docs at ``/docs``):
   ``quality``, ``target_style``, ``concept``, ``target``, ``seed``, ``output_format``, ``jpeg_quality``,
   ``ai_view``, ``check``) → ``202`` with the job id; ``429`` + ``Retry-After`` when the queue is full;
   ``413`` over the size/pixel limits; ``415`` for anything that is not an image (content is sniffed);
+* ``POST /v1/preview`` — multipart form: one ``image`` part plus the cloak's options → the verdict and the
+  AI view before and after of a quick cloak (the fast path of ``sfumato cloak --preview``: small size, few
+  steps) in seconds; nothing protected is written; ``429`` while another preview runs;
 * ``GET /v1/jobs`` — the jobs this server holds, newest first (any browser lists them, not only the one
   that made them);
-* ``GET /v1/jobs/{id}`` — status, progress and ETA, per-image results with their manifests;
+* ``GET /v1/jobs/{id}`` — status, progress, the stage of each running image (``optimising: step 34 of
+  80``) and an ETA with its error that never rises by more than the error it stated, per-image results
+  with their manifests;
 * ``GET /v1/jobs/{id}/files/{name}`` — one stored file (names come from the job description);
 * ``GET /v1/jobs/{id}/files/{name}/link`` — a signed link (5 minutes) that opens an HTML report in a
   browser tab without the token header: ``GET /v1/jobs/{id}/reports/{name}?exp=..&sig=..`` serves it
@@ -52,7 +57,7 @@ from starlette.types import Scope
 
 from sfumato._version import __version__
 from sfumato.server.errors import JobError, one_line
-from sfumato.server.forms import form_schema, parse_options
+from sfumato.server.forms import form_schema, parse_options, preview_form_schema, preview_parts
 from sfumato.server.jobs import JobRunner
 from sfumato.server.middleware import BodyLimit, Guard
 from sfumato.server.modes import (
@@ -66,8 +71,9 @@ from sfumato.server.modes import (
     concept_names,
     poison_status,
 )
+from sfumato.server.preview import clear_previews, run_preview
 from sfumato.server.results import check_available, expected_seconds, job_list, preset_words, report_html
-from sfumato.server.schemas import ERRORS, Health, JobCreated, JobView, Problem
+from sfumato.server.schemas import ERRORS, Health, JobCreated, JobView, PreviewView, Problem
 from sfumato.server.settings import ServerSettings
 
 log = logging.getLogger("sfumato.server")
@@ -99,6 +105,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runner = JobRunner(settings)
         runner.start()
+        clear_previews(settings.data_dir)  # what a crash left mid-preview (the data folder is locked now)
         runner_box["runner"] = runner
         app.state.runner = runner
         log.info("sfumato server: data in %s, %d worker(s), queue of %d", settings.data_dir, runner.n_workers,
@@ -136,7 +143,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
     per_job = settings.max_images_per_job * settings.max_upload_bytes + 1024 * 1024
 
     def body_limit(scope: Scope) -> int:
-        return per_job if scope.get("method") == "POST" and scope.get("path") == "/v1/jobs" else 64 * 1024
+        if scope.get("method") == "POST" and scope.get("path") == "/v1/jobs":
+            return per_job
+        if scope.get("method") == "POST" and scope.get("path") == "/v1/preview":
+            return settings.max_upload_bytes + 1024 * 1024
+        return 64 * 1024
 
     app.add_middleware(Guard, bound_host=settings.host)
     app.add_middleware(BodyLimit, limit=body_limit)
@@ -280,6 +291,36 @@ def create_app(settings: ServerSettings) -> FastAPI:
         url = f"/v1/jobs/{job_id}"
         return JSONResponse({"id": job_id, "status": "queued", "url": url, "images": len(images)}, status_code=202,
                             headers={"Location": url})
+
+    @app.post(
+        "/v1/preview", response_model=PreviewView, tags=["jobs"], dependencies=[Depends(require_token)],
+        responses={**ERRORS,
+                   413: {"model": Problem, "description": "the image is over the size/pixel limits"},
+                   415: {"model": Problem, "description": "the upload is not a usable image (content is sniffed)"},
+                   422: {"model": Problem, "description": "invalid options, a mode without a preview, a tiny image"},
+                   429: {"model": Problem, "description": "another preview is running; see Retry-After"},
+                   503: {"model": Problem, "description": "the models the preview needs are missing"}},
+        openapi_extra={"requestBody": {"required": True,
+                                       "content": {"multipart/form-data": {"schema": preview_form_schema()}}}},
+    )
+    async def preview(request: Request) -> dict[str, Any]:
+        """A quick look before the full run: the image cloaked small with few steps (``sfumato cloak
+        --preview``), its verdict and the AI view before and after as PNG data URLs. Nothing protected
+        is written; the upload is checked like a job's and removed."""
+        runner = get_runner()
+        if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            raise JobError(415, "send multipart/form-data with one 'image' file part and the options as form fields")
+        try:
+            form = await request.form(max_files=2, max_fields=32, max_part_size=4096)
+        except OSError as e:
+            raise (runner.http_error(e) or e) from e
+        try:
+            upload, opts = preview_parts(form.multi_items())
+            await upload.seek(0)
+            return await run_in_threadpool(run_preview, upload.file, upload.filename, opts, settings,
+                                           runner.store_upload)
+        finally:
+            await form.close()
 
     @app.get("/v1/jobs", tags=["jobs"], dependencies=[Depends(require_token)], responses=ERRORS)
     async def list_jobs(limit: int = 50) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""The multipart form of ``POST /v1/jobs``: job options parsed from form fields (one-line 422 errors) and
-the form's OpenAPI schema."""
+"""The multipart forms of ``POST /v1/jobs`` and ``POST /v1/preview``: job options parsed from form fields
+(one-line 422 errors) and the forms' OpenAPI schemas."""
 
 from __future__ import annotations
 
@@ -69,3 +69,31 @@ def form_schema() -> dict[str, Any]:
                   "description": "also write the verification report (when this version has it)"},
     }
     return {"type": "object", "required": ["images"], "properties": props}
+
+
+def preview_form_schema() -> dict[str, Any]:
+    """The form of ``POST /v1/preview``: one ``image`` and the job options."""
+    props = {k: v for k, v in form_schema()["properties"].items() if k != "images"}
+    return {"type": "object", "required": ["image"],
+            "properties": {"image": {"type": "string", "format": "binary",
+                                     "description": "the image to preview (PNG, JPEG, WebP, TIFF)"}, **props}}
+
+
+def preview_parts(items: list[tuple[str, Any]]) -> tuple[Any, JobOptions]:
+    """The upload and the options of a ``POST /v1/preview`` form (``form.multi_items()``; an upload is
+    anything with a ``file``): one image, each option once."""
+    upload = None
+    fields: dict[str, str] = {}
+    for key, value in items:
+        if hasattr(value, "file"):
+            if key not in ("image", "images") or upload is not None:
+                raise JobError(422, "a preview takes one image: send it as one file part named 'image'")
+            upload = value
+        elif key in fields:
+            raise JobError(422, f"option {key!r} was given twice; give it once")
+        else:
+            fields[key] = value
+    opts = parse_options(fields)
+    if upload is None:
+        raise JobError(422, "no image: add the image to preview as a multipart part named 'image'")
+    return upload, opts

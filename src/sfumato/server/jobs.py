@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sfumato.cluster.executor import make_executor
-from sfumato.server import results
+from sfumato.server import eta, results
 from sfumato.server.errors import DiskFull, JobError, QueueFull, StorageUnavailable, one_line
 from sfumato.server.guard import StoreGuard, lock_data_dir
 from sfumato.server.health import (
@@ -60,7 +60,7 @@ from sfumato.server.health import (
 from sfumato.server.modes import MODES, JobOptions, ModeCall
 from sfumato.server.settings import ServerSettings
 from sfumato.server.store import JobStore
-from sfumato.server.uploads import store_upload
+from sfumato.server.uploads import remove_orphan_dirs, store_upload
 
 log = logging.getLogger("sfumato.server")
 
@@ -99,7 +99,9 @@ class JobRunner:
         self._wake = threading.Condition()
         self._cancelled: set[str] = set()
         self._active: set[str] = set()
-        self._live: dict[tuple[str, int], dict[str, Any]] = {}
+        self._live: dict[tuple[str, int], eta.ImageClock] = {}  # the running images' stages
+        self.board = eta.EtaBoard()  # the ETAs shown, kept monotone
+        self.history = eta.StageHistory()  # stage times of finished images: the next ETAs
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._workers: list[threading.Thread] = []
@@ -239,6 +241,7 @@ class JobRunner:
             if job_id in self._active:
                 self._cancelled.add(job_id)
         found = self.store.delete_job(job_id) or job_id in self.guard.unsaved()
+        self.board.forget(job_id)
         self.guard.forget(job_id)
         self.discard(job_id)
         return found
@@ -257,8 +260,15 @@ class JobRunner:
         reason = self.guard.unsaved().get(job["id"])
         if reason is not None:
             job = results.failed_in_memory(job, reason, self.ttl_s)
+        o = json.loads(job["options"])
         return results.job_view(job, live=self._live, avg=self.store.avg_image_seconds(), n_workers=self.n_workers,
-                                base_url=base_url)
+                                base_url=base_url, costs=self.costs(o["mode"], o["quality"]), board=self.board)
+
+    def costs(self, mode: str, quality: str) -> eta.Costs:
+        """The expected stage costs of an image of this mode and quality: the times of the images this
+        server finished (:class:`sfumato.server.eta.StageHistory`), else the preset's prior."""
+        return self.history.costs((mode, quality), results.expected_costs(mode, quality,
+                                                                          effort_override=self.settings.effort_override))
 
     # -- zip
     def write_zip(self, job_id: str, dest: IO[bytes]) -> int:
@@ -364,6 +374,7 @@ class JobRunner:
             self.discard(job_id)
             return
         status = self.guard.write(f"finishing job {job_id}", self.store.finish_job, job_id, self.ttl_s)
+        self.board.forget(job_id)
         log.info("job %s %s", job_id, status)
 
     def _requeue(self, job_id: str, idx: int) -> None:
@@ -384,8 +395,6 @@ class JobRunner:
                         "working on this image); giving up on it")
             return
         key = (job_id, idx)
-        d = self.jobs_dir / job_id
-        out_dir = d / "out"
 
         def check() -> None:
             if self._stop.is_set():
@@ -393,62 +402,71 @@ class JobRunner:
             if job_id in self._cancelled:
                 raise _Cancelled
 
+        first_stage = "cluster" if self.executor.name == "ray" else "prepare"  # a Ray task reports no stages
+
         def progress(step: int, steps: int) -> None:
             check()
-            self._live[key] = {"step": int(step), "steps": int(steps)}
+            self._live[key].on_step(int(step), int(steps))
 
-        t0 = time.perf_counter()
-        tries = 2  # a result that could not be saved is computed once more, after a wait
-        for i in range(tries):
-            self._live[key] = {"step": 0, "steps": None}
-            self._remove_outputs(out_dir, im["id"])  # an interrupted or failed attempt's
-            try:
-                res = protect_one(ModeCall(d / "in" / im["input_file"], out_dir, im["id"], progress, check))
-                break
-            except _Interrupted:
-                self._requeue(job_id, idx)
-                raise
-            except _Cancelled:
-                return
-            except Exception as e:  # one bad image never stops the job: the error is recorded for the client
-                cause = storage_cause(e)
-                if cause is not None:  # disk full or failing while the results were written
-                    self.health.storage_failed(f"saving the results of job {job_id}", cause)
-                    self._remove_outputs(out_dir, im["id"])
-                    if i + 1 < tries and not self._stop.wait(self.guard.backoff(1)):
-                        log.warning("job %s image %d: results not saved (%s); trying again", job_id, idx,
-                                    one_line(e))
-                        continue
-                    log.error("job %s image %d: results not saved: %s", job_id, idx, one_line(e))
-                    self.guard.write(f"failing job {job_id} image {idx}", self.store.fail_image, job_id, idx,
-                                f"the result could not be saved: {storage_message(cause, self.root)}; submit the image "
-                                "again later")
-                    return
-                log.exception("job %s image %d (%s) failed", job_id, idx, im["display_name"])
-                self.guard.write(f"failing job {job_id} image {idx}", self.store.fail_image, job_id, idx, one_line(e))
-                return
-            finally:
-                self._live.pop(key, None)
-        files = {"input": im["input_file"], "output": res.output.name, "manifest": res.manifest_path.name}
-        for p in res.extra_outputs:
-            kind = results.EXTRA_KINDS.get(p.name[len(im["id"]):])
-            if kind is not None:
-                files[kind] = p.name
-        report_error = results.add_report(files, d / "in" / im["input_file"], res, out_dir, im["id"],
-                                          attacks=self.settings.check_attacks,
-                                          models_dir=self.settings.models_dir) if opts.check else None
+        def stage(name: str) -> None:
+            check()
+            self._live[key].set_stage(name)
+
+        d, t0 = self.jobs_dir / job_id, time.perf_counter()
+        out_dir = d / "out"
         try:
-            self.guard.write(f"recording the result of job {job_id} image {idx}", self.store.finish_image, job_id, idx,
-                        files=files, manifest=res.manifest, seconds=round(time.perf_counter() - t0, 3),
-                        report_error=report_error)
-        except StorageFault:
-            self._remove_outputs(out_dir, im["id"])  # unrecorded results only take space
-            raise
-
-    @staticmethod
-    def _remove_outputs(out_dir: Path, stem: str) -> None:
-        for p in [*out_dir.glob(f"{stem}.*"), *out_dir.glob(f".{stem}.*")]:
-            p.unlink(missing_ok=True)
+            tries = 2  # a result that could not be saved is computed once more, after a wait
+            for i in range(tries):
+                self._live[key] = eta.ImageClock(report=opts.check, stage=first_stage)
+                results.remove_outputs(out_dir, im["id"])  # an interrupted or failed attempt's
+                try:
+                    res = protect_one(ModeCall(d / "in" / im["input_file"], out_dir, im["id"], progress, check, stage))
+                    break
+                except _Interrupted:
+                    self._requeue(job_id, idx)
+                    raise
+                except _Cancelled:
+                    return
+                except Exception as e:  # one bad image never stops the job: the error is recorded for the client
+                    cause = storage_cause(e)
+                    if cause is not None:  # disk full or failing while the results were written
+                        self.health.storage_failed(f"saving the results of job {job_id}", cause)
+                        results.remove_outputs(out_dir, im["id"])
+                        if i + 1 < tries and not self._stop.wait(self.guard.backoff(1)):
+                            log.warning("job %s image %d: results not saved (%s); trying again", job_id, idx,
+                                        one_line(e))
+                            continue
+                        log.error("job %s image %d: results not saved: %s", job_id, idx, one_line(e))
+                        self.guard.write(f"failing job {job_id} image {idx}", self.store.fail_image, job_id, idx,
+                                    f"the result could not be saved: {storage_message(cause, self.root)}; submit the image "
+                                    "again later")
+                        return
+                    log.exception("job %s image %d (%s) failed", job_id, idx, im["display_name"])
+                    self.guard.write(f"failing job {job_id} image {idx}", self.store.fail_image, job_id, idx, one_line(e))
+                    return
+            files = {"input": im["input_file"], "output": res.output.name, "manifest": res.manifest_path.name}
+            for p in res.extra_outputs:
+                kind = results.EXTRA_KINDS.get(p.name[len(im["id"]):])
+                if kind is not None:
+                    files[kind] = p.name
+            report_error = None
+            if opts.check:
+                self._live[key].set_stage("report")
+                report_error = results.add_report(files, d / "in" / im["input_file"], res, out_dir, im["id"],
+                                                  attacks=self.settings.check_attacks,
+                                                  models_dir=self.settings.models_dir)
+            clock = self._live[key]
+            self.history.add((opts.mode, opts.quality), clock.finish(), clock.per_step)
+            try:
+                self.guard.write(f"recording the result of job {job_id} image {idx}", self.store.finish_image, job_id, idx,
+                            files=files, manifest=res.manifest, seconds=round(time.perf_counter() - t0, 3),
+                            report_error=report_error)
+            except StorageFault:
+                results.remove_outputs(out_dir, im["id"])  # unrecorded results only take space
+                raise
+        finally:
+            self._live.pop(key, None)
+            self.board.forget(key)
 
     # -- janitor
     def _janitor(self) -> None:
@@ -478,8 +496,4 @@ class JobRunner:
         return gone
 
     def _remove_orphans(self, min_age_s: float) -> None:
-        known = self.store.all_ids()
-        now = time.time()
-        for d in self.jobs_dir.iterdir():
-            if d.is_dir() and _ID_RE.match(d.name) and d.name not in known and now - d.stat().st_mtime >= min_age_s:
-                shutil.rmtree(d, ignore_errors=True)
+        remove_orphan_dirs(self.jobs_dir, self.store.all_ids(), min_age_s)

@@ -33,13 +33,16 @@ OUTPUT_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
 class ModeCall:
     """One image to protect: what a mode's runner receives. ``check()`` raises when the image must stop
     (the server stops, the job was deleted); ``progress`` calls it too. An executor that runs the image
-    elsewhere (:mod:`sfumato.cluster`) calls ``check`` while it waits."""
+    elsewhere (:mod:`sfumato.cluster`) calls ``check`` while it waits. ``stage(name)`` says a new stage of
+    the image begins (:data:`sfumato.server.eta.STAGES`: ``check`` when the saved file is judged); the
+    optimisation's steps come through ``progress``."""
 
     src: Path
     out_dir: Path
     stem: str
     progress: Callable[[int, int], None]
     check: Callable[[], None] | None = None
+    stage: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ def _per_image(protect: Callable[..., Any], config: Any, opts: JobOptions, setti
             from sfumato.io.atomic import write_json_atomic
             from sfumato.verification.plain import file_verdict
 
+            if c.stage is not None:
+                c.stage("check")
             file_verdict(c.src, res.output, res.manifest, models_dir=settings.models_dir)
             if c.check is not None:  # deleted or stopping while it was judged: write nothing more
                 c.check()

@@ -4,6 +4,7 @@ summaries), its stored files by name, the zip of its results, and the optional v
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import logging
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sfumato.io.atomic import write_text_atomic
+from sfumato.server import eta
 from sfumato.server.errors import JobError, one_line
 from sfumato.server.modes import first_missing
 from sfumato.server.store import DEFAULT_IMAGE_SECONDS
@@ -78,6 +80,12 @@ def failed_in_memory(job: dict[str, Any], reason: str, ttl_s: float) -> dict[str
             "images": images}
 
 
+def remove_outputs(out_dir: Path, stem: str) -> None:
+    """Delete what an attempt at image ``stem`` wrote in ``out_dir`` (its results and temporary files)."""
+    for p in [*out_dir.glob(f"{stem}.*"), *out_dir.glob(f".{stem}.*")]:
+        p.unlink(missing_ok=True)
+
+
 def file_path(jobs_dir: Path, job: dict[str, Any], name: str) -> Path | None:
     """The stored file called ``name`` in ``job`` (only names the job recorded; never a client path)."""
     if not _FILE_RE.match(name):
@@ -91,18 +99,27 @@ def file_path(jobs_dir: Path, job: dict[str, Any], name: str) -> Path | None:
     return None
 
 
-def job_view(job: dict[str, Any], *, live: dict[tuple[str, int], dict[str, Any]], avg: float | None,
-             n_workers: int, base_url: str = "") -> dict[str, Any]:
-    """The client's view of a stored job (the ``JobView`` of the API): per-image status, progress, ETA,
-    file URLs with download names, manifest and summary. ``live``: the running images' progress steps;
-    ``avg``: recent seconds per image (``None`` before any finished)."""
+def job_view(job: dict[str, Any], *, live: dict[tuple[str, int], Any], avg: float | None, n_workers: int,
+             base_url: str = "", costs: eta.Costs | None = None, board: eta.EtaBoard | None = None) -> dict[str, Any]:
+    """The client's view of a stored job (the ``JobView`` of the API): per-image status, stage, progress,
+    ETA with its error, file URLs with download names, manifest and summary. ``live``: the running images'
+    :class:`~sfumato.server.eta.ImageClock`; ``avg``: recent seconds per image (``None`` before any
+    finished), for the wait behind other jobs; ``costs``: the expected stage costs of this job's images
+    (:class:`~sfumato.server.eta.Costs`, else a prior from ``avg``); ``board``: keeps the shown estimates
+    monotone between calls (:func:`sfumato.server.eta.monotone`)."""
     now = time.time()
     job_url = f"{base_url}/v1/jobs/{job['id']}"
+    opts = json.loads(job["options"])
+    report = bool(opts.get("check"))
+    if costs is None:
+        per_image = avg or DEFAULT_IMAGE_SECONDS
+        costs = eta.prior_costs(per_image, per_image / 3, 1)
+    board = board or eta.EtaBoard()
     images = []
     stems: dict[str, int] = {}
-    remaining_s = 0.0
-    eta_known = avg is not None
+    lo_sum = hi_sum = 0.0
     total_progress = 0.0
+    job_stage = None
     for im in job["images"]:
         stem, ext = os.path.splitext(im["display_name"])
         stem = stem or "image"
@@ -110,35 +127,35 @@ def job_view(job: dict[str, Any], *, live: dict[tuple[str, int], dict[str, Any]]
         if stems[stem] > 1:
             stem = f"{stem}-{stems[stem]}"
         files = json.loads(im["files"])
-        current = live.get((job["id"], im["idx"]))
-        step = current["step"] if current else None
-        steps = current["steps"] if current else None
+        key = (job["id"], im["idx"])
+        clock = live.get(key)
         status = im["status"]
+        stage = None
+        step = steps = None
+        shown: eta.Shown | None
         if status in ("done", "failed"):
-            frac = 1.0
-            eta = 0.0
-        elif status == "running":
-            elapsed = now - (im["started"] or now)
-            frac = min(0.99, step / steps) if step and steps else 0.0
-            if avg is not None:
-                eta = max(avg - elapsed, 1.0)
-            elif frac > 0.05:
-                eta = elapsed / frac - elapsed
-                eta_known = True
-            else:
-                eta = None
-                eta_known = False
-        else:
+            frac, shown = 1.0, eta.Shown(0.0, 0.0, now)
+        elif status == "running" and clock is not None:
+            snap = clock.snapshot()
+            lo, hi = eta.remaining(snap, costs)
+            shown = board.show(key, (lo, hi), now)
+            stage = clock.view()
+            step, steps = stage["step"], stage["steps"]
+            frac = min(0.99, snap.elapsed / max(snap.elapsed + shown.seconds, 1e-9))
+            lo_sum, hi_sum = lo_sum + lo, hi_sum + hi
+            job_stage = job_stage or stage
+        else:  # queued (or running, its clock not started yet)
+            lo, hi = eta.queued(costs, report=report)
+            lo_sum, hi_sum = lo_sum + lo, hi_sum + hi
+            shown = eta.Shown((lo + hi) / 2, (hi - lo) / 2, now)
             frac = 0.0
-            eta = avg
         total_progress += frac
-        if eta is not None:
-            remaining_s += eta
         manifest = json.loads(im["manifest"]) if im["manifest"] else None
         images.append({
             "index": im["idx"], "id": im["id"], "name": im["display_name"], "status": status,
-            "progress": round(frac, 4), "step": step, "steps": steps,
-            "eta_s": round(eta, 1) if eta is not None else None,
+            "progress": round(frac, 4), "step": step, "steps": steps, "stage": stage,
+            "eta_s": round(shown.seconds, 1), "eta_error_s": round(shown.error, 1),
+            "finishing": eta.finishing(shown, status == "running"),
             "error": im["error"], "report_error": im["report_error"], "seconds": im["seconds"],
             "width": im["width"], "height": im["height"], "format": im["format"], "bytes": im["bytes"],
             "files": {kind: {"name": name, "url": f"{job_url}/files/{name}",
@@ -148,17 +165,21 @@ def job_view(job: dict[str, Any], *, live: dict[tuple[str, int], dict[str, Any]]
             "manifest": manifest,
         })
     n = len(images)
-    ahead_s = (job["images_ahead"] * (avg or DEFAULT_IMAGE_SECONDS) / n_workers) if job["status"] == "queued" \
-        else 0.0
+    if job["status"] == "queued":
+        ahead = job["images_ahead"] * (avg or costs.total(report=report)) / n_workers
+        lo_sum, hi_sum = lo_sum + ahead * (1 - costs.rel), hi_sum + ahead * (1 + costs.rel)
     counts = {s: sum(1 for i in images if i["status"] == s) for s in ("queued", "running", "done", "failed")}
     final = job["status"] in ("done", "failed")
+    shown_job = eta.Shown(0.0, 0.0, now) if final else board.show((job["id"], "job"), (lo_sum, hi_sum), now)
     return {
-        "id": job["id"], "status": job["status"], "mode": job["mode"], "options": json.loads(job["options"]),
+        "id": job["id"], "status": job["status"], "mode": job["mode"], "options": opts,
         "error": job["error"], "created": job["created"], "started": job["started"],
         "finished": job["finished"], "expires": job["expires"],
         "queue_position": job["queue_position"],
         "progress": round(total_progress / n, 4) if n else 1.0,
-        "eta_s": 0.0 if final else (round(remaining_s + ahead_s, 1) if eta_known else None),
+        "eta_s": round(shown_job.seconds, 1), "eta_error_s": round(shown_job.error, 1),
+        "finishing": eta.finishing(shown_job, job["status"] == "running"),
+        "stage": job_stage,
         "counts": {"total": n, **counts},
         "images": images,
         "url": job_url, "zip_url": f"{job_url}/zip",
@@ -187,13 +208,13 @@ def _summary(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
         "psnr": achieved.get("psnr"), "ssim": achieved.get("ssim"),
         "budget_lpips": budget.get("lpips"), "budget_linf": budget.get("linf"),
         "within_budget": manifest.get("within_budget"),
-        "target": _target_name(manifest.get("target")),
+        "target": target_name(manifest.get("target")),
         "latent_reduction": first.get("relative_reduction") if isinstance(first, dict) else None,
-        "verdict": _verdict(manifest.get("verdict")),
+        "verdict": verdict_view(manifest.get("verdict")),
     }
 
 
-def _verdict(v: Any) -> dict[str, Any] | None:
+def verdict_view(v: Any) -> dict[str, Any] | None:
     """The manifest's plain verdict (:func:`sfumato.verification.plain.file_verdict`) as the page shows it:
     ``protected`` (true, false or null: cannot tell) and its sentence."""
     if not isinstance(v, dict) or not isinstance(v.get("sentence"), str):
@@ -233,18 +254,41 @@ def expected_seconds(effort: Any, default: Any, *, gpu: bool | None = None) -> f
     """A rough expected time per image for a search ``effort`` (steps at a working resolution), scaled
     from the default preset's time on a 2-core CPU (or a GPU, about 20 times faster)."""
     if gpu is None:
-        try:
-            import torch
+        gpu = _has_gpu()
 
-            gpu = bool(torch.cuda.is_available())
-        except ImportError:  # pragma: no cover - torch is a dependency
-            gpu = False
     def step_px(e: Any) -> int:  # what one step encodes: a view crop, or the whole work size
         return int(e.view_crop) ** 2 if getattr(e, "views", "work") == "trainer" else int(e.resolution) ** 2
 
     ratio = (effort.steps * step_px(effort)) / (default.steps * step_px(default))
     s = _FIXED_S + _DEFAULT_CPU_S * ratio
     return round(s / _GPU_SPEEDUP if gpu else s, 1)
+
+
+def _has_gpu() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+
+
+@functools.lru_cache(maxsize=64)
+def expected_costs(mode: str, quality: str, *, effort_override: Any = None, gpu: bool | None = None) -> eta.Costs:
+    """The expected stage costs of one image of a job (:func:`sfumato.server.eta.prior_costs` of
+    :func:`expected_seconds`): what the ETA assumes before this server has timed such an image (an
+    unknown mode or quality: the default cloak's)."""
+    from sfumato.config import preset_effort
+
+    if gpu is None:
+        gpu = _has_gpu()
+    try:
+        effort = effort_override or preset_effort(mode, quality)
+    except (KeyError, ValueError):
+        effort = preset_effort("cloak", "default")
+    total = expected_seconds(effort, preset_effort("cloak", "default"), gpu=gpu)
+    fixed = _FIXED_S / _GPU_SPEEDUP if gpu else _FIXED_S
+    return eta.prior_costs(total, fixed, int(effort.steps))
 
 
 def job_list(store: Any, limit: int = 50) -> list[dict[str, Any]]:
@@ -268,7 +312,7 @@ def report_html(path: Path, stem: str) -> str:
     return text.replace(image_id, html.escape(stem, quote=True)) if re.fullmatch(r"[0-9a-f]{32}", image_id) else text
 
 
-def _target_name(t: Any) -> str | None:
+def target_name(t: Any) -> str | None:
     """The target's name: a style (cloak), a concept (poison) or both (protect)."""
     if isinstance(t, dict):
         style = t.get("style")

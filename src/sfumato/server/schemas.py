@@ -13,6 +13,17 @@ class FileRef(BaseModel):
     download_name: str
 
 
+class Stage(BaseModel):
+    """The stage a running image is in (:data:`sfumato.server.eta.STAGES`): ``key``, ``label`` in words
+    (``optimising: step 34 of 80``), the optimisation's ``step`` of ``steps`` and seconds in the stage."""
+
+    key: str
+    label: str
+    step: int | None = None
+    steps: int | None = None
+    elapsed_s: float
+
+
 class ImageView(BaseModel):
     index: int
     id: str
@@ -21,7 +32,10 @@ class ImageView(BaseModel):
     progress: float
     step: int | None = None
     steps: int | None = None
+    stage: Stage | None = None
     eta_s: float | None = None
+    eta_error_s: float | None = None
+    finishing: bool = False
     error: str | None = None
     report_error: str | None = None
     seconds: float | None = None
@@ -47,10 +61,29 @@ class JobView(BaseModel):
     queue_position: int | None = None
     progress: float
     eta_s: float | None = None
+    eta_error_s: float | None = None
+    finishing: bool = False
+    stage: Stage | None = None
     counts: dict[str, int]
     images: list[ImageView]
     url: str
     zip_url: str
+
+
+class PreviewView(BaseModel):
+    """``POST /v1/preview``: a quick cloak of one image at ``side`` px with ``steps`` steps; nothing saved."""
+
+    name: str
+    width: int
+    height: int
+    side: int
+    steps: int
+    seconds: float
+    verdict: dict[str, Any] | None = None
+    target: str | None = None
+    latent_reduction: float | None = None
+    ai_view: dict[str, str]
+    note: str
 
 
 class JobCreated(BaseModel):

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import threading
+import time
 import unicodedata
 import uuid
 from pathlib import Path
@@ -93,3 +95,15 @@ def store_upload(job_dir: Path, src: IO[bytes], display_name: str | None, *, max
     os.replace(tmp, final)
     return {"id": image_id, "display_name": shown, "input_file": final.name, "width": img.size[0],
             "height": img.size[1], "format": img.format, "bytes": size}
+
+
+_JOB_DIR_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def remove_orphan_dirs(jobs_dir: Path, known: set[str], min_age_s: float) -> None:
+    """Delete the job folders of ``jobs_dir`` that no job in ``known`` owns (abandoned uploads, a job
+    deleted mid-write) and that are at least ``min_age_s`` old."""
+    now = time.time()
+    for d in jobs_dir.iterdir():
+        if d.is_dir() and _JOB_DIR_RE.match(d.name) and d.name not in known and now - d.stat().st_mtime >= min_age_s:
+            shutil.rmtree(d, ignore_errors=True)

@@ -79,12 +79,29 @@
   }
 
   // ---------------------------------------------------------------- formatting
-  function fmtSeconds(s) {
+  function fmtSpan(s) {
+    if (s < 90) return Math.max(1, Math.ceil(s)) + " s";
+    if (s < 5400) return Math.round(s / 60) + " min";
+    return (s / 3600).toFixed(1) + " h";
+  }
+  // The time left, as the server estimated it (eta_s ± eta_error_s). The shown value never rises by more
+  // than the error it stated before (the server keeps the same rule: sfumato.server.eta.monotone), and a
+  // running stage never reads "1 s left": under 10 s it says "finishing…".
+  const shownEta = new Map();
+  function fmtEta(key, s, err, running) {
     if (s === null || s === undefined) return "estimating…";
-    if (s < 1) return "almost done";
-    if (s < 90) return "~" + Math.ceil(s) + " s left";
-    if (s < 5400) return "~" + Math.round(s / 60) + " min left";
-    return "~" + (s / 3600).toFixed(1) + " h left";
+    const now = Date.now() / 1000;
+    const prev = shownEta.get(key);
+    let e = err || 0;
+    if (prev) {
+      const cap = Math.max(prev.s - (now - prev.at), 0) + prev.e;
+      if (s > cap) { e = Math.max(e, s - cap); s = cap; }
+    }
+    shownEta.set(key, { s, e, at: now });
+    if (running && s < 10) return "finishing…";
+    if (!running && s < 10) return "starting soon";
+    const band = e >= 5 && e >= 0.15 * s ? " (± " + fmtSpan(e) + ")" : "";
+    return "~" + fmtSpan(s) + " left" + band;
   }
   function fmtDuration(s) {
     if (typeof s !== "number") return "?";
@@ -177,6 +194,7 @@
     document.querySelectorAll(".for-poison").forEach((n) => (n.hidden = mode === "cloak"));
     document.querySelectorAll(".for-style").forEach((n) => (n.hidden = mode === "poison"));
     $("#mode-note").textContent = m && !m.available ? m.unavailable_reason : "";
+    renderPicked();
   }
 
   function collectOptions() {
@@ -210,6 +228,9 @@
       } }))));
     $("#submit").disabled = state.picked.length === 0;
     $("#clear").disabled = state.picked.length === 0;
+    const cloak = currentMode() === "cloak";
+    $("#preview").disabled = state.picked.length === 0 || !cloak || $("#preview-box").dataset.state === "running";
+    $("#preview").title = cloak ? "a quick look at the first image: small, few steps, nothing saved" : "the preview shows the style cloak";
     $("#submit").textContent = state.picked.length > 1 ? "Protect " + state.picked.length + " images" : "Protect image";
   }
 
@@ -354,8 +375,9 @@
       o.mode === "cloak" ? "style " + o.target_style : (o.concept ? o.concept + " → " + o.target : "")].filter(Boolean).join(" · ");
     card.querySelector(".job-bar > span").style.width = (100 * job.progress).toFixed(1) + "%";
     let eta = "";
-    if (job.status === "queued") eta = (job.queue_position ? job.queue_position + " job(s) ahead · " : "waiting · ") + fmtSeconds(job.eta_s);
-    else if (job.status === "running") eta = job.counts.done + job.counts.failed + "/" + job.counts.total + " done · " + fmtSeconds(job.eta_s);
+    if (job.status === "queued") eta = (job.queue_position ? job.queue_position + " job(s) ahead · " : "waiting · ") + fmtEta(job.id, job.eta_s, job.eta_error_s, false);
+    else if (job.status === "running") eta = job.counts.done + job.counts.failed + "/" + job.counts.total + " done · " +
+      (job.finishing ? "finishing…" : fmtEta(job.id, job.eta_s, job.eta_error_s, true));
     else if (job.expires) eta = "kept until " + new Date(job.expires * 1000).toLocaleString();
     card.querySelector(".job-eta").textContent = eta;
     card.querySelector(".dl-zip").disabled = job.counts.done === 0;
@@ -372,7 +394,7 @@
       node = el("div", { class: "image", "data-id": im.id },
         el("div", { class: "image-head" }, el("span", { class: "name", title: im.name, text: im.name }), el("span", { class: "pill status" })),
         el("div", { class: "bar" }, el("span")),
-        el("span", { class: "eta" }),
+        el("div", { class: "progress-line" }, el("span", { class: "stage" }), el("span", { class: "eta" })),
         el("p", { class: "err", hidden: true }),
         el("div", { class: "result", hidden: true }));
       box.append(node);
@@ -382,8 +404,10 @@
     node.querySelector(".status").replaceWith(statusPill(im.status));
     node.querySelector(".bar > span").style.width = (100 * im.progress).toFixed(1) + "%";
     node.querySelector(".bar").hidden = im.status === "done" || im.status === "failed";
-    const eta = node.querySelector(".eta");
-    if (im.status === "running") eta.textContent = (im.steps ? "step " + im.step + "/" + im.steps + " · " : "preparing · ") + fmtSeconds(im.eta_s);
+    const eta = node.querySelector(".eta"), stage = node.querySelector(".stage");
+    stage.textContent = im.status === "running" ? (im.stage ? im.stage.label : "starting") : "";
+    stage.dataset.key = im.status === "running" && im.stage ? im.stage.key : "";
+    if (im.status === "running") eta.textContent = im.finishing ? "finishing…" : fmtEta(job.id + "/" + im.index, im.eta_s, im.eta_error_s, true);
     else if (im.status === "queued") eta.textContent = "waiting";
     else eta.textContent = im.seconds ? "took " + im.seconds.toFixed(1) + " s" : "";
     const err = node.querySelector(".err");
@@ -414,13 +438,7 @@
     // green only when the verdict says the protection took (or there is no verdict at all)
     const within = s.within_budget === true ? el("b", { class: took === true || took === undefined ? "ok" : "plain", text: "within budget" }) :
       s.within_budget === false ? el("b", { class: "bad", text: "over budget" }) : null;
-    let verdict = null;
-    if (v) {  // the sentence leads with its answer ("Not protected: ..."): that part in bold, else a word for it
-      const lead = /^(Not protected|Protected|Cannot tell|No verdict)/.exec(v.sentence);
-      const head = lead ? lead[1] : (took === true ? "Protected. " : took === false ? "Not protected. " : "Cannot tell. ");
-      verdict = el("p", { class: "verdict " + (took === true ? "yes" : took === false ? "no" : "unknown"), role: "note" },
-        el("b", { text: head }), el("span", { class: "sentence", text: lead ? v.sentence.slice(head.length) : v.sentence }));
-    }
+    const verdict = verdictNode(v);
     const metrics = el("div", { class: "metrics" },
       el("span", {}, "LPIPS ", el("b", { text: fmt(s.lpips, 4) }), " ≤ " + fmt(s.budget_lpips, 3)),
       el("span", {}, "max change ", el("b", { text: typeof s.linf === "number" ? (s.linf * 255).toFixed(1) + "/255" : "–" }),
@@ -447,6 +465,53 @@
     box.replaceChildren(...[verdict, tabs, cmp.node, cmp.legend, metrics, actions].filter(Boolean));
     if (extra) box.append(extra);
     show(views[0], tabs.querySelector("button"));
+  }
+
+  // The plain verdict: the sentence leads with its answer ("Not protected: ..."), that part in bold.
+  function verdictNode(v) {
+    if (!v) return null;
+    const took = v.protected;
+    const lead = /^(Not protected|Protected|Cannot tell|No verdict)/.exec(v.sentence);
+    const head = lead ? lead[1] : (took === true ? "Protected. " : took === false ? "Not protected. " : "Cannot tell. ");
+    return el("p", { class: "verdict " + (took === true ? "yes" : took === false ? "no" : "unknown"), role: "note" },
+      el("b", { text: head }), el("span", { class: "sentence", text: lead ? v.sentence.slice(head.length) : v.sentence }));
+  }
+
+  // ---------------------------------------------------------------- preview
+  // A quick cloak of the first picked image (POST /v1/preview: small size, few steps, nothing saved): its
+  // verdict and what a model sees before and after, before committing to the full run.
+  async function preview() {
+    const p = state.picked[0];
+    if (!p) return;
+    const box = $("#preview-box");
+    const fd = new FormData();
+    for (const [k, v] of Object.entries(collectOptions())) fd.append(k, v);
+    fd.append("image", p.file, p.file.name);
+    $("#preview").disabled = true;
+    box.hidden = false;
+    box.dataset.state = "running";
+    const t0 = Date.now();
+    const status = el("p", { class: "note preview-status", text: "Previewing " + p.file.name + "…" });
+    box.replaceChildren(el("h3", { text: "Preview" }), status);
+    const tick = setInterval(() => { status.textContent = "Previewing " + p.file.name + "… " + Math.round((Date.now() - t0) / 1000) + " s"; }, 1000);
+    try {
+      const r = await api("/v1/preview", { method: "POST", body: fd });
+      const pv = await r.json();
+      const fig = (src, cap) => el("figure", {}, el("img", { src, alt: cap }), el("figcaption", { text: cap }));
+      box.replaceChildren(
+        el("h3", { text: "Preview of " + pv.name }),
+        verdictNode(pv.verdict) || el("p", { class: "verdict unknown", text: "No verdict for this preview." }),
+        el("div", { class: "ai-pair" }, fig(pv.ai_view.before, "What a model sees: before"), fig(pv.ai_view.after, "after (preview cloak)")),
+        el("p", { class: "note", text: pv.note + " Took " + pv.seconds.toFixed(1) + " s." +
+          (pv.target ? " Target style: " + pv.target + "." : "") }));
+      box.dataset.state = "done";
+    } catch (e) {
+      box.replaceChildren(el("h3", { text: "Preview" }), el("p", { class: "err", text: e.message }));
+      box.dataset.state = "failed";
+    } finally {
+      clearInterval(tick);
+      renderPicked();
+    }
   }
 
   // The report opens from a signed server link: it carries its own style and CSP (a blob: window would
@@ -661,6 +726,7 @@
   async function start() {
     setupDrop();
     $("#submit").addEventListener("click", () => submit(0));
+    $("#preview").addEventListener("click", () => preview());
     $("#token-form").addEventListener("submit", async (e) => {
       e.preventDefault();
       sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
