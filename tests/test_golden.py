@@ -31,13 +31,15 @@ def _figures(res) -> dict:  # noqa: ANN001
 
 def _compute(corpus_dir: Path, models_dir: Path, tmp: Path) -> dict:
     from sfumato.api import cloak_file, poison_file
-    from sfumato.config import Budget, CloakConfig, Effort
+    from sfumato.config import Budget, CloakConfig, Effort, Robustness
     from sfumato.protections.poison import PoisonConfig
     from sfumato.targets.anchors import load_anchor_folder
 
     out: dict = {}
-    # the golden figures were recorded with the single-work-view fast preset of 2026-12-02 (pinned here)
-    cfg = CloakConfig(effort=Effort(steps=20, resolution=512, lr=0.02, views="work"))
+    # the golden figures were recorded with the single-work-view fast preset of 2026-12-02, without
+    # masking (pinned here; masking became the default in issue 20)
+    cfg = CloakConfig(effort=Effort(steps=20, resolution=512, lr=0.02, views="work"),
+                      robustness=Robustness(masking=False))
     out["cloak_fast"] = _figures(cloak_file(_painting(corpus_dir), tmp / "c", cfg, models_dir=models_dir))
     dog = sorted((corpus_dir / "pets" / "dog").glob("*.jpg"))[0]
     anchors = load_anchor_folder(corpus_dir / "pets" / "cat", concept="cat", max_images=4)

@@ -204,7 +204,8 @@ class Robustness(JSONConfig):
 
     ``eot``: a preset of :data:`sfumato.optimise.eot.EOT_PRESETS` — differentiable stand-ins of the attacks
     sampled during optimisation (expectation over transformation); ``masking``: a per-pixel L∞ budget map
-    from the original's texture (:mod:`sfumato.optimise.masking`), so flat colour gets little perturbation;
+    from the original's texture (:mod:`sfumato.optimise.masking`), so flat colour gets little perturbation
+    (on by default since issue 20: the cloak must not texture flat colour);
     ``anti_fingerprint``: a per-image seed (from ``seed`` and the image content) that randomises the
     perturbation's starting point and colour structure, so one learned remover cannot fit every output;
     ``perturbation_scale``: the perturbation lives on a grid this share of the work resolution, upsampled
@@ -213,7 +214,7 @@ class Robustness(JSONConfig):
     """
 
     eot: str = "none"
-    masking: bool = False
+    masking: bool = True
     anti_fingerprint: bool = True
     perturbation_scale: float = 1.0
 

@@ -51,14 +51,19 @@ class MaskConfig(JSONConfig):
     [0, 1] scale; 0.03 ≈ 8 levels of 8 bits); ``threshold``: density at which the map is halfway
     between ``floor`` and 1; ``gamma``: steepness of that transition; ``floor``: budget share kept on flat
     colour (0 < floor <= 1); ``smooth``: standard deviation (pixels) of the final blur, 0 for none.
+
+    The defaults (window 7, floor 0.05, smooth 1) are the cloak's default since issue 20: against the
+    first version (9, 0.15, 3) they keep the map's raised budget from bleeding ~10 px into the flat fill
+    beside every drawn line, which is where most of the flat-region energy came from
+    (``benchmarks/visible_cost.py``, docs/benchmarks.md "Visible cost per preset").
     """
 
-    window: int = 9
+    window: int = 7
     clip: float = 0.03
     threshold: float = 0.006
     gamma: float = 3.0
-    floor: float = 0.15
-    smooth: float = 3.0
+    floor: float = 0.05
+    smooth: float = 1.0
 
     def __post_init__(self) -> None:
         require(isinstance(self.window, int) and self.window >= 3 and self.window % 2 == 1,
