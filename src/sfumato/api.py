@@ -45,6 +45,8 @@ from sfumato.io.outputs import (
     manifest_path_for,
 )
 from sfumato.optimise.calibrate import LPIPS_SAFETY_MARGIN, lpips_ceiling
+from sfumato.protections.device import DeviceUnavailable as DeviceUnavailable  # re-exported: the API's error
+from sfumato.protections.device import resolve_device
 
 #: Lossy outputs are calibrated against this share of the LPIPS ceiling (see the module docstring).
 LOSSY_CALIBRATION_MARGIN = 0.97
@@ -79,16 +81,21 @@ class FileResult:
     extra_outputs: list[Path] = field(default_factory=list)
 
 
-def cloak(image: Any, config: CloakConfig | None = None, *, models_dir=None, **kw: Any):  # noqa: ANN001, ANN201
+def cloak(image: Any, config: CloakConfig | None = None, *, models_dir=None, device: Any = None,  # noqa: ANN001
+          **kw: Any):  # noqa: ANN201
     """Cloak an image given as an HxWx3 float array in [0, 1], an :class:`sfumato.io.ArtImage` or a path.
-    Returns a :class:`sfumato.cloak.CloakResult` (nothing is written)."""
+    Returns a :class:`sfumato.cloak.CloakResult` (nothing is written). ``device``: ``"auto"``, ``"cpu"``,
+    ``"cuda"``/``"cuda:N"`` or a ``torch.device`` (default ``$SFUMATO_DEVICE``, else the CPU; see
+    :func:`resolve_device`)."""
     import sfumato.io as sio
     from sfumato.protections.cloak import cloak_array
+
+    device = resolve_device(device)  # a bad or missing device fails before the image is read
 
     if isinstance(image, (str, os.PathLike)):
         image = sio.load_image(image)
     rgb = image.rgb if hasattr(image, "rgb") else np.asarray(image, dtype=np.float32)
-    return cloak_array(rgb, config, models_dir=models_dir, **kw)
+    return cloak_array(rgb, config, models_dir=models_dir, device=device, **kw)
 
 
 def _with_lpips(config: Any, share: float) -> Any:
@@ -117,7 +124,7 @@ def _fails(achieved: dict[str, float], budget: Any) -> str | None:
 
 
 def _save_within_budget(img: Any, rgb: np.ndarray, out_path: Path, *, fmt: str, budget: Any, models_dir: Any,
-                        **save_kw: Any) -> _Saved:
+                        device: Any = None, **save_kw: Any) -> _Saved:
     """Write ``rgb`` to ``out_path`` only if the file, re-read, keeps the budget's contract (see the module
     docstring); :class:`OverBudget` when no candidate does (nothing written, an existing file untouched),
     :class:`NotProtected` when the passing file's perturbation is negligible."""
@@ -130,7 +137,7 @@ def _save_within_budget(img: Any, rgb: np.ndarray, out_path: Path, *, fmt: str, 
     lossy = fmt in LOSSY_FORMATS
 
     def measure(pixels: np.ndarray) -> dict[str, float]:
-        return protected_quality(pixels, ref, lpips_net=budget.lpips_net, models_dir=models_dir)
+        return protected_quality(pixels, ref, lpips_net=budget.lpips_net, models_dir=models_dir, device=device)
 
     shrink, cap = 1.0, float(budget.linf)
     found: tuple[np.ndarray, np.ndarray, dict[str, float]] | None = None
@@ -189,15 +196,19 @@ def _process_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
                   compute: Callable[[Any, Callable[[np.ndarray], np.ndarray], Any], Any],
                   output_format: str | None, jpeg_quality: int, overwrite: bool, ai_view: bool, models_dir: Any,
                   xmp: bytes | Callable[[bytes | None], bytes] | None, rel_stem: str | None,
-                  extra: Callable[[Any, Any, Any, Path, str], dict[str, Any]] | None = None) -> FileResult:
+                  extra: Callable[[Any, Any, Any, Path, str], dict[str, Any]] | None = None,
+                  device: Any = None) -> FileResult:
     """Load → compute (with the output codec's quantiser) → save atomically → re-read the saved file and
     measure it → manifest. Shared by cloak, poison and protect. ``compute(img, quantise, config)`` gets the
-    config to calibrate against (a lossy output's has the margin taken off its LPIPS budget)."""
+    config to calibrate against (a lossy output's has the margin taken off its LPIPS budget); it computes
+    on ``device`` (resolved by the caller, :func:`resolve_device`), which the saved file is measured on too.
+    The pixels come back to the CPU before anything is saved."""
     import sfumato.io as sio
     from sfumato.encoders.cache import load_encoders
     from sfumato.encoders.views import ai_view as render_ai_view
 
     check_jpeg_quality(jpeg_quality)
+    dev = resolve_device(device)
     t0 = time.perf_counter()
     src = Path(src)
     out_dir = Path(out_dir)
@@ -223,17 +234,17 @@ def _process_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
                            f"L∞ {budget.linf * 255:.0f}/255) after calibration; nothing written — "
                            "raise --lpips, or try more --steps")
     out = _save_within_budget(img, res.image, out_path, fmt=fmt, budget=budget, models_dir=models_dir,
-                              jpeg_quality=jpeg_quality, overwrite=overwrite, xmp=xmp)
+                              device=dev, jpeg_quality=jpeg_quality, overwrite=overwrite, xmp=xmp)
     final, saved, achieved = out.path, out.image, out.achieved
     extra_files: list[Path] = []
     if ai_view:
-        enc = next((e for e, _ in load_encoders(config, models_dir=models_dir) if e.has_decoder), None)
+        enc = next((e.to(dev) for e, _ in load_encoders(config, models_dir=models_dir) if e.has_decoder), None)
         if enc is not None:
             for tag, arr in (("before", img.rgb), ("after", saved.rgb)):
                 p = out_dir / f"{stem}.ai_view.{tag}.png"
                 write_png_atomic(p, render_ai_view(arr, enc, resolution=config.effort.resolution))
                 extra_files.append(p)
-    optimisation: dict[str, Any] = {"steps_run": res.steps_run, "scale": res.scale}
+    optimisation: dict[str, Any] = {"steps_run": res.steps_run, "scale": res.scale, "device": dev.type}
     optimisation["calibrated_lpips"] = lpips_ceiling(budget.lpips) * (LOSSY_CALIBRATION_MARGIN if lossy else 1)
     if out.shrink < 1 or out.linf_cap < budget.linf:
         optimisation.update(save_shrink=out.shrink, save_linf_cap=out.linf_cap)
@@ -275,20 +286,25 @@ def rights_xmp(rights: Any) -> Callable[[bytes | None], bytes]:
 def cloak_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: CloakConfig | None = None, *,
                output_format: str | None = None, jpeg_quality: int = 98, overwrite: bool = False,
                ai_view: bool = False, models_dir=None, xmp: bytes | None = None,  # noqa: ANN001
-               rel_stem: str | None = None, progress: Callable[[int, int], None] | None = None) -> FileResult:
+               rel_stem: str | None = None, progress: Callable[[int, int], None] | None = None,
+               device: Any = None) -> FileResult:
     """Cloak one image file into ``out_dir``: the protected file (same format by default, atomic write,
     metadata/alpha/bit depth kept) and ``<stem>.sfumato.json``. Budget figures are measured on the file
-    as saved (re-read from disk). ``config`` defaults to ``CloakConfig()`` (the default preset)."""
+    as saved (re-read from disk). ``config`` defaults to ``CloakConfig()`` (the default preset).
+    ``device``: where to compute (``"auto"``, ``"cpu"``, ``"cuda[:N]"``, a ``torch.device``; default
+    ``$SFUMATO_DEVICE``, else the CPU — :func:`resolve_device`)."""
     from sfumato.protections.cloak import cloak_array
 
     config = config or CloakConfig()
+    dev = resolve_device(device)  # a bad or missing device fails before the file is read
 
     def compute(img, quantise, cfg):  # noqa: ANN001, ANN202
-        return cloak_array(img.rgb, cfg, quantise=quantise, models_dir=models_dir, progress=progress)
+        return cloak_array(img.rgb, cfg, quantise=quantise, models_dir=models_dir, progress=progress, device=dev)
 
     return _process_file(src, out_dir, mode="cloak", config=config, compute=compute, output_format=output_format,
                          jpeg_quality=jpeg_quality, overwrite=overwrite, ai_view=ai_view, models_dir=models_dir,
-                         xmp=xmp, rel_stem=rel_stem, extra=lambda img, saved, res, od, stem: {"target": res.target})
+                         xmp=xmp, rel_stem=rel_stem, extra=lambda img, saved, res, od, stem: {"target": res.target},
+                         device=dev)
 
 
 class NotACandidate(ValueError):
@@ -352,17 +368,18 @@ def check_candidate(src: str | os.PathLike[str], concept: str, scorer: Any, *, f
 def _concept_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: Any, anchors: Any, *,
                   mode: str, array_fn: Callable[..., Any], target_of: Callable[[Any], Any], scorer: Any,
                   force: bool, caption: bool, judge: bool, models_dir: Any,
-                  progress: Callable[[int, int], None] | None, **file_kw: Any) -> FileResult:
+                  progress: Callable[[int, int], None] | None, device: Any = None, **file_kw: Any) -> FileResult:
     """Poison or protect one file: candidate check, ``array_fn`` (``poison_array`` or ``protect_array``)
     on the pixels with the anchors, then the manifest entries shared by both: concept, target
     (``target_of(result)``), anchor, candidate, caption file, judged effect."""
     from sfumato.protections.poison import caption_for
 
+    dev = resolve_device(device)  # a bad or missing device fails before the file is read
     candidate = check_candidate(src, config.concept, scorer, force=force)
 
     def compute(img, quantise, cfg):  # noqa: ANN001, ANN202
         return array_fn(img.rgb, cfg, anchors.images, anchor_names=anchors.names, quantise=quantise,
-                        models_dir=models_dir, progress=progress)
+                        models_dir=models_dir, progress=progress, device=dev)
 
     def extra(img, saved, res, od, stem):  # noqa: ANN001, ANN202
         e: dict[str, Any] = {"concept": config.concept, "target": target_of(res),
@@ -379,14 +396,14 @@ def _concept_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
         return e
 
     return _process_file(src, out_dir, mode=mode, config=config, compute=compute, models_dir=models_dir,
-                         extra=extra, **file_kw)
+                         extra=extra, device=dev, **file_kw)
 
 
 def poison_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: Any, anchors: Any, *,
                 scorer: Any = None, force: bool = False, caption: bool = True, output_format: str | None = None,
                 jpeg_quality: int = 98, overwrite: bool = False, ai_view: bool = False, models_dir=None,  # noqa: ANN001
                 xmp: bytes | None = None, rel_stem: str | None = None, judge: bool = True,
-                progress: Callable[[int, int], None] | None = None) -> FileResult:
+                progress: Callable[[int, int], None] | None = None, device: Any = None) -> FileResult:
     """Poison one image of ``config.concept`` toward ``config.target`` using ``anchors`` (an
     :class:`sfumato.targets.anchors.AnchorSet`); writes the image, ``<stem>.txt`` (a caption naming C) and
     the manifest with stealth/effect figures. Raises :class:`NotACandidate` when the scorer says the image
@@ -398,14 +415,14 @@ def poison_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], co
                          target_of=lambda res: config.target, scorer=scorer, force=force, caption=caption, judge=judge,
                          models_dir=models_dir, progress=progress, output_format=output_format,
                          jpeg_quality=jpeg_quality, overwrite=overwrite, ai_view=ai_view, xmp=xmp,
-                         rel_stem=rel_stem)
+                         rel_stem=rel_stem, device=device)
 
 
 def protect_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: Any, anchors: Any, *,
                  scorer: Any = None, force: bool = False, caption: bool = True, output_format: str | None = None,
                  jpeg_quality: int = 98, overwrite: bool = False, ai_view: bool = False, models_dir=None,  # noqa: ANN001
                  xmp: bytes | None = None, rel_stem: str | None = None, judge: bool = True,
-                 progress: Callable[[int, int], None] | None = None) -> FileResult:
+                 progress: Callable[[int, int], None] | None = None, device: Any = None) -> FileResult:
     """Cloak and poison one image jointly (one optimisation under one budget); outputs as
     :func:`poison_file` plus the style target."""
     from sfumato.protections.protect import protect_array
@@ -415,7 +432,7 @@ def protect_file(src: str | os.PathLike[str], out_dir: str | os.PathLike[str], c
                          scorer=scorer, force=force, caption=caption, judge=judge,
                          models_dir=models_dir, progress=progress, output_format=output_format,
                          jpeg_quality=jpeg_quality, overwrite=overwrite, ai_view=ai_view, xmp=xmp,
-                         rel_stem=rel_stem)
+                         rel_stem=rel_stem, device=device)
 
 
 def _encoder_entry(spec: str, weight: float, models_dir) -> dict[str, Any]:  # noqa: ANN001

@@ -24,11 +24,12 @@ from sfumato.cluster.executor import connect, task_result
 
 def run_batch_cluster(items: list[Any], work: Callable[[Any], Any], *, address: str, quiet: bool = False,
                       on_bar: Callable[[Any], None] | None = None, stop_on: tuple[type[BaseException], ...] = (),
-                      cpus: float = 1.0, retries: int = 2) -> Any:
+                      cpus: float = 1.0, gpus: float = 0.0, retries: int = 2) -> Any:
     """:func:`sfumato.batch.run_batch` (same arguments and report) with each item's ``work`` run as a Ray
     task on the cluster at ``address`` (see :func:`sfumato.cluster.executor.connect`). ``on_bar`` is not
     called: the stages of an image run in another process. ``cpus``: CPUs (and PyTorch threads) per task;
-    ``retries``: runs of a file whose worker died before it fails. Raises
+    ``gpus``: GPUs per task (the file is then computed on the GPU Ray gives the task, see
+    :func:`~sfumato.cluster.tasks.task_device`); ``retries``: runs of a file whose worker died before it fails. Raises
     :class:`~sfumato.cluster.executor.ClusterError` (one line) when the cluster cannot be reached, before
     any marker is written."""
     from tqdm import tqdm
@@ -37,7 +38,8 @@ def run_batch_cluster(items: list[Any], work: Callable[[Any], Any], *, address: 
     from sfumato.cluster.tasks import run_batch_item
 
     ray = connect(address)
-    task = ray.remote(run_batch_item).options(num_cpus=cpus, max_retries=retries, retry_exceptions=False)
+    task = ray.remote(run_batch_item).options(num_cpus=cpus, num_gpus=gpus, max_retries=retries,
+                                              retry_exceptions=False)
     work_ref = ray.put(work)  # shipped once, not with every task
     report = BatchReport()
     t0 = time.perf_counter()
@@ -63,7 +65,7 @@ def run_batch_cluster(items: list[Any], work: Callable[[Any], Any], *, address: 
                 tqdm.write(f"error: {item.source}: {plain_error(e)}", file=sys.stderr)
                 bar.update(1)
                 continue
-            pending[task.remote(work_ref, item, cpus)] = item
+            pending[task.remote(work_ref, item, cpus, gpus)] = item
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:

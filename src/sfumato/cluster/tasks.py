@@ -33,8 +33,9 @@ class TaskLimits:
     memory of the worker process, checked at every progress step, and reserved on the node for scheduling
     (Ray's ``memory`` resource); ``retries``: how many times a task whose worker died (crash, killed,
     out of memory) is run again before its image fails; ``cpus`` / ``gpus``: what one task reserves (its
-    PyTorch threads follow ``cpus``; with ``gpus`` Ray gives the worker that share of a GPU, which the
-    protections use once they run on the device of their inputs).
+    PyTorch threads follow ``cpus``; with ``gpus`` > 0 Ray gives the worker that share of a GPU and the
+    image is computed there — :func:`task_device`: the input tensor goes to ``cuda`` and every model and
+    tensor downstream follows it).
     """
 
     timeout_s: float | None = None
@@ -105,14 +106,34 @@ def _threads(cpus: float) -> None:
         torch.set_num_threads(n)
 
 
+def task_device(gpus: float) -> str:
+    """The device of a task that reserved ``gpus`` GPUs: ``"cuda"`` (the one Ray made visible to this
+    worker) when ``gpus`` > 0, else ``"cpu"`` (Ray hides the GPUs from a task that reserved none). Set as
+    ``$SFUMATO_DEVICE`` for this worker, so every :mod:`sfumato.api` call of the task computes there.
+    :class:`~sfumato.protections.device.DeviceUnavailable` (one line, the image fails, not retried) when
+    the task has GPUs but PyTorch sees none."""
+    from sfumato.protections.device import DEVICE_ENV, DeviceUnavailable, resolve_device
+
+    name = "cuda" if gpus > 0 else "cpu"
+    try:
+        resolve_device(name)
+    except DeviceUnavailable as e:
+        raise DeviceUnavailable(f"this Ray task reserved {gpus:g} GPU(s) (--task-gpus) but {e}; install a CUDA build "
+                                "of PyTorch on the GPU nodes, or run without --task-gpus") from None
+    os.environ[DEVICE_ENV] = name
+    return name
+
+
 def run_server_image(mode: Any, opts: Any, settings: Any, src: str, out_dir: str, stem: str,
                      limits: TaskLimits) -> Any:
     """Protect one image of a server job (``mode``: a :class:`sfumato.server.modes.Mode`, ``opts`` its
     :class:`~sfumato.server.modes.JobOptions`, ``settings`` the server's
-    :class:`~sfumato.server.settings.ServerSettings`); returns the :class:`sfumato.api.FileResult`."""
+    :class:`~sfumato.server.settings.ServerSettings`) on the task's device (:func:`task_device`); returns
+    the :class:`sfumato.api.FileResult`."""
     from sfumato.server.modes import ModeCall
 
     _threads(limits.cpus)
+    task_device(limits.gpus)
     watch = LimitWatch(limits)
     protect_one = mode.prepare(opts, settings, _CACHE)
     watch.check()
@@ -123,10 +144,11 @@ def run_server_image(mode: Any, opts: Any, settings: Any, src: str, out_dir: str
     return protect_one(ModeCall(Path(src), Path(out_dir), stem, progress))
 
 
-def run_batch_item(work: Callable[[Any], Any], item: Any, cpus: float) -> Any:
+def run_batch_item(work: Callable[[Any], Any], item: Any, cpus: float, gpus: float = 0.0) -> Any:
     """One file of a cluster batch: ``work(item)``, the command's own function (pending markers are the
-    driver's)."""
+    driver's), on the task's device (:func:`task_device`) unless the command names one (``--device``)."""
     _threads(cpus)
+    task_device(gpus)
     return work(item)
 
 

@@ -82,6 +82,9 @@ def add_common_arguments(p: argparse.ArgumentParser, *, intensity_help: str | No
     p.add_argument("--cluster", default=None, metavar="ADDRESS",
                    help="run each file as a task on a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (pip install "
                         "'sfumato[cluster]'; every node must see the files at the same paths; docs/deploy.md)")
+    p.add_argument("--device", type=device_name, default=None, metavar="auto|cpu|cuda[:N]",
+                   help="where to compute: cpu, cuda (a GPU; cuda:N picks one) or auto (cuda when PyTorch sees a GPU, "
+                        "else cpu). Default: $SFUMATO_DEVICE, else cpu. With --cluster, cuda gives each task one GPU")
     p.add_argument("--rights", action=argparse.BooleanOptionalAction, default=None,
                    help="embed the IPTC/XMP 'do not train' reservation (plus:DataMining; creator and notice from "
                         "~/.config/sfumato/rights.toml or --rights-config). Default: off for cloak/poison, on for "
@@ -159,7 +162,7 @@ def file_options(args: argparse.Namespace, item: Any = None) -> dict:
     batch ``item``: it replaces an existing output only where the plan said so (``item.overwrite``)."""
     return {"output_format": args.format, "jpeg_quality": args.jpeg_quality,
             "overwrite": args.overwrite if item is None else item.overwrite,
-            "ai_view": args.ai_view, "models_dir": args.models_dir}
+            "ai_view": args.ai_view, "models_dir": args.models_dir, "device": getattr(args, "device", None)}
 
 
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201
@@ -217,7 +220,11 @@ def run_files(args: argparse.Namespace, label: str, process: Callable[[Any, Path
     from sfumato.commands.progress import StageProgress
     from sfumato.models import ChecksumError, ModelNotFoundError
     from sfumato.plans import plan_outputs
+    from sfumato.protections.device import DeviceUnavailable, resolve_device
 
+    gpus = _cluster_gpus(args)
+    if not getattr(args, "cluster", None):
+        resolve_device(getattr(args, "device", None))  # no GPU where one is asked for: one line, before any work
     out_path = Path(args.out_dir)
     existed = _existing_dirs(out_path)
     out_dir = prepare_out_dir(args.out_dir)
@@ -245,12 +252,12 @@ def run_files(args: argparse.Namespace, label: str, process: Callable[[Any, Path
 
                 from sfumato.cluster.batch import run_batch_cluster
 
-                run_batch = partial(run_batch_cluster, address=args.cluster)
+                run_batch = partial(run_batch_cluster, address=args.cluster, gpus=gpus)
 
                 def one(item):  # noqa: ANN001, ANN202 (runs in a Ray worker: no stage display there)
                     return process(item, out_dir, None)
             report = run_batch(items, one, quiet=args.quiet, on_bar=progress.attach,
-                               stop_on=(ModelNotFoundError, ChecksumError))
+                               stop_on=(ModelNotFoundError, ChecksumError, DeviceUnavailable))
         except (ModelNotFoundError, ChecksumError) as e:
             msg = _plain_model_error(e)
             if isinstance(e, ChecksumError):
@@ -261,6 +268,27 @@ def run_files(args: argparse.Namespace, label: str, process: Callable[[Any, Path
         return report
     finally:
         _remove_new_empty_dirs(out_path, existed)
+
+
+def device_name(text: str) -> str:
+    """argparse ``type=`` of ``--device``: auto, cpu, cuda or cuda:N (a one-line usage error otherwise)."""
+    from sfumato.protections.device import parse_device
+
+    try:
+        return parse_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _cluster_gpus(args: argparse.Namespace) -> float:
+    """GPUs each Ray task of a ``--cluster`` batch reserves: one with ``--device cuda``, else none (a task
+    then computes on the CPU, as Ray hides the GPUs from it)."""
+    device = getattr(args, "device", None)
+    if not getattr(args, "cluster", None) or not device or not device.startswith("cuda"):
+        return 0.0
+    if device != "cuda":
+        raise ValueError(f"--device {device} with --cluster: use --device cuda (Ray gives each task its own GPU)")
+    return 1.0
 
 
 def _existing_dirs(root: Path) -> set[str]:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from sfumato.commands import number
+from sfumato.commands.cloak import device_name
 
 HELP = "Run the local web app and HTTP API: drop images in a browser, or POST them to /v1/jobs."
 
@@ -60,8 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --executor ray: runs of an image whose worker died (crash, kill, out of memory) "
                         "before it fails (default 2)")
     g.add_argument("--task-gpus", type=number(float, lo=0), default=0.0, metavar="N",
-                   help="with --executor ray: GPUs each task reserves (default 0; this version's protections compute "
-                        "on the CPU)")
+                   help="with --executor ray: GPUs each task reserves (default 0). With N > 0 each image is computed "
+                        "on the GPU Ray gives its task (encoders, LPIPS, targets); a task whose node has no usable "
+                        "CUDA fails with a plain reason")
+    p.add_argument("--device", type=device_name, default=None, metavar="auto|cpu|cuda[:N]",
+                   help="where the server's own worker threads compute (--executor local): cpu, cuda[:N] or auto "
+                        "(default: $SFUMATO_DEVICE, else cpu). With --executor ray the device follows --task-gpus")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="server log level (default info)")
 
@@ -93,6 +98,29 @@ def settings_from_args(args: argparse.Namespace):  # noqa: ANN201
     )
 
 
+def device_setting(args: argparse.Namespace) -> str | None:
+    """Check ``--device`` against the executor and this machine, and make it the device of every image the
+    server's own threads protect (``$SFUMATO_DEVICE``, read by :func:`sfumato.api` calls that name none).
+    With ``--executor ray`` each task's device follows ``--task-gpus`` instead
+    (:func:`sfumato.cluster.tasks.task_device`). :class:`ValueError` (one line) on a contradiction or a
+    missing GPU."""
+    from sfumato.protections.device import DEVICE_ENV, resolve_device
+
+    device = getattr(args, "device", None)
+    if args.executor == "ray":
+        if device and device.startswith("cuda") and not args.task_gpus:
+            raise ValueError(f"--device {device} with --executor ray: give each task a GPU with --task-gpus 1 "
+                             "(Ray hides the GPUs from tasks that reserve none)")
+        if device == "cpu" and args.task_gpus:
+            raise ValueError("--device cpu contradicts --task-gpus: drop one (tasks with GPUs compute on them)")
+        return None
+    if device is None:
+        return None
+    name = str(resolve_device(device))  # a GPU that is not there: one line, before the server starts
+    os.environ[DEVICE_ENV] = name
+    return name
+
+
 def _no_address(address: str | None) -> None:
     if address:
         raise ValueError("--ray-address needs --executor ray")
@@ -110,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         settings = settings_from_args(args)
+        device_setting(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

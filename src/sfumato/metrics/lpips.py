@@ -356,7 +356,10 @@ def _load_weights(net: str, models_dir: str | None, env_dir: str | None
 
 
 def measure_lpips(model: LPIPS, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``model.measure(x, y)`` (tiled, no gradients); a plain callable stand-in (tests) is simply called."""
+    """``model.measure(x, y)`` (tiled, no gradients); a plain callable stand-in (tests) is simply called.
+    The model follows the inputs: an :class:`LPIPS` is moved to ``x``'s device first."""
+    if isinstance(model, nn.Module):
+        model = model.to(x.device)
     m = getattr(model, "measure", None)
     if m is None:
         with torch.no_grad():

@@ -129,11 +129,11 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
     lp = load_lpips(budget.lpips_net, models_dir=models_dir)
 
     def lpips_fn(a: np.ndarray, b: np.ndarray) -> float:
-        return float(measure_lpips(lp, to_nchw(a), to_nchw(b))[0])  # tiled: bounded memory at any size
+        return float(measure_lpips(lp, to_nchw(a).to(x0.device), to_nchw(b).to(x0.device))[0])  # tiled: bounded memory
 
     out, scale, _ = calibrate(rgb, delta_full, lpips_p=lpips_ceiling(budget.lpips), linf=linf_cap, quantise=quantise,
                               lpips_fn=lpips_fn, iters=effort.calibration_steps)
     timing["calibrate"] = time.perf_counter() - t
-    latent = objective.distances(resize(to_nchw(out), tuple(x0.shape[-2:])))
-    achieved = protected_quality(out, rgb, lpips_net=budget.lpips_net, models_dir=models_dir)
+    latent = objective.distances(resize(to_nchw(out).to(x0), tuple(x0.shape[-2:])))
+    achieved = protected_quality(out, rgb, lpips_net=budget.lpips_net, models_dir=models_dir, device=x0.device)
     return PerturbOutcome(out, scale, loop, latent, achieved, timing)

@@ -32,11 +32,12 @@ from sfumato.config import CloakConfig
 from sfumato.encoders.base import Encoder
 from sfumato.encoders.cache import load_encoders
 from sfumato.io.outputs import Quantiser
-from sfumato.io.tensors import resize, round_to_bits, to_hwc, to_nchw, work_size
+from sfumato.io.tensors import resize, round_to_bits, to_hwc, work_size
 from sfumato.optimise.loop import Transform
 from sfumato.optimise.objectives import LatentTargetObjective
 from sfumato.optimise.perturb import image_seed, perturb_toward, robust_setup
 from sfumato.optimise.view_sampling import over_trainer_views
+from sfumato.protections.device import image_on, models_on, resolve_device
 from sfumato.protections.result import ProtectionResult, outcome_fields
 from sfumato.targets.style_target import render_target
 
@@ -67,9 +68,11 @@ def cloak_array(
     transform: Transform | None = None,
     progress: Callable[[int, int], None] | None = None,
     keep_target_image: bool = False,
+    device: str | torch.device | None = None,
 ) -> CloakResult:
     """Cloak one RGB image (float32 HxWx3 in [0, 1], any size). ``quantise`` simulates the output codec
-    (default: 8-bit rounding); the returned image is exactly what that codec will store."""
+    (default: 8-bit rounding); the returned image is exactly what that codec will store. ``device``: where
+    to compute (:func:`sfumato.protections.device.resolve_device`; the encoders are moved there)."""
     from sfumato.targets.styles import resolve_style_option
 
     config = config or CloakConfig()
@@ -79,12 +82,13 @@ def cloak_array(
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 RGB array, got shape {rgb.shape}")
     h, w = rgb.shape[:2]
-    encs = list(encoders) if encoders is not None else load_encoders(config, models_dir=models_dir)
+    dev = resolve_device(device)
+    encs = models_on(encoders if encoders is not None else load_encoders(config, models_dir=models_dir), dev)
     renderer = next((e for e, _ in encs if e.has_decoder), None)
     if renderer is None:
         raise ValueError("the style cloak needs at least one encoder with a decoder (e.g. taef2) to render "
                          "the target style; add one to config.encoders")
-    x_full = to_nchw(rgb)
+    x_full = image_on(rgb, dev)
     seed_used = image_seed(rgb, config.seed) if config.robustness.anti_fingerprint else config.seed
     res_px = config.effort.resolution
     if config.robustness.anti_fingerprint:  # jitter the perturbation grid per image (its spatial structure)

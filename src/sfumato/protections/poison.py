@@ -33,8 +33,9 @@ from sfumato.encoders.cache import load_encoders
 from sfumato.io.outputs import Quantiser
 from sfumato.io.tensors import fit_to
 from sfumato.optimise.objectives import LatentTargetObjective
-from sfumato.optimise.perturb import perturb_toward, work_view
+from sfumato.optimise.perturb import perturb_toward
 from sfumato.optimise.view_sampling import over_trainer_views
+from sfumato.protections.device import models_on, resolve_device, work_view_on
 from sfumato.protections.result import ProtectionResult, outcome_fields
 from sfumato.targets.anchors import choose_anchor
 
@@ -67,7 +68,7 @@ def aim_at_anchor(x0: torch.Tensor, anchors: Sequence[np.ndarray], encoders: Seq
         return found.image, {"index": found.index, "name": names[found.index], "choice": "aligned",
                              "distances": dist, "alignment": report}
     idx, dists = choose_anchor(x0, anchors, encoders, choice=config.anchor_choice, index=config.anchor_index)
-    anchor_img = fit_to(anchors[idx], tuple(x0.shape[-2:]))  # type: ignore[arg-type]
+    anchor_img = fit_to(anchors[idx], tuple(x0.shape[-2:])).to(x0)  # type: ignore[arg-type]
     return anchor_img, {"index": idx, "name": names[idx], "choice": config.anchor_choice,
                         "distances": {n: round(d, 4) for n, d in zip(names, dists, strict=True)}}
 
@@ -75,14 +76,17 @@ def aim_at_anchor(x0: torch.Tensor, anchors: Sequence[np.ndarray], encoders: Seq
 def poison_array(rgb: np.ndarray, config: PoisonConfig, anchors: Sequence[np.ndarray], *,
                  anchor_names: Sequence[str] | None = None, quantise: Quantiser | None = None,
                  encoders: Sequence[tuple[Encoder, float]] | None = None, models_dir=None,  # noqa: ANN001
-                 transform=None, progress: Callable[[int, int], None] | None = None) -> PoisonResult:  # noqa: ANN001
-    """Poison one RGB image (HxWx3 float32 in [0, 1]) toward the anchors' concept."""
+                 transform=None, progress: Callable[[int, int], None] | None = None,  # noqa: ANN001
+                 device: str | torch.device | None = None) -> PoisonResult:
+    """Poison one RGB image (HxWx3 float32 in [0, 1]) toward the anchors' concept, computed on ``device``
+    (:func:`sfumato.protections.device.resolve_device`)."""
     if not anchors:
         raise ValueError("no anchor images: give a folder of target-concept images (--anchors DIR) or a "
                          "text-to-image model to generate them (--anchor-model)")
     t0 = time.perf_counter()
-    encs = list(encoders) if encoders is not None else load_encoders(config, models_dir=models_dir)
-    x0 = work_view(rgb, config.effort.resolution)
+    dev = resolve_device(device)
+    encs = models_on(encoders if encoders is not None else load_encoders(config, models_dir=models_dir), dev)
+    x0 = work_view_on(rgb, config.effort.resolution, dev)
     anchor_img, anchor = aim_at_anchor(x0, anchors, encs, config, anchor_names)
     objective, transform = over_trainer_views(LatentTargetObjective(x0, anchor_img, encs), x0, anchor_img, encs,
                                               rgb=rgb, effort=config.effort, seed=config.seed, transform=transform)

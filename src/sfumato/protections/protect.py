@@ -24,7 +24,8 @@ from sfumato.encoders.base import Encoder
 from sfumato.encoders.cache import load_encoders
 from sfumato.io.outputs import Quantiser
 from sfumato.optimise.objectives import LatentTargetObjective, WeightedObjectives
-from sfumato.optimise.perturb import perturb_toward, work_view
+from sfumato.optimise.perturb import perturb_toward
+from sfumato.protections.device import models_on, resolve_device, work_view_on
 from sfumato.protections.poison import aim_at_anchor
 from sfumato.protections.result import ProtectionResult, outcome_fields
 
@@ -56,13 +57,16 @@ def style_target(x0: torch.Tensor, encs: Sequence[tuple[Encoder, float]], cfg: C
 def protect_array(rgb: np.ndarray, config: ProtectConfig, anchors: Sequence[np.ndarray], *,
                   anchor_names: Sequence[str] | None = None, quantise: Quantiser | None = None,
                   encoders: Sequence[tuple[Encoder, float]] | None = None, models_dir=None,  # noqa: ANN001
-                  progress: Callable[[int, int], None] | None = None) -> ProtectResult:
-    """Cloak and poison one image jointly (one optimisation, one budget)."""
+                  progress: Callable[[int, int], None] | None = None,
+                  device: str | torch.device | None = None) -> ProtectResult:
+    """Cloak and poison one image jointly (one optimisation, one budget), computed on ``device``
+    (:func:`sfumato.protections.device.resolve_device`)."""
     if not anchors:
         raise ValueError("no anchor images for the poison part: give --anchors DIR or --anchor-model")
     t0 = time.perf_counter()
-    encs = list(encoders) if encoders is not None else load_encoders(config, models_dir=models_dir)
-    x0 = work_view(rgb, config.effort.resolution)
+    dev = resolve_device(device)
+    encs = models_on(encoders if encoders is not None else load_encoders(config, models_dir=models_dir), dev)
+    x0 = work_view_on(rgb, config.effort.resolution, dev)
     style_img, target = style_target(x0, encs, config.cloak_config(), models_dir)
     anchor_img, anchor = aim_at_anchor(x0, anchors, encs, config, anchor_names)
     objective = WeightedObjectives([

@@ -266,7 +266,7 @@ def choose_anchor(x0: torch.Tensor, anchors: Sequence[np.ndarray], encoders: Seq
     with torch.no_grad():
         zs = [(e.encode(x0), e, w) for e, w in encoders]
         for a in anchors:
-            fa = fit_to(a, size)  # type: ignore[arg-type]
+            fa = fit_to(a, size).to(x0)  # type: ignore[arg-type]
             dists.append(float(sum(w * (e.encode(fa) - z).norm() / z.norm() for z, e, w in zs)))
     if choice == "fixed":
         if index >= len(anchors):

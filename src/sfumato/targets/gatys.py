@@ -44,7 +44,7 @@ def gram(f: torch.Tensor) -> torch.Tensor:
 
 def gram_signature(images: Sequence[torch.Tensor], *, models_dir=None) -> list[torch.Tensor]:  # noqa: ANN001
     """Mean Gram matrices over ``images`` (each 1x3xHxW in [0, 1]) at :data:`STYLE_TAPS`."""
-    net = _net(models_dir)
+    net = _net(models_dir).to(images[0].device)
     out: list[torch.Tensor] | None = None
     with torch.no_grad():
         for im in images:
@@ -57,7 +57,7 @@ def gram_signature(images: Sequence[torch.Tensor], *, models_dir=None) -> list[t
 
 def gram_distance(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
     """Style distance between two Gram signatures: mean over taps of the relative Frobenius distance."""
-    return float(sum(((x - y).norm() / (y.norm() + 1e-8)) for x, y in zip(a, b, strict=True)) / len(a))
+    return float(sum(((x - y.to(x)).norm() / (y.norm() + 1e-8)) for x, y in zip(a, b, strict=True)) / len(a))
 
 
 def gatys_transfer(x: torch.Tensor, exemplars: Sequence[torch.Tensor], *, steps: int = 150, lr: float = 0.02,
@@ -70,7 +70,7 @@ def gatys_transfer(x: torch.Tensor, exemplars: Sequence[torch.Tensor], *, steps:
     transfer: the coarse pass lays out the large strokes for a quarter of the cost per step, the fine
     pass adds the texture). Deterministic for given inputs and thread settings. Returns a detached image
     in [0, 1]."""
-    net = _net(models_dir)
+    net = _net(models_dir).to(x.device)
     x = x.detach().to(next(net.parameters()).dtype)
     target_grams = gram_signature(exemplars, models_dir=models_dir)
     gram_norms = [(g**2).sum() for g in target_grams]
