@@ -244,8 +244,9 @@ def test_the_file_api_measures_the_saved_file_on_the_device(fake_accel: None, tm
     Image.fromarray((_art(seed=5) * 255).round().astype(np.uint8)).save(src)
     before = src.read_bytes()
     cfg = _small(CloakConfig, target_style="mosaic", target_renderer="latent-wct")
-    r = api.cloak_file(src, tmp_path / "out", cfg, device=ACCEL)
+    r = api.cloak_file(src, tmp_path / "out", cfg, device=ACCEL, ai_view=True)  # + the AI view on the device
     assert r.output.exists() and r.manifest["within_budget"] and r.manifest["optimisation"]["device"] == "cpu"
+    assert sorted(p.name for p in r.extra_outputs) == ["art.ai_view.after.png", "art.ai_view.before.png"]
     assert src.read_bytes() == before
 
 
