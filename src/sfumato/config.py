@@ -122,6 +122,7 @@ class Effort(JSONConfig):
     lr_schedule: str = "constant"
     views: str = "work"
     view_crop: int = 256
+    update: str = "adam"
 
     def __post_init__(self) -> None:
         require(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
@@ -134,6 +135,11 @@ class Effort(JSONConfig):
                f"views must be 'work' (the work size only) or 'trainer' (sampled trainer views), got {self.views!r}")
         require(isinstance(self.view_crop, int) and 32 <= self.view_crop <= 1024,
                f"view_crop must be an int in [32, 1024] pixels, got {self.view_crop!r}")
+        require(self.update in ("adam", "sign"),
+               f"update must be 'adam' (Adam on the perturbation, lr = learning rate) or 'sign' (signed-gradient "
+               f"PGD, lr = step size in [0, 1] pixel units, e.g. 0.0094 = L∞ 24/255 / 10), got {self.update!r}")
+        require(self.update != "sign" or self.lr <= 1,
+               f"a sign update's lr is a step in [0, 1] pixel units (e.g. 0.0094 for L∞ 24/255), got {self.lr}")
 
 
 # ------------------------------------------------------------------------------------------ the preset table

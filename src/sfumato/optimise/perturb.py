@@ -86,11 +86,13 @@ def robust_setup(x0: torch.Tensor, robustness: Any, encoders: Sequence[tuple[Enc
 def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget: Budget, effort: Effort,
                    alpha: float, seed: int, quantise: Quantiser | None = None, models_dir=None,  # noqa: ANN001
                    transform: Transform | None = None, progress: Callable[[int, int], None] | None = None,
-                   update: str = "adam", eps_map: torch.Tensor | None = None,
+                   update: str | None = None, eps_map: torch.Tensor | None = None,
                    init_noise: float = 0.0, radial_lpips: bool = False,
                    perturbation_scale: float = 1.0, grey: bool | None = None) -> PerturbOutcome:
     """Optimise δ at the work resolution of ``x0`` against ``objective`` under ``budget``, upsample it to
     the full image ``rgb``, calibrate it on the quantised result, and measure what was achieved.
+    ``update`` overrides ``effort.update`` (``"adam"`` or signed-gradient ``"sign"``, where ``effort.lr`` is
+    the step in pixel units; :func:`~sfumato.optimise.loop.optimise`).
     ``eps_map`` scales the L∞ cap per pixel (adaptive masking); ``init_noise`` starts δ from seeded
     uniform noise of that amplitude (anti-fingerprint); ``radial_lpips`` shrinks δ where a step went above
     the LPIPS ceiling (:class:`~sfumato.optimise.budgets.LpipsBudget`; used by poison and protect, whose photos
@@ -116,7 +118,7 @@ def perturb_toward(rgb: np.ndarray, x0: torch.Tensor, objective: Any, *, budget:
     # A view-sampling objective reads the full file's views itself; the others see the work view of the file.
     seen = objective if getattr(objective, "stochastic", False) else full_resolution_view(objective, x0, (h, w))
     loop = optimise(x0, seen, budgets, steps=effort.steps, lr=effort.lr,
-                    generator=gen, update=update,  # type: ignore[arg-type]
+                    generator=gen, update=update or effort.update,  # type: ignore[arg-type]
                     decay="cosine" if effort.lr_schedule == "cosine" else "none",
                     early_stop=effort.early_stop, transform=transform, callback=progress, init_noise=init_noise,
                     param_size=param_size, grey=grey)
