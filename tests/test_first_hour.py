@@ -371,6 +371,48 @@ def test_check_verdict_reads_every_trainer_view() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
+# the first image's fixed cost (benchmarks/first_image.py): the built-in styles are drawn in windows
+
+
+#: SHA-256 (first 16 hex) of each built-in style's two exemplars, as drawn before the windowed marks and the
+#: partial sort of the Voronoi cells (commit 049fc33): the faster drawing must not change a single bit.
+STYLE_DIGESTS = {
+    "pointillism": "868f79f91975f637", "cubist": "2f8da6f02eb50c28", "stained-glass": "78cdc9f2799f47eb",
+    "ink-hatching": "124c6c6c79b57297", "watercolour": "a59921d00d24194e", "mosaic": "14ac15991c67e06c",
+    "halftone": "71459aab4abebcaa", "impasto": "1ca51c80f6c08bc5", "glitch": "5981b37498c95de9",
+    "charcoal": "7ecadfe4d02f6522",
+}
+
+
+def test_builtin_styles_are_bit_identical_to_the_whole_image_drawing() -> None:
+    import hashlib
+
+    from sfumato.targets.styles import STYLE_FAMILIES, builtin_style
+
+    assert set(STYLE_DIGESTS) == set(STYLE_FAMILIES)
+    for name, digest in STYLE_DIGESTS.items():
+        st = builtin_style(name)
+        assert len(st.exemplars) == 2 and all(e.shape == (256, 256, 3) and e.dtype == np.float32 for e in st.exemplars)
+        got = hashlib.sha256(b"".join(e.tobytes() for e in st.exemplars)).hexdigest()[:16]
+        assert got == digest, name
+
+
+def test_a_mark_window_holds_every_pixel_of_the_whole_image_mask() -> None:
+    from sfumato.targets.styles import _grid, _window
+
+    y, x = _grid(64)
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        cy, cx = rng.uniform(-8, 72, 2)  # marks near, on and beyond the edges
+        r = float(rng.uniform(0.5, 12))
+        whole = (y - cy) ** 2 + (x - cx) ** 2 <= r * r
+        w = _window(cy, cx, r, n=64)
+        inside = np.zeros_like(whole)
+        inside[w] = (y[w] - cy) ** 2 + (x[w] - cx) ** 2 <= r * r
+        assert np.array_equal(inside, whole), (cy, cx, r)
+
+
+# ----------------------------------------------------------------------------------------------------
 # real weights (slow tier)
 
 
