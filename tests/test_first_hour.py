@@ -412,6 +412,49 @@ def test_a_mark_window_holds_every_pixel_of_the_whole_image_mask() -> None:
         assert np.array_equal(inside, whole), (cy, cx, r)
 
 
+def test_preview_optimises_the_view_it_judges_and_says_so(tmp_path: Path, capsys, monkeypatch,  # noqa: ANN001
+                                                           isolated) -> None:
+    import sfumato.encoders.cache as cache
+    import sfumato.encoders.views as views
+    import sfumato.protections.cloak as pc
+    import sfumato.verification.plain as plain
+    from sfumato.commands.cloak import PREVIEW_SIDE, PREVIEW_STEPS, PREVIEW_VIEWS
+
+    seen: dict[str, Any] = {}
+
+    def fake_cloak(rgb, cfg, **_):  # noqa: ANN001, ANN202
+        seen.update(shape=rgb.shape, steps=cfg.effort.steps, views=cfg.effort.views, side=cfg.effort.resolution)
+        return SimpleNamespace(image=rgb, target={"style": "cubist"}, latent=[{"encoder": "taef2",
+                               "relative_reduction": 0.2}], timing_s={"total": 0.1})
+
+    monkeypatch.setattr(pc, "cloak_array", fake_cloak)
+    def fake_verdict(*a: Any, ai_views: Any = None, **k: Any) -> dict[str, Any]:
+        seen["verdict_views"] = ai_views
+        return {"sentence": "Cannot tell (stand-in).", "protected": None}
+
+    ai_views: list[tuple] = []
+
+    def fake_ai_view(rgb, ae, resolution):  # noqa: ANN001, ANN202
+        ai_views.append(rgb.shape)
+        return rgb
+
+    monkeypatch.setattr(plain, "image_verdict", fake_verdict)
+    monkeypatch.setattr(cache, "cached_encoder", lambda *a, **k: None)
+    monkeypatch.setattr(views, "ai_view", fake_ai_view)
+    src = _img(tmp_path / "big.png", size=(600, 500))
+    before = src.read_bytes()
+    assert main(["cloak", str(src), "--preview", "-o", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    # the verdict reads the two AI views the sheet shows: two encode-decode passes, not four
+    assert len(ai_views) == 2 and len(seen.pop("verdict_views")) == 2
+    assert PREVIEW_VIEWS == "work" and seen == {"shape": (213, 256, 3), "steps": PREVIEW_STEPS, "views": "work",
+                                                "side": PREVIEW_SIDE}
+    line = next(ln for ln in out.splitlines() if "verdict (preview" in ln)
+    assert f"{PREVIEW_STEPS} steps at {PREVIEW_SIDE} px, that view only" in line and "trainer views" in line
+    assert src.read_bytes() == before
+    assert [p.name for p in (tmp_path / "p").iterdir()] == ["big.preview.png"]
+
+
 # ----------------------------------------------------------------------------------------------------
 # real weights (slow tier)
 

@@ -28,9 +28,14 @@ sees (the judge runs when reference paintings are found: sfumato config set corp
 Model weights: --models-dir, $SFUMATO_MODELS_DIR, or once for all: sfumato config set models_dir FOLDER.
 """
 
-#: The preview's work size (long side, px) and optimisation steps: seconds, not minutes.
+#: The preview's work size (long side, px), optimisation steps and views: seconds, not minutes. The preview
+#: optimises the one work view it then judges (``views="work"``: a step is one encoder pass with its gradient,
+#: against three passes for a sampled trainer view), so its verdict is about that view only and says so;
+#: the full run optimises over trainer views. Measured with ``benchmarks/first_image.py`` (docs/benchmarks.md,
+#: "First image and preview"): 12 trainer-view steps took 25 s of a 42 s preview of a 1024² painting.
 PREVIEW_SIDE = 256
-PREVIEW_STEPS = 12
+PREVIEW_STEPS = 8
+PREVIEW_VIEWS = "work"
 
 
 def add_common_arguments(p: argparse.ArgumentParser, *, intensity_help: str | None = None,
@@ -333,6 +338,11 @@ def print_result(source: Path, result: Any, verdict: dict[str, Any], figures: st
 
 def _preview(args: argparse.Namespace) -> int:
     """``--preview``: a small, fast cloak of each file; writes only ``<stem>.preview.png``."""
+    import os
+
+    # OpenMP threads that spin while waiting cost 10-50x on a busy machine (docs/benchmarks.md, issue 20); only
+    # effective when torch is not loaded yet, as from the command line
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import dataclasses
     import tempfile
 
@@ -357,7 +367,7 @@ def _preview(args: argparse.Namespace) -> int:
         existed = set()
     cfg = config_from_args(args)
     side = args.resolution or PREVIEW_SIDE
-    cfg = dataclasses.replace(cfg, effort=dataclasses.replace(cfg.effort, resolution=side,
+    cfg = dataclasses.replace(cfg, effort=dataclasses.replace(cfg.effort, resolution=side, views=PREVIEW_VIEWS,
                                                               steps=args.steps or min(cfg.effort.steps, PREVIEW_STEPS)))
     progress = StageProgress(quiet=args.quiet, total=len(files))
     failed = 0
@@ -371,13 +381,15 @@ def _preview(args: argparse.Namespace) -> int:
                 progress.stage("checking what a model sees (AI view, judges)")
                 manifest = {"mode": "cloak", "target": res.target, "config": cfg.to_dict(),
                             "latent": {d["encoder"]: {k: v for k, v in d.items() if k != "encoder"} for d in res.latent}}
-                verdict = image_verdict(small, res.image, manifest, models_dir=args.models_dir,
-                                        corpus_dir=args.corpus_dir, judges=not args.no_verdict, resolution=side)
                 from sfumato.encoders.cache import cached_encoder
                 from sfumato.encoders.views import ai_view
 
                 ae = cached_encoder("taef2", args.models_dir)
-                sheet = _side_by_side(ai_view(small, ae, resolution=side), ai_view(res.image, ae, resolution=side))
+                views = (ai_view(small, ae, resolution=side), ai_view(res.image, ae, resolution=side))
+                verdict = image_verdict(small, res.image, manifest, models_dir=args.models_dir,
+                                        corpus_dir=args.corpus_dir, judges=not args.no_verdict, resolution=side,
+                                        ai_views=views)  # the views the sheet shows: computed once
+                sheet = _side_by_side(*views)
                 path = out_dir / f"{f.stem}.preview.png"
                 write_png_atomic(path, sheet)
             except (ModuleNotFoundError, *_model_errors()):
@@ -392,7 +404,8 @@ def _preview(args: argparse.Namespace) -> int:
                 progress.finish()
             lat = next(iter(manifest["latent"].values()), {}).get("relative_reduction")
             print(f"{f} -> {path}  (what a model sees: before | after, at {side} px)")
-            print(f"  verdict (preview, {cfg.effort.steps} steps at {side} px): {verdict['sentence']}")
+            print(f"  verdict (preview, {cfg.effort.steps} steps at {side} px, that view only; the full run "
+                  f"works over trainer views): {verdict['sentence']}")
             print(f"  target={res.target.get('style')} latent_reduction="
                   f"{'-' if lat is None else format(lat, '.1%')} "
                   f"{float(res.timing_s.get('total', 0.0)):.1f}s")

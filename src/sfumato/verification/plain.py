@@ -143,19 +143,22 @@ def _concept_part(av_p: np.ndarray, manifest: dict[str, Any], *, models_dir: Any
 
 def image_verdict(original: np.ndarray, protected: np.ndarray, manifest: dict[str, Any], *,
                   models_dir: str | os.PathLike[str] | None = None, corpus_dir: str | os.PathLike[str] | None = None,
-                  judges: bool = True, resolution: int | None = None) -> dict[str, Any]:
+                  judges: bool = True, resolution: int | None = None,
+                  ai_views: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """The verdict of a protected image (``HxWx3`` float arrays in [0, 1]) from its manifest's mode
-    (``cloak``: style; ``poison``: concept; ``protect``: both); see the module doc."""
+    (``cloak``: style; ``poison``: concept; ``protect``: both); see the module doc. ``ai_views``: the
+    (original, protected) AI views at ``resolution`` when the caller already has them (the preview shows
+    them too): an AI view is a TAEF2 encode and decode, not free."""
     from sfumato.encoders.cache import cached_encoder
     from sfumato.encoders.views import ai_view
 
     mode = str(manifest.get("mode") or "cloak")
     res = int(resolution or verdict_resolution(manifest))
-    ae = cached_encoder("taef2", models_dir)
-    av_p = ai_view(protected, ae, resolution=res)
+    ae = None if ai_views is not None else cached_encoder("taef2", models_dir)
+    av_p = ai_views[1] if ai_views is not None else ai_view(protected, ae, resolution=res)
     parts: dict[str, dict[str, Any]] = {}
     if mode in ("cloak", "protect"):
-        av_o = ai_view(original, ae, resolution=res)
+        av_o = ai_views[0] if ai_views is not None else ai_view(original, ae, resolution=res)
         parts["style"] = _style_part(av_o, av_p, manifest, corpus_dir=corpus_dir, models_dir=models_dir,
                                      judges=judges, resolution=res)
     if mode in ("poison", "protect"):
