@@ -8,6 +8,7 @@ For ``--k`` dog photos of the pets hold-out (the last dogs of ``corpus/pets/dog`
 the single work view with:
 
 * ``adam80``: 80 Adam steps at a constant lr 0.008 (the poison's ``default`` preset before this change);
+* ``sign30``: 30 signed-gradient steps (the ``fast`` preset's count; only with ``--settings``);
 * ``sign80``: 80 signed-gradient steps, step 0.0094 (= 24/255 / 10) decayed by a cosine to 0.00094;
 * ``sign200``: the same with 200 steps;
 * ``sign500``: the same with 500 steps (Nightshade's step count; only with ``--settings``);
@@ -21,6 +22,8 @@ history (the step of the lowest loss against the last step, and the objective at
 seconds. Each (photo, setting) run is one JSON line in ``runs/poison_converge/runs.jsonl`` (resumable: a
 run already there is not repeated); ``--report`` only rebuilds the markdown report from it. No judge enters a
 loss or the anchor choice; none is run here (``benchmarks/poison_views.py`` judges the AI views).
+``--speed STEPS`` instead times the ``default`` preset on a 1280 px ``corpus/photos/dog`` photo (the run cut to
+STEPS steps, the optimisation scaled to the preset's step count); the report lists those lines too.
 
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/poison_converge.py --k 3 \\
         --settings adam80 sign80 sign200 sign80-aligned -o runs/poison_converge/report.md
@@ -48,6 +51,7 @@ HOLDOUT = 60  # the lab's hold-out (benchmarks/lab.py --holdout)
 STEP = 0.0094  # 24/255 / 10: the signed step, in [0, 1] pixel units
 CHECKPOINTS = (20, 40, 80, 200, 500)
 BASE = {"adam80": dict(steps=80, lr=0.008, update="adam", lr_schedule="constant"),
+        "sign30": dict(steps=30, lr=STEP, update="sign", lr_schedule="cosine"),
         "sign80": dict(steps=80, lr=STEP, update="sign", lr_schedule="cosine"),
         "sign200": dict(steps=200, lr=STEP, update="sign", lr_schedule="cosine"),
         "sign500": dict(steps=500, lr=STEP, update="sign", lr_schedule="cosine")}
@@ -114,32 +118,69 @@ def run_one(photo: Path, name: str, anchors: list[np.ndarray], names: list[str],
                          "progress": None if h["progress"] is None else round(h["progress"], 5)} for h in hist]}
 
 
+def left(r: dict) -> float:
+    """The latent distance still between the poison and its anchor."""
+    return (1 - r["toward"]) * r["anchor_distance"]
+
+
 def report(runs: list[dict], command: str, header: str) -> list[str]:
     order = {n: i for i, n in enumerate(SETTINGS)}
     photos = list(dict.fromkeys(r["photo"] for r in runs))
     lines = [header, "", f"Command: `{command}`", "",
-             "| photo (px) | setting | anchor (latent distance) | toward, saved file | uncalibrated last step | "
-             "scale | LPIPS / L∞ (saved) | lowest loss at step / of | objective at steps 20/40/80/200 | s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| photo (px) | setting | anchor (latent distance) | toward, saved file | left to travel | uncalibrated "
+             "last step | scale | LPIPS / L∞ (saved) | lowest loss at step / of | objective at steps 20/40/80/200/500 "
+             "| s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(runs, key=lambda r: (photos.index(r["photo"]), order[r["setting"]])):
         objs = {h["step"]: h["objective"] for h in r["history"]}
-        at = "/".join(f"{objs[c]:.3f}" for c in CHECKPOINTS[:4] if c in objs)
+        at = "/".join(f"{objs[c]:.3f}" for c in CHECKPOINTS if c in objs)
         h, w = r["size"]
         lines.append(f"| {r['photo']} ({w}×{h}) | {r['setting']} | {r['anchor']} ({r['anchor_distance']:.3f}) | "
-                     f"{r['toward']:.3f} | {r['uncalibrated_last']:.3f} | {r['scale']:.2f} | "
+                     f"{r['toward']:.3f} | {left(r):.1f} | {r['uncalibrated_last']:.3f} | {r['scale']:.2f} | "
                      f"{r['lpips_saved']:.4f} / {r['linf_saved_255']:.0f} | {r['best_step']} / {r['steps']} | "
                      f"{at} | {r['seconds']:.0f} |")
-    lines += ["", "| setting | photos | mean toward (saved file) | mean anchor distance | lowest loss at the last "
-              "step | within budget (LPIPS ≤ 0.07, L∞ ≤ 24) | mean s |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "`left to travel` = (1 − toward) × anchor distance: the latent distance from the poison to its "
+              "anchor, comparable between anchors (the aligned anchor starts nearer, so its relative figure has a "
+              "smaller denominator).", "",
+              "| setting | photos | mean toward (saved file) | mean anchor distance | mean left to travel | lowest "
+              "loss at the last step | mean objective at steps 20/40/80/200/500 | within budget (LPIPS ≤ 0.07, "
+              "L∞ ≤ 24) | mean s |", "|---|---|---|---|---|---|---|---|---|"]
     for name in sorted({r["setting"] for r in runs}, key=order.__getitem__):
         rs = [r for r in runs if r["setting"] == name]
         n = len(rs)
         last = sum(r["best_step"] == r["steps"] for r in rs)
         ok = sum(r["lpips_saved"] <= 0.07 + 1e-9 and r["linf_saved_255"] <= 24.5 for r in rs)
+        objs = [{h["step"]: h["objective"] for h in r["history"]} for r in rs]
+        at = "/".join(f"{np.mean([o[c] for o in objs]):.3f}" for c in CHECKPOINTS if all(c in o for o in objs))
         lines.append(f"| {name} | {n} | {np.mean([r['toward'] for r in rs]):.3f} | "
-                     f"{np.mean([r['anchor_distance'] for r in rs]):.3f} | {last}/{n} | {ok}/{n} | "
+                     f"{np.mean([r['anchor_distance'] for r in rs]):.3f} | {np.mean([left(r) for r in rs]):.1f} | "
+                     f"{last}/{n} | {at} | {ok}/{n} | "
                      f"{np.mean([r['seconds'] for r in rs]):.0f} |")
     return lines
+
+
+def speed(side: int, steps: int, pool: int, seed: int) -> dict:
+    """Seconds of the ``default`` poison preset on the first ``corpus/photos/dog`` photo (poison order) at
+    ``side`` px: the run is cut to ``steps`` steps and the optimisation time scaled to the preset's count."""
+    import dataclasses
+
+    from sfumato.config import PoisonConfig, preset_effort
+    from sfumato.lab.concept import poison_order
+    from sfumato.protections.poison import poison_array
+
+    photo = poison_order(image_paths(SHARED / "corpus/photos/dog"))[0]
+    cats = poison_order(image_paths(SHARED / "corpus/pets/cat"))[:-HOLDOUT][:pool]
+    anchors = [load(p, 512) for p in cats]
+    rgb = load(photo, side)
+    full = preset_effort("poison")
+    cfg = PoisonConfig(concept="dog", target="cat", seed=seed,  # the default budget of the preset table
+                       effort=dataclasses.replace(full, steps=min(steps, full.steps)))
+    r = poison_array(rgb, cfg, anchors, anchor_names=[p.name for p in cats])
+    t = r.timing_s
+    per_step = t["optimise"] / r.steps_run
+    return {"photo": photo.name, "size": list(rgb.shape[:2]), "effort": full.to_dict(), "steps_run": r.steps_run,
+            "timing_s": t, "seconds_per_step": per_step,
+            "projected_total_s": t["target"] + t["calibrate"] + per_step * full.steps}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", action="store_true", help="only rebuild the report from --runs")
     ap.add_argument("--reverse", action="store_true",
                     help="photos in reverse order (a second process can then share the work from the other end)")
+    ap.add_argument("--speed", type=int, default=0, metavar="STEPS",
+                    help="instead: time the default preset on a 1280 px photos/dog photo, cut to STEPS steps and "
+                         "projected to the preset's count (one JSON line in runs/poison_converge/speed.jsonl)")
     ap.add_argument("-o", "--out", default=None)
     args = ap.parse_args(argv)
     os.environ.setdefault("SFUMATO_MODELS_DIR", str(SHARED / "models"))
@@ -163,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
 
     path = Path(args.runs)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if args.speed:
+        row = speed(1280, args.speed, args.pool, args.seed)
+        row["threads"] = torch.get_num_threads()
+        with (path.parent / "speed.jsonl").open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print(json.dumps(row))
+        return 0
     files = holdout_dogs(args.k)
     command = "python benchmarks/poison_converge.py " + " ".join(argv if argv is not None else sys.argv[1:])
     header = (f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs, torch "
@@ -190,7 +241,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{f.name} {name}: toward {row['toward']:.3f}, lowest loss at {row['best_step']}/"
                       f"{row['steps']}, {row['seconds']:.0f} s", flush=True)
     runs = [r for r in done_runs(path).values() if r["photo"] in {f.name for f in files}]
-    return emit(report(runs, command, header), args.out)
+    lines = report(runs, command, header)
+    speed_file = path.parent / "speed.jsonl"
+    if speed_file.exists():
+        lines += ["", "Speed of the `default` preset on a 1280 px photo (`--speed STEPS`: the run cut to STEPS steps, "
+                  "the optimisation scaled to the preset's count; same shared machine):", "",
+                  "| photo (px) | preset | threads | steps run | s per step | target s | calibrate s | "
+                  "projected total s |", "|---|---|---|---|---|---|---|---|"]
+        for line in speed_file.read_text().splitlines():
+            r = json.loads(line)
+            e = r["effort"]
+            lines.append(f"| {r['photo']} ({r['size'][1]}×{r['size'][0]}) | {e['steps']} {e['update']} steps, "
+                         f"{e['resolution']} px | {r['threads']} | {r['steps_run']} | {r['seconds_per_step']:.2f} | "
+                         f"{r['timing_s']['target']:.0f} | {r['timing_s']['calibrate']:.0f} | "
+                         f"{r['projected_total_s']:.0f} |")
+    return emit(lines, args.out)
 
 
 if __name__ == "__main__":

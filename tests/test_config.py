@@ -49,9 +49,11 @@ def test_preset_values() -> None:
     for mode in ("poison", "protect"):
         assert [preset_budget(mode, i).lpips for i in ("low", "default", "high")] == [0.05, 0.07, 0.10]
         assert {preset_budget(mode, i).linf for i in ("low", "default", "high")} == {24 / 255}
-        assert preset_effort(mode, "fast") == Effort(steps=30, resolution=512, lr=0.01)
-        assert preset_effort(mode) == Effort(steps=80, resolution=512, lr=0.008)
-        assert preset_effort(mode, "slow") == Effort(steps=150, resolution=768, lr=0.008)
+        sign = {"lr": 0.0094, "update": "sign", "lr_schedule": "cosine"}  # signed steps of 24/255 / 10, cosine
+        assert preset_effort(mode, "fast") == Effort(steps=30, resolution=512, **sign)
+        assert preset_effort(mode) == Effort(steps=80, resolution=512, **sign)
+        assert preset_effort(mode, "slow") == Effort(steps=500, resolution=768, **sign)
+    assert preset_effort("cloak").update == "adam"
 
 
 def test_defaults_come_from_the_table() -> None:
