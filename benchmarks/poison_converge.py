@@ -160,15 +160,22 @@ def report(runs: list[dict], command: str, header: str) -> list[str]:
 
 
 def speed(side: int, steps: int, pool: int, seed: int) -> dict:
-    """Seconds of the ``default`` poison preset on the first ``corpus/photos/dog`` photo (poison order) at
-    ``side`` px: the run is cut to ``steps`` steps and the optimisation time scaled to the preset's count."""
+    """Seconds of the ``default`` poison preset on the first ``corpus/photos/dog`` photo (poison order) of at
+    least ``side`` px, downscaled to ``side``: the run is cut to ``steps`` steps and the optimisation time
+    scaled to the preset's count."""
     import dataclasses
+
+    from PIL import Image
 
     from sfumato.config import PoisonConfig, preset_effort
     from sfumato.lab.concept import poison_order
     from sfumato.protections.poison import poison_array
 
-    photo = poison_order(image_paths(SHARED / "corpus/photos/dog"))[0]
+    def long_side(p: Path) -> int:
+        with Image.open(p) as im:
+            return max(im.size)
+
+    photo = next(p for p in poison_order(image_paths(SHARED / "corpus/photos/dog")) if long_side(p) >= side)
     cats = poison_order(image_paths(SHARED / "corpus/pets/cat"))[:-HOLDOUT][:pool]
     anchors = [load(p, 512) for p in cats]
     rgb = load(photo, side)
