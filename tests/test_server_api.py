@@ -145,8 +145,9 @@ def test_modes_build_the_configs_the_command_line_builds(mode: str, tmp_path: Pa
     (tmp_path / "cat" / "cat1.png").write_bytes(b"")  # a folder of cat pictures: the anchors of 'cat'
     settings = ServerSettings(data_dir=tmp_path / "data", anchors_dir=tmp_path)
     lpips = {"low": 0.05, "default": 0.07, "high": 0.10}
-    effort = {"fast": Effort(steps=30, resolution=512, lr=0.01), "default": Effort(steps=80, resolution=512, lr=0.008),
-              "slow": Effort(steps=150, resolution=768, lr=0.008)}
+    from sfumato.config import preset_effort
+
+    effort = {q: preset_effort("poison", q) for q in ("fast", "default", "slow")}  # the one preset table
     for intensity in lpips:
         for quality in effort:
             kw = {"concept": "dog", "target": "cat"} if mode != "cloak" else {}

@@ -7,6 +7,7 @@ and ``run(args) -> int``; modules keep heavy imports inside ``run`` so ``sfumato
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import import_module
 from typing import NoReturn
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Torch's OpenMP threads spin while waiting by default: on a shared 2-core machine that made every call
+    # 40-100x slower (benchmarks/first_image.py). Set before torch is imported; the user's value wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
