@@ -65,6 +65,10 @@ def poison_config(args: argparse.Namespace, concept: str, target: str):  # noqa:
 def plan_from_args(args: argparse.Namespace, make_config: Callable[[str, str], Any]):  # noqa: ANN201
     """The :class:`sfumato.plans.PoisonPlan` of these options: the pairs (``--mapping`` or ``--concept`` and
     ``--target``), the scorer, and anchors and a config (``make_config``) per pair."""
+    if not getattr(args, "cluster", None):  # no GPU where one is asked for: one line, before loading any model
+        from sfumato.protections.device import resolve_device
+
+        resolve_device(getattr(args, "device", None))
     require_module("ai_edge_litert", f"sfumato {getattr(args, 'command', None) or 'poison'} (its MobileNet candidate check and judges)")
     from sfumato.judges.scorers import make_scorer
     from sfumato.plans import load_mapping, plan_poison
