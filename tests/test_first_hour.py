@@ -485,3 +485,29 @@ def test_an_unpoisoned_dog_is_never_called_protected(models_dir: Path, corpus_di
     v = image_verdict(rgb, rgb, {"mode": "poison", "concept": "dog", "target": "cat"}, models_dir=models_dir,
                       resolution=256)
     assert v["protected"] is False and "dog" in v["sentence"], v
+
+
+def test_cli_and_web_preview_share_one_api_call(monkeypatch) -> None:  # noqa: ANN001
+    """``sfumato.api.preview`` is the one preview: the web app's computation calls it, with the
+    configuration :func:`sfumato.api.preview_config` makes (the work view, the preview's size and steps)."""
+    import sfumato.api as api
+    from sfumato.config import PREVIEW_SIDE, PREVIEW_STEPS, CloakConfig
+    from sfumato.server import preview as server_preview
+    from sfumato.server.modes import JobOptions
+    from sfumato.server.settings import ServerSettings
+
+    cfg = api.preview_config(CloakConfig.preset(quality="slow"))
+    assert (cfg.effort.resolution, cfg.effort.steps, cfg.effort.views) == (PREVIEW_SIDE, PREVIEW_STEPS, "work")
+    assert api.preview_config(cfg, side=128, steps=3).effort.resolution == 128
+    assert api.preview_downscale(np.zeros((600, 500, 3), np.float32), 256).shape == (256, 213, 3)
+    seen: list[Any] = []
+
+    def fake_preview(rgb, config, **kw):  # noqa: ANN001, ANN202
+        seen.append((rgb.shape, config.effort.resolution, config.effort.views))
+        return api.PreviewResult(before=rgb, after=rgb, verdict={"sentence": "x"}, target={"style": "cubist"},
+                                 latent={}, side=256, steps=8, timing_s={"total": 0.1})
+
+    monkeypatch.setattr(api, "preview", fake_preview)
+    web_cfg = server_preview.preview_config(JobOptions(mode="cloak"), ServerSettings(data_dir=Path("/nonexistent")))
+    out = server_preview.compute(np.zeros((40, 30, 3), np.float32), web_cfg, models_dir=None)
+    assert seen == [((40, 30, 3), PREVIEW_SIDE, "work")] and out["target"] == {"style": "cubist"}

@@ -402,3 +402,14 @@ class ProtectConfig(ConceptFields, StyleFields, ProtectionConfig):
         return PoisonConfig(concept=self.concept, target=self.target, budget=budget or self.budget,
                             effort=self.effort, encoders=self.encoders, anchor_choice=self.anchor_choice,
                             anchor_index=self.anchor_index, alpha=self.alpha, seed=self.seed)
+
+
+#: The preview's work size (long side, px), optimisation steps and views: seconds, not minutes. The preview
+#: optimises the one work view it then judges (``views="work"``: a step is one encoder pass with its gradient,
+#: against three passes for a sampled trainer view), so its verdict is about that view only and says so;
+#: the full run optimises over trainer views. Measured with ``benchmarks/first_image.py`` (docs/benchmarks.md,
+#: "First image and preview"). ``sfumato cloak --preview`` and the web app's Preview both call
+#: :func:`sfumato.api.preview`.
+PREVIEW_SIDE = 256
+PREVIEW_STEPS = 8
+PREVIEW_VIEWS = "work"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sfumato.commands import number, one_line_errors
+from sfumato.config import PREVIEW_SIDE, PREVIEW_STEPS, PREVIEW_VIEWS  # noqa: F401  (the preview's size, steps, views)
 
 #: Default largest image the protecting commands accept, in megapixels: sized so that one run stays within
 #: 8 GB of memory (a 6000x4000 camera image fits); ``--max-megapixels`` raises it up to the library's guard.
@@ -27,15 +28,6 @@ Each image ends with a verdict: whether a style judge still recognises your styl
 sees (the judge runs when reference paintings are found: sfumato config set corpus_dir FOLDER).
 Model weights: --models-dir, $SFUMATO_MODELS_DIR, or once for all: sfumato config set models_dir FOLDER.
 """
-
-#: The preview's work size (long side, px), optimisation steps and views: seconds, not minutes. The preview
-#: optimises the one work view it then judges (``views="work"``: a step is one encoder pass with its gradient,
-#: against three passes for a sampled trainer view), so its verdict is about that view only and says so;
-#: the full run optimises over trainer views. Measured with ``benchmarks/first_image.py`` (docs/benchmarks.md,
-#: "First image and preview"): 12 trainer-view steps took 25 s of a 42 s preview of a 1024² painting.
-PREVIEW_SIDE = 256
-PREVIEW_STEPS = 8
-PREVIEW_VIEWS = "work"
 
 
 def add_common_arguments(p: argparse.ArgumentParser, *, intensity_help: str | None = None,
@@ -343,14 +335,11 @@ def _preview(args: argparse.Namespace) -> int:
     # OpenMP threads that spin while waiting cost 10-50x on a busy machine (docs/benchmarks.md, issue 20); only
     # effective when torch is not loaded yet, as from the command line
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import dataclasses
     import tempfile
 
     import sfumato.io as sio
     from sfumato.commands.progress import StageProgress
     from sfumato.io.atomic import write_png_atomic
-    from sfumato.protections.cloak import cloak_array
-    from sfumato.verification.plain import image_verdict
 
     files = [Path(p) for p in args.paths]
     for f in files:
@@ -365,31 +354,20 @@ def _preview(args: argparse.Namespace) -> int:
     else:
         out_dir = Path(tempfile.mkdtemp(prefix="sfumato-preview-"))
         existed = set()
-    cfg = config_from_args(args)
-    side = args.resolution or PREVIEW_SIDE
-    cfg = dataclasses.replace(cfg, effort=dataclasses.replace(cfg.effort, resolution=side, views=PREVIEW_VIEWS,
-                                                              steps=args.steps or min(cfg.effort.steps, PREVIEW_STEPS)))
+    from sfumato.api import preview, preview_config
+
+    cfg = preview_config(config_from_args(args), side=args.resolution, steps=args.steps)
+    side = int(cfg.effort.resolution)
     progress = StageProgress(quiet=args.quiet, total=len(files))
     failed = 0
     try:
         for f in files:
             progress.start(f.name)
             try:
-                img = sio.load_image(f)
-                small = _downscale(img.rgb, side)
-                res = cloak_array(small, cfg, models_dir=args.models_dir, progress=progress)
-                progress.stage("checking what a model sees (AI view, judges)")
-                manifest = {"mode": "cloak", "target": res.target, "config": cfg.to_dict(),
-                            "latent": {d["encoder"]: {k: v for k, v in d.items() if k != "encoder"} for d in res.latent}}
-                from sfumato.encoders.cache import cached_encoder
-                from sfumato.encoders.views import ai_view
-
-                ae = cached_encoder("taef2", args.models_dir)
-                views = (ai_view(small, ae, resolution=side), ai_view(res.image, ae, resolution=side))
-                verdict = image_verdict(small, res.image, manifest, models_dir=args.models_dir,
-                                        corpus_dir=args.corpus_dir, judges=not args.no_verdict, resolution=side,
-                                        ai_views=views)  # the views the sheet shows: computed once
-                sheet = _side_by_side(*views)
+                pv = preview(sio.load_image(f), cfg, models_dir=args.models_dir, corpus_dir=args.corpus_dir,
+                             judges=not args.no_verdict, progress=progress)
+                verdict = pv.verdict
+                sheet = _side_by_side(pv.before, pv.after)
                 path = out_dir / f"{f.stem}.preview.png"
                 write_png_atomic(path, sheet)
             except (ModuleNotFoundError, *_model_errors()):
@@ -402,13 +380,13 @@ def _preview(args: argparse.Namespace) -> int:
                 continue
             finally:
                 progress.finish()
-            lat = next(iter(manifest["latent"].values()), {}).get("relative_reduction")
+            lat = next(iter(pv.latent.values()), {}).get("relative_reduction")
             print(f"{f} -> {path}  (what a model sees: before | after, at {side} px)")
             print(f"  verdict (preview, {cfg.effort.steps} steps at {side} px, that view only; the full run "
                   f"works over trainer views): {verdict['sentence']}")
-            print(f"  target={res.target.get('style')} latent_reduction="
+            print(f"  target={pv.target.get('style')} latent_reduction="
                   f"{'-' if lat is None else format(lat, '.1%')} "
-                  f"{float(res.timing_s.get('total', 0.0)):.1f}s")
+                  f"{float(pv.timing_s.get('total', 0.0)):.1f}s")
     finally:
         if args.out_dir:
             _remove_new_empty_dirs(out_dir, existed)
@@ -421,18 +399,6 @@ def _model_errors() -> tuple[type[BaseException], ...]:
     from sfumato.models import ChecksumError, ModelNotFoundError
 
     return (ModelNotFoundError, ChecksumError)
-
-
-def _downscale(rgb: Any, side: int) -> Any:
-    """``rgb`` with its long side at most ``side`` px (area-averaged), float32 in [0, 1]."""
-    import numpy as np
-
-    from sfumato.io.tensors import resize, to_hwc, to_nchw, work_size
-
-    h, w = rgb.shape[:2]
-    if max(h, w) <= side:
-        return np.ascontiguousarray(rgb, dtype=np.float32)
-    return np.clip(to_hwc(resize(to_nchw(rgb), work_size(h, w, side))), 0, 1).astype(np.float32)
 
 
 def _side_by_side(left: Any, right: Any, gap: int = 8) -> Any:

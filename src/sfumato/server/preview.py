@@ -1,9 +1,8 @@
 """The web app's Preview: the fast path of ``sfumato cloak FILE --preview`` behind ``POST /v1/preview``.
 
-A small, quick cloak of one uploaded image (its long side at the preview size, a few optimisation steps,
-the CLI's :data:`sfumato.commands.cloak.PREVIEW_SIDE` and :data:`~sfumato.commands.cloak.PREVIEW_STEPS`)
-made with the same library calls as the command (:func:`sfumato.protections.cloak.cloak_array`,
-:func:`sfumato.verification.plain.image_verdict`, :func:`sfumato.encoders.views.ai_view`); the answer
+A small, quick cloak of one uploaded image (its long side at the preview size, a few optimisation steps:
+:data:`sfumato.config.PREVIEW_SIDE` and :data:`~sfumato.config.PREVIEW_STEPS`) made by the call the
+command makes, :func:`sfumato.api.preview`; the answer
 is the verdict and the AI view before and after, as PNG data URLs. Nothing protected is written: the
 upload is checked in a temporary folder of the data folder and removed with it before the answer.
 """
@@ -36,47 +35,28 @@ _BUSY = threading.BoundedSemaphore(1)  # one preview at a time: it should take s
 
 
 def preview_config(opts: JobOptions, settings: ServerSettings) -> Any:
-    """The cloak configuration of the job options ``opts`` at the preview's size and steps (the server's
-    ``effort_override``, in tests, stands in for the preset's effort)."""
-    from sfumato.commands.cloak import PREVIEW_SIDE, PREVIEW_STEPS
-    from sfumato.config import CloakConfig
+    """The cloak configuration of the job options ``opts`` at the preview's size and steps
+    (:func:`sfumato.api.preview_config`; the server's ``effort_override``, in tests, stands in for the
+    preset's effort)."""
+    from sfumato.api import preview_config as api_preview_config
+    from sfumato.config import PREVIEW_SIDE, CloakConfig
 
     cfg = CloakConfig.preset(intensity=opts.intensity, quality=opts.quality, target_style=opts.target_style,
                              seed=opts.seed)
     effort = settings.effort_override or cfg.effort
     side = min(PREVIEW_SIDE, effort.resolution) if settings.effort_override else PREVIEW_SIDE
-    return dataclasses.replace(cfg, effort=dataclasses.replace(effort, resolution=side,
-                                                               steps=min(effort.steps, PREVIEW_STEPS)))
+    return api_preview_config(dataclasses.replace(cfg, effort=effort), side=side)
 
 
 def compute(rgb: np.ndarray, config: Any, *, models_dir: Path | None) -> dict[str, Any]:
-    """The preview of an image (``HxWx3`` float32 in [0, 1]), as ``sfumato cloak --preview`` makes it:
-    ``before``/``after`` (the AI views, arrays), ``verdict``, ``target``, ``latent`` and ``timing_s``."""
-    from sfumato.encoders.cache import cached_encoder
-    from sfumato.encoders.views import ai_view
-    from sfumato.protections.cloak import cloak_array
-    from sfumato.verification.plain import image_verdict
+    """The preview of an image (``HxWx3`` float32 in [0, 1]) by :func:`sfumato.api.preview`, the call
+    ``sfumato cloak --preview`` makes: ``before``/``after`` (the AI views, arrays), ``verdict``, ``target``,
+    ``latent`` and ``timing_s``."""
+    from sfumato.api import preview
 
-    side = int(config.effort.resolution)
-    small = downscale(rgb, side)
-    res = cloak_array(small, config, models_dir=models_dir)
-    latent = {d["encoder"]: {k: v for k, v in d.items() if k != "encoder"} for d in res.latent}
-    manifest = {"mode": "cloak", "target": res.target, "config": config.to_dict(), "latent": latent}
-    verdict = image_verdict(small, res.image, manifest, models_dir=models_dir, resolution=side)
-    ae = cached_encoder("taef2", models_dir)
-    return {"before": ai_view(small, ae, resolution=side), "after": ai_view(res.image, ae, resolution=side),
-            "verdict": verdict, "target": res.target, "latent": latent, "timing_s": res.timing_s}
-
-
-def downscale(rgb: np.ndarray, side: int) -> np.ndarray:
-    """``rgb`` with its long side at most ``side`` px (area-averaged), float32 in [0, 1], as the CLI's
-    preview makes it."""
-    from sfumato.io.tensors import resize, to_hwc, to_nchw, work_size
-
-    h, w = rgb.shape[:2]
-    if max(h, w) <= side:
-        return np.ascontiguousarray(rgb, dtype=np.float32)
-    return np.clip(to_hwc(resize(to_nchw(rgb), work_size(h, w, side))), 0, 1).astype(np.float32)
+    pv = preview(rgb, config, models_dir=models_dir)
+    return {"before": pv.before, "after": pv.after, "verdict": pv.verdict, "target": pv.target,
+            "latent": pv.latent, "timing_s": pv.timing_s}
 
 
 def png_data_url(rgb: np.ndarray) -> str:
