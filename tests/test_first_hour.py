@@ -265,6 +265,28 @@ def test_config_sets_the_models_folder_and_the_variable_wins(tmp_path: Path, cap
     assert "cannot read the config file" in capsys.readouterr().err
 
 
+def test_config_prepares_the_style_judge_once(tmp_path: Path, capsys, monkeypatch, isolated: Path) -> None:  # noqa: ANN001
+    """``sfumato config prepare`` (and ``set``) trains the style judge now, so the first image does not; no
+    corpus is one line, never an error for ``set``."""
+    import sfumato.verification.plain as plain
+
+    monkeypatch.delenv("SFUMATO_CORPUS_DIR", raising=False)
+    calls: list[tuple] = []
+    answer: list[tuple] = [(None, "no style judge was found (run 'sfumato config set corpus_dir FOLDER' ...)")]
+    monkeypatch.setattr(plain, "style_judge_for", lambda c, m: calls.append((c, m)) or answer[0])
+    assert main(["config", "prepare"]) == 1
+    assert capsys.readouterr().out.startswith("note: no style judge was found")
+    mine = tmp_path / "corpus"
+    mine.mkdir()
+    assert main(["config", "set", "corpus_dir", str(mine)]) == 0 and "note:" not in capsys.readouterr().out
+    answer[0] = (object(), "style judge")
+    assert main(["config", "prepare"]) == 0
+    assert re.search(r"^style judge ready in \d+\.\d s \(cached in .*; runs start with it\)$",
+                     capsys.readouterr().out.strip())
+    assert len(calls) == 3
+    assert main(["config", "prepare", "models_dir"]) == 2
+
+
 def test_corpus_is_found_beside_the_models_folder_only_when_it_is_one(tmp_path: Path, monkeypatch,  # noqa: ANN001
                                                                       isolated: Path) -> None:
     from sfumato.verification.discovery import find_corpus_dir
