@@ -9,7 +9,9 @@ for s in .ci/install-optout.sh .ci/install-web.sh; do
 done
 export SFUMATO_MODELS_DIR="${SFUMATO_MODELS_DIR:-$(cd .. && pwd)/shared/models}"
 .venv/bin/ruff check src tests benchmarks scripts
-# the fast tier must run without ../shared (tiny random models only); then everything, with the real weights
+# the fast tier must run without ../shared (tiny random models only)
 SFUMATO_SHARED_DIR=/nonexistent SFUMATO_MODELS_DIR=/nonexistent SFUMATO_CACHE_DIR="$(mktemp -d)" \
   .venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow"
+# then the tests that need the real weights and images (the fast tier already ran; arguments select others)
+[ "$#" -gt 0 ] || set -- -m slow
 SFUMATO_JUDGE_CACHE_DIR="${SFUMATO_JUDGE_CACHE_DIR:-$(mktemp -d)}" .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
