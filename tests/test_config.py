@@ -91,6 +91,15 @@ def test_json_round_trip(cfg) -> None:  # noqa: ANN001
     assert type(cfg).from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
+def test_effort_target_steps_round_trips_and_old_manifests_load() -> None:
+    eff = Effort(target_steps=60)
+    assert Effort.from_dict(json.loads(json.dumps(eff.to_dict()))) == eff
+    old = {k: v for k, v in Effort().to_dict().items() if k != "target_steps"}  # a manifest from before the field
+    assert Effort.from_dict(old).target_steps is None
+    with pytest.raises(ValueError, match="target_steps must be None"):
+        Effort(target_steps=0)
+
+
 def test_json_field_names_are_unchanged() -> None:
     shared = {"budget", "effort", "encoders", "alpha", "seed"}
     assert set(CloakConfig().to_dict()) == shared | {
@@ -102,7 +111,7 @@ def test_json_field_names_are_unchanged() -> None:
         "concept", "target", "anchor_choice", "anchor_index", "target_style", "style_strength", "target_renderer",
         "style_weight", "poison_weight"}
     assert set(Effort().to_dict()) == {"steps", "resolution", "lr", "early_stop", "calibration_steps", "lr_schedule",
-                                       "views", "view_crop", "update"}
+                                       "views", "view_crop", "update", "target_steps"}
 
 
 def test_old_manifests_with_coarse_fraction_still_load() -> None:

@@ -513,13 +513,14 @@ def test_cli_and_web_preview_share_one_api_call(monkeypatch) -> None:  # noqa: A
     """``sfumato.api.preview`` is the one preview: the web app's computation calls it, with the
     configuration :func:`sfumato.api.preview_config` makes (the work view, the preview's size and steps)."""
     import sfumato.api as api
-    from sfumato.config import PREVIEW_SIDE, PREVIEW_STEPS, CloakConfig
+    from sfumato.config import PREVIEW_SIDE, PREVIEW_STEPS, PREVIEW_TARGET_STEPS, CloakConfig
     from sfumato.server import preview as server_preview
     from sfumato.server.modes import JobOptions
     from sfumato.server.settings import ServerSettings
 
     cfg = api.preview_config(CloakConfig.preset(quality="slow"))
     assert (cfg.effort.resolution, cfg.effort.steps, cfg.effort.views) == (PREVIEW_SIDE, PREVIEW_STEPS, "work")
+    assert cfg.effort.target_steps == PREVIEW_TARGET_STEPS and CloakConfig().effort.target_steps is None
     assert api.preview_config(cfg, side=128, steps=3).effort.resolution == 128
     assert api.preview_downscale(np.zeros((600, 500, 3), np.float32), 256).shape == (256, 213, 3)
     seen: list[Any] = []

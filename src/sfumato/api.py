@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from sfumato._version import __version__
-from sfumato.config import PREVIEW_SIDE, PREVIEW_STEPS, PREVIEW_VIEWS, CloakConfig
+from sfumato.config import PREVIEW_SIDE, PREVIEW_STEPS, PREVIEW_TARGET_STEPS, PREVIEW_VIEWS, CloakConfig
 from sfumato.io.atomic import sha256_bytes_of, write_json_atomic, write_png_atomic, write_text_atomic
 from sfumato.io.outputs import (
     LOSSLESS_DEFAULTS,
@@ -119,13 +119,14 @@ class PreviewResult:
 def preview_config(config: CloakConfig | None = None, *, side: int | None = None,
                    steps: int | None = None) -> CloakConfig:
     """``config`` (default: the default preset) at the preview's work size ``side`` (default
-    :data:`PREVIEW_SIDE`), its one work view and ``steps`` steps (default: the fewer of the preset's and
-    :data:`PREVIEW_STEPS`)."""
+    :data:`PREVIEW_SIDE`), its one work view, ``steps`` steps (default: the fewer of the preset's and
+    :data:`PREVIEW_STEPS`) and a Gatys target of :data:`PREVIEW_TARGET_STEPS` steps."""
     cfg = config or CloakConfig()
     eff = cfg.effort
     return dataclasses.replace(cfg, effort=dataclasses.replace(
         eff, resolution=int(side or PREVIEW_SIDE), views=PREVIEW_VIEWS,
-        steps=int(steps or min(eff.steps, PREVIEW_STEPS))))
+        steps=int(steps or min(eff.steps, PREVIEW_STEPS)),
+        target_steps=min(eff.target_steps or PREVIEW_TARGET_STEPS, PREVIEW_TARGET_STEPS)))
 
 
 def preview_downscale(rgb: np.ndarray, side: int) -> np.ndarray:

@@ -93,8 +93,9 @@ def render_target(x0: torch.Tensor, renderer: Encoder, candidates: Sequence[Any]
         exemplars = [to_nchw(e).to(x0) for e in style.exemplars]
         if config.target_renderer in ("gatys", "img2img"):
             if config.target_renderer == "gatys":
-                img = gatys_transfer(x0, exemplars, steps=GATYS_STEPS, coarse_steps=GATYS_COARSE_STEPS,
-                                     models_dir=models_dir)
+                n = config.effort.target_steps
+                steps, coarse = (GATYS_STEPS, GATYS_COARSE_STEPS) if n is None else (n, round(n * 2 / 3))
+                img = gatys_transfer(x0, exemplars, steps=steps, coarse_steps=coarse, models_dir=models_dir)
             else:
                 from sfumato.targets.img2img import img2img_transfer
 
