@@ -115,6 +115,34 @@ def read_rows(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
 
 
+class CachedEncoder:
+    """The measuring encoder with its ``encode`` memoised on disk by the input's bytes (``cache`` folder):
+    the original's and the target's views are the same for every row of an image, so each configuration
+    after the first encodes only the cloaked image. Same outputs as the encoder (a hit returns what it gave
+    for the identical input); only :func:`measure_views` sees it, never the cloak's optimisation."""
+
+    def __init__(self, encoder, cache: Path) -> None:  # noqa: ANN001
+        self._enc, self._cache = encoder, cache
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self._enc, name)
+
+    def encode(self, x):  # noqa: ANN001, ANN201
+        import hashlib
+
+        import torch
+
+        a = x.detach().cpu().contiguous().numpy()
+        h = hashlib.sha1(f"{type(self._enc).__name__}{a.shape}{a.dtype}".encode() + a.tobytes()).hexdigest()
+        f = self._cache / f"{h}.pt"
+        if f.exists():
+            return torch.load(f).to(x.device)
+        z = self._enc.encode(x)
+        self._cache.mkdir(parents=True, exist_ok=True)
+        torch.save(z.detach().cpu(), f)
+        return z
+
+
 def measure_one(rgb: np.ndarray, preset: str, masking: bool, *, seed: int, st: dict,
                 floor: float | None = None) -> tuple[dict, np.ndarray]:
     """Cloak ``rgb`` with ``preset`` (masking on/off; on at budget-map ``floor``, default
@@ -143,7 +171,8 @@ def measure_one(rgb: np.ndarray, preset: str, masking: bool, *, seed: int, st: d
         lp = float(st["lpips"](p, o).mean())
     h, w = rgb.shape[:2]
     views = trainer_views(h, w, work_size=tuple(r.target["work_size"]), seed=seed)
-    lat = measure_views(rgb, out.astype(np.float32), r.target_image, st["taef2"], None, views, lpips=st["lpips"],
+    enc = CachedEncoder(st["taef2"], st["zcache"]) if st.get("zcache") else st["taef2"]
+    lat = measure_views(rgb, out.astype(np.float32), r.target_image, enc, None, views, lpips=st["lpips"],
                         ceiling=False)
     worst = worst_views(lat)["view"]
     work = next((v for v in lat if v["name"] == "work"), lat[0])
@@ -332,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         done = {(r["image"], r["preset"], row_floor(r)) for r in read_rows(args.rows)}
         runs: list[float | None] = ([None] if args.masking in ("off", "both") else []) + \
             (floors if args.masking in ("on", "both") else [])
-        st = models()
+        st = {**models(), "zcache": args.rows.parent / "zcache"}
         for p in args.presets:
             for f in runs:  # one configuration after another, each over every image
                 for s in args.sets:
