@@ -23,7 +23,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("verification", ("sfumato.verification",)),
     ("mimicry lab", ("sfumato.lab",)),
     ("opt-out", ("sfumato.optout",)),
-    ("facade", ("sfumato.api", "sfumato.plans", "sfumato.batch")),
+    ("facade", ("sfumato.api", "sfumato.preview", "sfumato.plans", "sfumato.batch")),
     ("shells", ("sfumato.commands", "sfumato.server", "sfumato.cli", "sfumato")),
 ]
 MAX_LINES = 500
