@@ -55,8 +55,11 @@ class MaskConfig(JSONConfig):
     The defaults (window 7, floor 0.15, smooth 1) are the cloak's default since issue 20: against the
     first version (window 9, smooth 3) they keep the map's raised budget from bleeding ~10 px into the flat
     fill beside every drawn line, which is where most of the flat-region energy came from. A lower floor
-    (0.05) cut the flat energy further but cost a third of the latent shift on a flat-vector drawing, while
-    0.15 kept it (``benchmarks/visible_cost.py``, docs/benchmarks.md "Visible cost per preset").
+    (0.05) cut the flat energy further but cost a third of the latent shift on a flat-vector drawing. A
+    higher one does not buy the protection back: on 4 illustrations (default preset, paired with masking
+    off, 2026-12-06) floor 0.15 gives flat energy ratio 0.25 and worst-view "toward" 0.190 → 0.157, floor
+    0.25 ratio 0.37 (over issue 20's 1/3) and 0.190 → 0.163, so no floor met both halves of the issue and
+    0.15 stays (``benchmarks/visible_cost.py --floor``, docs/benchmarks.md "Visible cost per preset").
     """
 
     window: int = 7
