@@ -4,8 +4,8 @@ Runs the real ``sfumato cloak`` command (:func:`sfumato.cli.main`, in a fresh Py
 as an artist's first run is) with the shared weights and corpus, and times its stages by wrapping the
 functions that do them (exclusive times: a stage nested in another is counted once, in the inner one):
 
-* ``cloak`` on two 128 px art128 paintings in one run, with an empty judge cache (a first run ever) and
-  again with the cache that run left (a later run). The first image's fixed cost is its time minus the
+* ``cloak`` on two 128 px art128 paintings in one run, with empty judge and style caches (a first run ever) and
+  again with the caches that run left (a later run). The first image's fixed cost is its time minus the
   second image's (the second pays no one-off loads).
 * ``cloak --preview`` on a 1024x1024 painting (a centre square of a large ``art/*/ace_*`` painting,
   resized, written to a temp folder), cold and warm: the process's wall time from start to exit (the
@@ -153,7 +153,8 @@ def run_child(scenario: str, cli_args: list[str], *, threads: int, judge_cache: 
               extra_env: dict[str, str], src: str | None) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "SFUMATO_JUDGE_CACHE_DIR": str(judge_cache), "SFUMATO_ALLOW_DOWNLOAD": "0",
-           "SFUMATO_CONFIG": str(judge_cache.parent / "config.json"), **extra_env}
+           "SFUMATO_CONFIG": str(judge_cache.parent / "config.json"),
+           "SFUMATO_STYLE_CACHE_DIR": str(judge_cache.parent / "styles"), **extra_env}
     if src:  # run another checkout's code (e.g. the starting commit's, for before/after figures)
         env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
     t0 = time.perf_counter()
@@ -191,7 +192,7 @@ def report(results: dict[str, dict[str, Any]], *, threads: int, cmd: str, steps:
     names = [n for _, _, n in STAGES]
     lines += [f"`sfumato cloak A.jpg B.jpg -o OUT --steps {steps}` (two 128 px art128 paintings, default preset but "
               f"{steps} steps), seconds per "
-              "stage (exclusive); cold = empty judge cache (first run ever), warm = the cache it left:", "",
+              "stage (exclusive); cold = empty judge and style caches (first run ever), warm = the caches it left:", "",
               "| stage | cold, image 1 | cold, image 2 | warm, image 1 | warm, image 2 |", "|---|---|---|---|---|"]
     row = ["python + imports"] + [fmt(results[c]["imports"] + results[c]["before_first"]) if i == 0 else "–"
                                   for c, i in cols]
@@ -257,7 +258,7 @@ def main() -> int:
         if a.only in (None, "cloak"):
             for c in ("cold", "warm"):
                 if c == "cold":
-                    shutil.rmtree(cache, ignore_errors=True)
+                    shutil.rmtree(cache.parent, ignore_errors=True)
                 files = [str(corpus / p) for p in PAINTINGS_128]
                 results[c] = run_child(c, ["cloak", *files, "-o", str(tmp / f"out-{c}"), "--steps", str(a.steps),
                                            *common], **kw)
@@ -265,7 +266,7 @@ def main() -> int:
         if a.only in (None, "preview"):
             for c in ("preview-cold", "preview-warm"):
                 if c == "preview-cold":
-                    shutil.rmtree(cache, ignore_errors=True)
+                    shutil.rmtree(cache.parent, ignore_errors=True)
                 results[c] = run_child(c, ["cloak", str(large), "--preview", "-o", str(tmp / f"out-{c}"), *common],
                                        **kw)
                 print(f"{c}: {results[c]['wall']:.1f} s; {results[c]['verdict']}", file=sys.stderr)

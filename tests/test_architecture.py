@@ -12,6 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: The pipeline, lowest stage first. A module may import from its own stage and the ones above it here.
 STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("configuration", ("sfumato._version", "sfumato.config", "sfumato.models")),
+    ("numerics", ("sfumato.numerics",)),
     ("image I/O", ("sfumato.io",)),
     ("encoders", ("sfumato.encoders",)),
     ("metrics", ("sfumato.metrics",)),

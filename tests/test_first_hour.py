@@ -274,6 +274,10 @@ def test_config_prepares_the_style_judge_once(tmp_path: Path, capsys, monkeypatc
     calls: list[tuple] = []
     answer: list[tuple] = [(None, "no style judge was found (run 'sfumato config set corpus_dir FOLDER' ...)")]
     monkeypatch.setattr(plain, "style_judge_for", lambda c, m: calls.append((c, m)) or answer[0])
+    import sfumato.commands.config as config_cmd
+
+    styles_prepared: list[int] = []
+    monkeypatch.setattr(config_cmd, "prepare_styles", lambda: styles_prepared.append(1) or False)
     assert main(["config", "prepare"]) == 1
     assert capsys.readouterr().out.startswith("note: no style judge was found")
     mine = tmp_path / "corpus"
@@ -283,7 +287,7 @@ def test_config_prepares_the_style_judge_once(tmp_path: Path, capsys, monkeypatc
     assert main(["config", "prepare"]) == 0
     assert re.search(r"^style judge ready in \d+\.\d s \(cached in .*; runs start with it\)$",
                      capsys.readouterr().out.strip())
-    assert len(calls) == 3
+    assert len(calls) == 3 and len(styles_prepared) == 3
     assert main(["config", "prepare", "models_dir"]) == 2
 
 
@@ -469,7 +473,7 @@ def test_preview_optimises_the_view_it_judges_and_says_so(tmp_path: Path, capsys
     out = capsys.readouterr().out
     # the verdict reads the two AI views the sheet shows: two encode-decode passes, not four
     assert len(ai_views) == 2 and len(seen.pop("verdict_views")) == 2
-    assert PREVIEW_VIEWS == "work" and seen == {"shape": (213, 256, 3), "steps": PREVIEW_STEPS, "views": "work",
+    assert PREVIEW_VIEWS == "work" and seen == {"shape": (round(500 * PREVIEW_SIDE / 600), PREVIEW_SIDE, 3), "steps": PREVIEW_STEPS, "views": "work",
                                                 "side": PREVIEW_SIDE}
     line = next(ln for ln in out.splitlines() if "verdict (preview" in ln)
     assert f"{PREVIEW_STEPS} steps at {PREVIEW_SIDE} px, that view only" in line and "trainer views" in line

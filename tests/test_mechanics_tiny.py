@@ -131,3 +131,63 @@ def test_the_loop_leaves_the_clean_image_and_the_global_rng_alone() -> None:
     _run(TinyConvEncoder(), x0, target, steps=3)
     assert torch.equal(torch.rand(3), expected)  # all randomness comes from the given generator
     assert torch.equal(x0, before) and not x0.requires_grad
+
+
+def test_own_adam_matches_torch_adam_and_skips_the_dynamo_import():
+    """sfumato.numerics.adam.Adam does torch.optim.Adam's arithmetic (with a schedule changing lr), and
+    constructing it imports no torch._dynamo (the 3 s fixed cost it replaces)."""
+    import subprocess
+    import sys
+
+    from sfumato.numerics.adam import Adam
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 8, 8, generator=g)
+    b = a.clone()
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+    ours, ref = Adam(a, lr=0.01), torch.optim.Adam([b], lr=0.01)
+    for step in range(1, 30):
+        lr = 0.01 * (1 - step / 40)
+        for p in (a, b):
+            p.grad = None
+            ((p - 0.3).pow(3).sum() + p.sin().sum()).backward()
+        ours.lr = lr
+        ref.param_groups[0]["lr"] = lr
+        ours.step()
+        ref.step()
+    assert torch.allclose(a, b, atol=1e-6, rtol=0)
+    code = ("import sys, torch; from sfumato.numerics.adam import Adam; "
+            "Adam(torch.zeros(2, requires_grad=True), lr=0.1).step(); print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_encoder_remembers_recent_no_grad_encodes_only():
+    """TAEEncoder.encode returns the same latent for the same pixels from its memo (a copy, so callers may
+    change it), never memoises an encode that needs a gradient, and forgets beyond MEMO_SIZE images."""
+    from sfumato.encoders.tae import tiny_random_tae
+
+    enc = tiny_random_tae(seed=0)
+    calls = []
+    real = enc._encode
+    enc._encode = lambda x: calls.append(1) or real(x)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    z1 = enc.encode(x)
+    z1.add_(1.0)  # the caller's copy
+    z2 = enc.encode(x.clone())
+    assert len(calls) == 1 and torch.allclose(z2 + 1.0, z1)
+    xg = x.clone().requires_grad_(True)
+    zg = enc.encode(xg)
+    assert zg.requires_grad and len(calls) == 2
+    zg.sum().backward()
+    assert xg.grad is not None and xg.grad.abs().sum() > 0
+    for i in range(enc.MEMO_SIZE):
+        enc.encode(x + (i + 1) * 1e-3)
+    n = len(calls)
+    enc.encode(x)
+    assert len(calls) == n + 1
+    y = x.clone()
+    y[0, 0, 5, 5] += 1e-6
+    enc.encode(y)
+    assert len(calls) == n + 2

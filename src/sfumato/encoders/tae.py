@@ -92,7 +92,33 @@ class TAEEncoder(Encoder):
     def has_decoder(self) -> bool:
         return self.decoder is not None
 
+    #: how many recent no-grad encodes of CPU images are remembered (see :meth:`encode`)
+    MEMO_SIZE = 4
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The latent of ``x`` (Nx3xHxW in [0, 1]). A pipeline encodes the same image several times without
+        gradients (the artwork for the target's vetting, the objective and its AI view; the target for the
+        vetting and the objective): those encodes of CPU tensors are remembered, keyed by the pixels'
+        bytes, for the last :attr:`MEMO_SIZE` images. Encodes that need a gradient are never remembered."""
+        if (x.requires_grad and torch.is_grad_enabled() or x.device.type != "cpu" or x.numel() < 4096
+                or any(p.requires_grad for p in self.encoder.parameters())):
+            return self._encode(x)
+        import hashlib
+
+        xc = x.detach().contiguous()
+        key = (tuple(xc.shape), str(xc.dtype), hashlib.blake2b(xc.numpy().tobytes(), digest_size=16).digest())
+        memo: dict = self.__dict__.setdefault("_memo", {})
+        if key in memo:
+            memo[key] = memo.pop(key)  # most recent last
+            return memo[key].clone()
+        with torch.no_grad():
+            z = self._encode(xc)
+        memo[key] = z
+        while len(memo) > self.MEMO_SIZE:
+            memo.pop(next(iter(memo)))
+        return z.clone()
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(dtype=next(self.encoder.parameters()).dtype)
         h, w = x.shape[-2:]
         d = self.downscale

@@ -37,6 +37,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from sfumato.numerics.adam import Adam
 from sfumato.optimise.budgets import BudgetTerm
 
 # objective(x_adv) -> (loss, progress in [0, 1] or None)
@@ -113,7 +114,7 @@ def optimise(
     for b in budgets:
         delta = b.project(delta, x0_p)
     delta.requires_grad_(True)
-    opt = torch.optim.Adam([delta], lr=lr) if update == "adam" else None
+    opt = Adam(delta, lr=lr) if update == "adam" else None
     best_loss, best_delta = float("inf"), delta.detach().clone()
     noisy = transform is not None or bool(getattr(objective, "stochastic", False))
     history: list[dict] = []
@@ -127,10 +128,7 @@ def optimise(
         obj, progress = objective(x_in)
         pen = sum((b.penalty(x_adv) for b in budgets), start=obj.new_zeros(()))
         loss = obj + pen
-        if opt is not None:
-            opt.zero_grad(set_to_none=True)
-        elif delta.grad is not None:
-            delta.grad = None
+        delta.grad = None
         loss.backward()
         lv = float(loss.detach())
         # Track the best fine-scale iterate, δ *before* this step's update (the one the loss belongs to).
@@ -140,7 +138,7 @@ def optimise(
         with torch.no_grad():
             lr_now = step_size(lr, step, steps, decay)
             if opt is not None:
-                opt.param_groups[0]["lr"] = lr_now
+                opt.lr = lr_now
                 opt.step()
             else:
                 delta -= lr_now * delta.grad.sign()

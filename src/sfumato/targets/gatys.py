@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from sfumato.numerics.adam import Adam
+
 __all__ = ["STYLE_TAPS", "CONTENT_TAP", "gram", "gram_signature", "gram_distance", "gatys_transfer"]
 
 STYLE_TAPS = (0, 1, 2, 3, 5)  # indices into LPIPS-squeeze activations (layers 1, 4, 7, 9, 11)
@@ -84,14 +86,14 @@ def gatys_transfer(x: torch.Tensor, exemplars: Sequence[torch.Tensor], *, steps:
             content = net.activations(xc)[CONTENT_TAP]
             content_norm = (content**2).mean()
         y = y0.clone().requires_grad_(True)
-        opt = torch.optim.Adam([y], lr=lr)
+        opt = Adam(y, lr=lr)
         for _ in range(n):
             acts = net.activations(y)
             style = sum(((gram(acts[i]) - g) ** 2).sum() / k
                         for i, g, k in zip(STYLE_TAPS, target_grams, gram_norms, strict=True))
             cont = ((acts[CONTENT_TAP] - content) ** 2).mean() / content_norm
             loss = style_weight * style + content_weight * cont
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             with torch.no_grad():

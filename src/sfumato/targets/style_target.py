@@ -40,11 +40,23 @@ def style_distances(x_work: torch.Tensor, candidates: Sequence[Any], *, models_d
 
 
 def style_signature(style: Any, models_dir) -> list[torch.Tensor]:  # noqa: ANN001
-    from sfumato.targets.gatys import gram_signature
+    from sfumato.targets.gatys import STYLE_TAPS, gram_signature
+    from sfumato.targets.style_cache import cached_arrays, digest
 
     key = (style.name, hash(tuple(float(e[::17, ::17].sum()) for e in style.exemplars)))
     if key not in _SIG_CACHE:
-        _SIG_CACHE[key] = gram_signature([to_nchw(e) for e in style.exemplars], models_dir=models_dir)
+        def compute() -> list[np.ndarray]:
+            return [g.cpu().numpy() for g in gram_signature([to_nchw(e) for e in style.exemplars],
+                                                            models_dir=models_dir)]
+
+        # on disk only for the built-in styles (a user's folders are not copied into the cache)
+        if getattr(style, "builtin", False):
+            file_key = digest(str(STYLE_TAPS), "lpips-squeeze-v0.1", *(np.ascontiguousarray(e).tobytes()
+                                                                       for e in style.exemplars))
+            arrays = cached_arrays(f"gram-{style.name}-{file_key}", compute)
+        else:
+            arrays = compute()
+        _SIG_CACHE[key] = [torch.from_numpy(a) for a in arrays]
     return _SIG_CACHE[key]
 
 

@@ -234,6 +234,8 @@ class StyleSource:
 
     name: str
     exemplars: tuple[np.ndarray, ...]
+    #: one of the procedural families (its Gram signature may be kept in the on-disk style cache)
+    builtin: bool = False
 
     def describe(self) -> dict:
         return {"name": self.name, "n_exemplars": len(self.exemplars)}
@@ -244,9 +246,19 @@ def builtin_style(name: str, *, n_exemplars: int = 2) -> StyleSource:
     """A built-in procedural style family, rendered deterministically (cached; treat as read-only)."""
     if name not in STYLE_FAMILIES:
         raise ValueError(f"unknown built-in style {name!r}; choose one of {sorted(STYLE_FAMILIES)} or give a folder")
+    from sfumato.targets.style_cache import cached_arrays, digest
+
     fn = STYLE_FAMILIES[name]
     base = sum(ord(c) for c in name) * 1000
-    return StyleSource(name, tuple(fn(base + i).astype(np.float32) for i in range(n_exemplars)))
+    key = f"exemplars-{name}-{n_exemplars}-{digest(_source_bytes())}"
+    arrays = cached_arrays(key, lambda: [fn(base + i).astype(np.float32) for i in range(n_exemplars)])
+    return StyleSource(name, tuple(arrays), builtin=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _source_bytes() -> bytes:
+    """This module's source: the painters' code, part of the exemplar cache key."""
+    return Path(__file__).read_bytes()
 
 
 def builtin_styles() -> list[StyleSource]:

@@ -1,0 +1,1 @@
+"""Numerical building blocks shared by every stage (no models, no images): an Adam for one tensor."""
