@@ -9,6 +9,7 @@ independent re-implementation that loads the published state dicts.
 from __future__ import annotations
 
 import os
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -76,6 +77,9 @@ def taesana_encoder(*, latent_channels: int = 32) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+_MEMO_LOCK = threading.Lock()
+
+
 class TAEEncoder(Encoder):
     """A TAE encoder (+ optional decoder) as an :class:`Encoder`. Build with :func:`load_tae`."""
 
@@ -101,21 +105,26 @@ class TAEEncoder(Encoder):
         vetting and the objective): those encodes of CPU tensors are remembered, keyed by the pixels'
         bytes, for the last :attr:`MEMO_SIZE` images. Encodes that need a gradient are never remembered."""
         if (x.requires_grad and torch.is_grad_enabled() or x.device.type != "cpu" or x.numel() < 4096
+                or x.dtype not in (torch.float32, torch.float64)
                 or any(p.requires_grad for p in self.encoder.parameters())):
             return self._encode(x)
         import hashlib
 
         xc = x.detach().contiguous()
-        key = (tuple(xc.shape), str(xc.dtype), hashlib.blake2b(xc.numpy().tobytes(), digest_size=16).digest())
-        memo: dict = self.__dict__.setdefault("_memo", {})
-        if key in memo:
-            memo[key] = memo.pop(key)  # most recent last
-            return memo[key].clone()
+        key = (tuple(xc.shape), str(xc.dtype), str(next(self.encoder.parameters()).dtype),
+               hashlib.blake2b(xc.numpy().tobytes(), digest_size=16).digest())
+        with _MEMO_LOCK:  # the server's jobs share one cached encoder across threads
+            memo: dict = self.__dict__.setdefault("_memo", {})
+            hit = memo.pop(key, None)
+            if hit is not None:
+                memo[key] = hit  # most recent last
+                return hit.clone()
         with torch.no_grad():
             z = self._encode(xc)
-        memo[key] = z
-        while len(memo) > self.MEMO_SIZE:
-            memo.pop(next(iter(memo)))
+        with _MEMO_LOCK:
+            memo[key] = z
+            while len(memo) > self.MEMO_SIZE:
+                memo.pop(next(iter(memo)))
         return z.clone()
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
