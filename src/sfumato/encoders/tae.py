@@ -104,7 +104,7 @@ class TAEEncoder(Encoder):
         gradients (the artwork for the target's vetting, the objective and its AI view; the target for the
         vetting and the objective): those encodes of CPU tensors are remembered, keyed by the pixels'
         bytes, for the last :attr:`MEMO_SIZE` images. Encodes that need a gradient are never remembered."""
-        if (x.requires_grad and torch.is_grad_enabled() or x.device.type != "cpu" or x.numel() < 4096
+        if (x.requires_grad and torch.is_grad_enabled() or x.device != torch.device("cpu") or x.numel() < 4096
                 or x.dtype not in (torch.float32, torch.float64)
                 or any(p.requires_grad for p in self.encoder.parameters())):
             return self._encode(x)
