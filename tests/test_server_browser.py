@@ -35,7 +35,7 @@ from PIL import Image, ImageFilter
 from playwright.sync_api import Page, sync_playwright
 
 from sfumato.api import FileResult
-from sfumato.config import Effort
+from sfumato.config import PREVIEW_SIDE, Effort
 from sfumato.server import ServerSettings
 from sfumato.server import preview as server_preview
 from sfumato.server import results as server_results
@@ -596,7 +596,7 @@ def test_preview_shows_the_verdict_before_the_full_run(tmp_path: Path, browser) 
         assert "nothing was saved" in box.inner_text() and "Target style: mosaic" in box.inner_text()
         for cap in ("What a model sees: before", "after (preview cloak)"):
             img = box.locator(f'img[alt="{cap}"]')
-            assert img.evaluate("i => i.complete && i.naturalWidth") == 256
+            assert img.evaluate("i => i.complete && i.naturalWidth") == PREVIEW_SIDE
         # a preview makes no job and writes nothing; the picked image is still there for the full run
         assert page.locator(".job").count() == 0 and not any((data / "jobs").iterdir())
         assert not (data / "previews").exists() or not any((data / "previews").iterdir())
