@@ -11,7 +11,10 @@ Tiers: every test that requests one of those fixtures (directly or through other
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,10 @@ SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared")).reso
 if (SHARED / "models").is_dir():
     os.environ.setdefault("SFUMATO_MODELS_DIR", str(SHARED / "models"))
 os.environ["SFUMATO_ALLOW_DOWNLOAD"] = "0"  # never touch the network in tests
+# the built-in styles' cache: one fresh folder per test run (tests must see the painters, not old files)
+_STYLE_CACHE = tempfile.mkdtemp(prefix="sfumato-test-styles-")
+os.environ["SFUMATO_STYLE_CACHE_DIR"] = _STYLE_CACHE
+atexit.register(shutil.rmtree, _STYLE_CACHE, True)
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

@@ -37,6 +37,13 @@ def test_a_broken_or_unwritable_cache_falls_back_to_computing(cache, monkeypatch
         calls.append(1)
         return [np.arange(6, dtype=np.float32).reshape(2, 3)]
 
+    import zipfile
+
+    for bad in (b"", b"not an npz", b"PK\x03\x04truncated"):  # empty, foreign, a truncated zip
+        (cache / "bad.npz").write_bytes(bad)
+        assert np.array_equal(style_cache.cached_arrays("bad", compute)[0], compute()[0])
+        assert zipfile.is_zipfile(cache / "bad.npz")  # recomputed and overwritten
+    calls.clear()
     (cache / "k.npz").write_bytes(b"not an npz")
     out = style_cache.cached_arrays("k", compute)
     assert calls and np.array_equal(out[0], np.arange(6, dtype=np.float32).reshape(2, 3))

@@ -9,7 +9,6 @@ independent re-implementation that loads the published state dicts.
 from __future__ import annotations
 
 import os
-import threading
 
 import torch
 import torch.nn.functional as F
@@ -77,9 +76,6 @@ def taesana_encoder(*, latent_channels: int = 32) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-_MEMO_LOCK = threading.Lock()
-
-
 class TAEEncoder(Encoder):
     """A TAE encoder (+ optional decoder) as an :class:`Encoder`. Build with :func:`load_tae`."""
 
@@ -96,38 +92,7 @@ class TAEEncoder(Encoder):
     def has_decoder(self) -> bool:
         return self.decoder is not None
 
-    #: how many recent no-grad encodes of CPU images are remembered (see :meth:`encode`)
-    MEMO_SIZE = 4
-
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The latent of ``x`` (Nx3xHxW in [0, 1]). A pipeline encodes the same image several times without
-        gradients (the artwork for the target's vetting, the objective and its AI view; the target for the
-        vetting and the objective): those encodes of CPU tensors are remembered, keyed by the pixels'
-        bytes, for the last :attr:`MEMO_SIZE` images. Encodes that need a gradient are never remembered."""
-        if (x.requires_grad and torch.is_grad_enabled() or x.device != torch.device("cpu") or x.numel() < 4096
-                or x.dtype not in (torch.float32, torch.float64)
-                or any(p.requires_grad for p in self.encoder.parameters())):
-            return self._encode(x)
-        import hashlib
-
-        xc = x.detach().contiguous()
-        key = (tuple(xc.shape), str(xc.dtype), str(next(self.encoder.parameters()).dtype),
-               hashlib.blake2b(xc.numpy().tobytes(), digest_size=16).digest())
-        with _MEMO_LOCK:  # the server's jobs share one cached encoder across threads
-            memo: dict = self.__dict__.setdefault("_memo", {})
-            hit = memo.pop(key, None)
-            if hit is not None:
-                memo[key] = hit  # most recent last
-                return hit.clone()
-        with torch.no_grad():
-            z = self._encode(xc)
-        with _MEMO_LOCK:
-            memo[key] = z
-            while len(memo) > self.MEMO_SIZE:
-                memo.pop(next(iter(memo)))
-        return z.clone()
-
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(dtype=next(self.encoder.parameters()).dtype)
         h, w = x.shape[-2:]
         d = self.downscale

@@ -8,8 +8,6 @@ bias corrections, written out for one tensor; it has no such import.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 __all__ = ["Adam"]
@@ -44,5 +42,5 @@ class Adam:
         self.m.lerp_(g, 1 - self.beta1)  # first moment: m ← β1·m + (1−β1)·g
         self.v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)  # second moment
         step_size = self.lr / (1 - self.beta1**self.t)
-        denom = (self.v.sqrt() / math.sqrt(1 - self.beta2**self.t)).add_(self.eps)
+        denom = (self.v.sqrt() / (1 - self.beta2**self.t) ** 0.5).add_(self.eps)
         self.param.addcdiv_(self.m, denom, value=-step_size)

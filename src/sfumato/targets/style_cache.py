@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ENV_STYLE_CACHE_DIR", "style_cache_dir", "cached_arrays", "digest"]
+__all__ = ["ENV_STYLE_CACHE_DIR", "style_cache_dir", "cached_arrays", "code_digest", "digest"]
 
 ENV_STYLE_CACHE_DIR = "SFUMATO_STYLE_CACHE_DIR"
 
@@ -39,6 +39,21 @@ def digest(*parts: bytes | str) -> str:
     return h.hexdigest()[:20]
 
 
+def code_digest(*modules: str) -> str:
+    """A digest of the source files of ``modules`` (dotted names) with the numpy and torch versions: the
+    code a cached value depends on."""
+    import importlib.util
+
+    import torch
+
+    parts: list[bytes | str] = [np.__version__, torch.__version__]
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin if spec is not None else None
+        parts.append(Path(origin).read_bytes() if origin else name)
+    return digest(*parts)
+
+
 def cached_arrays(key: str, compute: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
     """The arrays stored under ``key`` (a file name stem), else ``compute()``, stored for next time.
     The values are bit-identical either way (``.npz``, no compression loss)."""
@@ -46,7 +61,7 @@ def cached_arrays(key: str, compute: Callable[[], list[np.ndarray]]) -> list[np.
     try:
         with np.load(path, allow_pickle=False) as z:
             return [z[f"a{i}"] for i in range(len(z.files))]
-    except (OSError, ValueError, KeyError):
+    except Exception:  # noqa: BLE001  (missing, empty, truncated or foreign file: compute and overwrite)
         pass
     arrays = compute()
     try:

@@ -41,7 +41,7 @@ def style_distances(x_work: torch.Tensor, candidates: Sequence[Any], *, models_d
 
 def style_signature(style: Any, models_dir) -> list[torch.Tensor]:  # noqa: ANN001
     from sfumato.targets.gatys import STYLE_TAPS, gram_signature
-    from sfumato.targets.style_cache import cached_arrays, digest
+    from sfumato.targets.style_cache import cached_arrays, code_digest, digest
 
     key = (style.name, hash(tuple(float(e[::17, ::17].sum()) for e in style.exemplars)))
     if key not in _SIG_CACHE:
@@ -51,8 +51,13 @@ def style_signature(style: Any, models_dir) -> list[torch.Tensor]:  # noqa: ANN0
 
         # on disk only for the built-in styles (a user's folders are not copied into the cache)
         if getattr(style, "builtin", False):
-            file_key = digest(str(STYLE_TAPS), "lpips-squeeze-v0.1", *(np.ascontiguousarray(e).tobytes()
-                                                                       for e in style.exemplars))
+            # the Gram code, the network's code and weights (SHA-checked at load), numpy/torch, the pixels
+            from sfumato.models import REGISTRY
+
+            weights = sorted(f"{k}={v.sha256}" for k, v in REGISTRY.items() if "squeeze" in k)
+            file_key = digest(str(STYLE_TAPS), code_digest("sfumato.targets.gatys", "sfumato.metrics.lpips"),
+                              *weights, *(f"{e.shape}{e.dtype}".encode() + np.ascontiguousarray(e).tobytes()
+                                          for e in style.exemplars))
             arrays = cached_arrays(f"gram-{style.name}-{file_key}", compute)
         else:
             arrays = compute()

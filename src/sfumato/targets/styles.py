@@ -250,7 +250,7 @@ def builtin_style(name: str, *, n_exemplars: int = 2) -> StyleSource:
 
     fn = STYLE_FAMILIES[name]
     base = sum(ord(c) for c in name) * 1000
-    key = f"exemplars-{name}-{n_exemplars}-{digest(_source_bytes())}"
+    key = f"exemplars-{name}-{n_exemplars}-{digest(_source_bytes(), np.__version__)}"
     arrays = cached_arrays(key, lambda: [fn(base + i).astype(np.float32) for i in range(n_exemplars)])
     return StyleSource(name, tuple(arrays), builtin=True)
 
