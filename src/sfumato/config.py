@@ -416,8 +416,8 @@ class ProtectConfig(ConceptFields, StyleFields, ProtectionConfig):
 #: against three passes for a sampled trainer view), so its verdict is about that view only and says so;
 #: the full run optimises over trainer views. Measured with ``benchmarks/first_image.py`` (docs/benchmarks.md,
 #: "First image and preview"). ``sfumato cloak --preview`` and the web app's Preview both call
-#: :func:`sfumato.api.preview`. 192 px (was 256): the process takes about 12 s instead of 16–19 s on a slow
-#: 2-core host, the art128 style judge reads its views at 128 px either way.
+#: :func:`sfumato.api.preview`. 192 px (was 256): the process took 14–15 s instead of 19 s on a slow 2-core
+#: host (with the style cache and the own Adam); the art128 style judge reads its views at 128 px either way.
 PREVIEW_SIDE = 192
 PREVIEW_STEPS = 8
 PREVIEW_VIEWS = "work"
