@@ -159,10 +159,11 @@ def report(runs: list[dict], command: str, header: str) -> list[str]:
     return lines
 
 
-def speed(side: int, steps: int, pool: int, seed: int) -> dict:
+def speed(side: int, steps: int, pool: int, seed: int, anchor_choice: str | None = None,
+          views: str | None = None) -> dict:
     """Seconds of the ``default`` poison preset on the first ``corpus/photos/dog`` photo (poison order) of at
     least ``side`` px, downscaled to ``side``: the run is cut to ``steps`` steps and the optimisation time
-    scaled to the preset's count."""
+    scaled to the preset's count. ``anchor_choice``/``views`` override the preset's (None: as shipped)."""
     import dataclasses
 
     from PIL import Image
@@ -180,12 +181,16 @@ def speed(side: int, steps: int, pool: int, seed: int) -> dict:
     anchors = [load(p, 512) for p in cats]
     rgb = load(photo, side)
     full = preset_effort("poison")
+    if views is not None:
+        full = dataclasses.replace(full, views=views)
+    extra = {} if anchor_choice is None else {"anchor_choice": anchor_choice}
     cfg = PoisonConfig(concept="dog", target="cat", seed=seed,  # the default budget of the preset table
-                       effort=dataclasses.replace(full, steps=min(steps, full.steps)))
+                       effort=dataclasses.replace(full, steps=min(steps, full.steps)), **extra)
     r = poison_array(rgb, cfg, anchors, anchor_names=[p.name for p in cats])
     t = r.timing_s
     per_step = t["optimise"] / r.steps_run
     return {"photo": photo.name, "size": list(rgb.shape[:2]), "effort": full.to_dict(), "steps_run": r.steps_run,
+            "anchor_choice": cfg.anchor_choice,
             "timing_s": t, "seconds_per_step": per_step,
             "projected_total_s": t["target"] + t["calibrate"] + per_step * full.steps}
 
@@ -205,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed", type=int, default=0, metavar="STEPS",
                     help="instead: time the default preset on a 1280 px photos/dog photo, cut to STEPS steps and "
                          "projected to the preset's count (one JSON line in runs/poison_converge/speed.jsonl)")
+    ap.add_argument("--speed-anchor", choices=["aligned", "cheapest"], default=None,
+                    help="with --speed: this anchor choice instead of the shipped default")
+    ap.add_argument("--speed-views", choices=["work", "trainer"], default=None,
+                    help="with --speed: these views instead of the preset's")
     ap.add_argument("-o", "--out", default=None)
     args = ap.parse_args(argv)
     os.environ.setdefault("SFUMATO_MODELS_DIR", str(SHARED / "models"))
@@ -215,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.runs)
     path.parent.mkdir(parents=True, exist_ok=True)
     if args.speed:
-        row = speed(1280, args.speed, args.pool, args.seed)
+        row = speed(1280, args.speed, args.pool, args.seed, args.speed_anchor, args.speed_views)
         row["threads"] = torch.get_num_threads()
         with (path.parent / "speed.jsonl").open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -253,13 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     if speed_file.exists():
         lines += ["", "Speed of the `default` preset on a 1280 px photo (`--speed STEPS`: the run cut to STEPS steps, "
                   "the optimisation scaled to the preset's count; same shared machine):", "",
-                  "| photo (px) | preset | threads | steps run | s per step | target s | calibrate s | "
-                  "projected total s |", "|---|---|---|---|---|---|---|---|"]
+                  "| photo (px) | preset | anchor | views | threads | steps run | s per step | target s | "
+                  "calibrate s | projected total s |", "|---|---|---|---|---|---|---|---|---|---|"]
         for line in speed_file.read_text().splitlines():
             r = json.loads(line)
             e = r["effort"]
             lines.append(f"| {r['photo']} ({r['size'][1]}×{r['size'][0]}) | {e['steps']} {e['update']} steps, "
-                         f"{e['resolution']} px | {r['threads']} | {r['steps_run']} | {r['seconds_per_step']:.2f} | "
+                         f"{e['resolution']} px | {r.get('anchor_choice', 'cheapest')} | {e.get('views', 'work')} | "
+                         f"{r['threads']} | {r['steps_run']} | {r['seconds_per_step']:.2f} | "
                          f"{r['timing_s']['target']:.0f} | {r['timing_s']['calibrate']:.0f} | "
                          f"{r['projected_total_s']:.0f} |")
     return emit(lines, args.out)

@@ -11,7 +11,13 @@ as anchors (the first ``--pool`` in that order, the last 60 held out as the lab 
 * ``new``: the aligned anchor (``anchor_choice="aligned"``, :mod:`sfumato.targets.anchor_alignment`) and
   trainer views (``views="trainer"``, 256 px crops), with ``--new-steps``/``--new-lr`` (default the same 80
   steps at lr 0.008: only the anchor and the views differ);
-* ``aligned-work`` (with ``--settings``): the aligned anchor at the single work view (the ablation).
+* ``aligned-work`` (with ``--settings``): the aligned anchor at the single work view (the ablation);
+* ``default``: the poison's ``default`` preset of :data:`sfumato.config.PRESETS` as shipped (80 signed steps,
+  cosine-decayed, single work view, the anchor choice of :class:`~sfumato.config.ConceptFields`);
+* ``default-cheapest`` / ``default-aligned``: that preset with the nearest centre-cropped / the aligned
+  anchor;
+* ``default-trainer``: that preset with the aligned anchor, optimised over trainer views (256 px crops);
+* ``slow-trainer``: the ``slow`` preset (500 signed steps, 768 px) with the aligned anchor over trainer views.
 
 The budget is LPIPS-alex ≤ 0.07 and L∞ ≤ 24/255, measured here again on the saved 8-bit PNG. Per image:
 the anchor's latent distance (how far it leaves the poison to travel), the latent ``toward`` at every
@@ -77,18 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=6, help="dog photos (half pets hold-out, half photos/dog)")
     ap.add_argument("--side", type=int, default=512, help="long side of the published photo (downscale)")
     ap.add_argument("--pool", type=int, default=64, help="training cats used as anchors")
-    ap.add_argument("--settings", nargs="+", default=["old", "new"], choices=["old", "new", "aligned-work"])
+    ap.add_argument("--settings", nargs="+", default=["default-cheapest", "default-trainer"],
+                    choices=["old", "new", "aligned-work", "default", "default-cheapest", "default-aligned",
+                             "default-trainer", "slow-trainer"])
     ap.add_argument("--new-steps", type=int, default=80)
     ap.add_argument("--new-lr", type=float, default=0.008)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-o", "--out", default=None)
     args = ap.parse_args(argv)
     os.environ.setdefault("SFUMATO_MODELS_DIR", str(SHARED / "models"))
+    import dataclasses
+
     import torch
     from PIL import Image
 
     from sfumato.attacks.trainer_views import apply_view, trainer_views
-    from sfumato.config import Budget, Effort, PoisonConfig
+    from sfumato.config import Budget, Effort, PoisonConfig, preset_effort
     from sfumato.encoders import load_encoder
     from sfumato.io.tensors import to_hwc, to_nchw, work_size
     from sfumato.judges import ConceptJudge
@@ -108,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"old": ("cheapest", old_effort),
                 "new": ("aligned", Effort(steps=args.new_steps, resolution=512, lr=args.new_lr, views="trainer")),
                 "aligned-work": ("aligned", old_effort)}
+    shipped = preset_effort("poison")
+    slow = preset_effort("poison", "slow")
+    settings |= {"default": (PoisonConfig(concept="dog", target="cat").anchor_choice, shipped),
+                 "default-cheapest": ("cheapest", shipped), "default-aligned": ("aligned", shipped),
+                 "default-trainer": ("aligned", dataclasses.replace(shipped, views="trainer")),
+                 "slow-trainer": ("aligned", dataclasses.replace(slow, views="trainer"))}
     files = photos(args.k)
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads "
              f"{torch.get_num_threads()}. Command: `python benchmarks/poison_views.py "

@@ -147,7 +147,11 @@ def test_poison_writes_caption_and_judged_manifest(tmp_path: Path, corpus_dir: P
     man = json.loads((out / f"{dog.stem}.sfumato.json").read_text())
     assert man["mode"] == "poison" and man["concept"] == "dog" and man["target"] == "cat"
     assert man["candidate"]["checked"] and man["candidate"]["shows_concept"]
-    assert man["anchor"]["choice"] == "cheapest" and man["anchor"]["name"] in man["anchor"]["distances"]
+    # the default anchor choice is "aligned": its manifest entry reports the aligned and the unaligned anchor
+    assert man["anchor"]["choice"] == "aligned"
+    assert any(k.startswith(man["anchor"]["name"]) for k in man["anchor"]["distances"])
+    al = man["anchor"]["alignment"]
+    assert al["distance"] <= al["unaligned_distance"] + 1e-6 and 0 <= al["travel_saved"] < 1
     assert man["achieved"]["lpips_alex"] <= 0.07 + 1e-6 and man["within_budget"]
     assert "dog" in (out / f"{dog.stem}.txt").read_text().lower()
     j = man["judged"]

@@ -306,13 +306,14 @@ class StyleFields:
 @dataclass(frozen=True, kw_only=True)
 class ConceptFields:
     """The concept pair (poison, protect): images of ``concept`` C should teach ``target`` A.
-    ``anchor_choice``: ``"aligned"`` (per image, the anchor flipped, cropped and scaled to the photo's layout
-    whose latent is nearest, :mod:`sfumato.targets.anchor_alignment`), ``"cheapest"`` (the centre-cropped
-    anchor with the nearest latent) or ``"fixed"`` (``anchor_index``)."""
+    ``anchor_choice``: ``"aligned"`` (the default since issue 18: per image, the anchor flipped, cropped and
+    scaled to the photo's layout whose latent is nearest, :mod:`sfumato.targets.anchor_alignment`; it left
+    the poison less to travel on every photo measured, docs/benchmarks.md "Poison convergence"),
+    ``"cheapest"`` (the centre-cropped anchor with the nearest latent) or ``"fixed"`` (``anchor_index``)."""
 
     concept: str
     target: str
-    anchor_choice: Literal["aligned", "cheapest", "fixed"] = "cheapest"
+    anchor_choice: Literal["aligned", "cheapest", "fixed"] = "aligned"
     anchor_index: int = 0
 
     def check_concept(self) -> None:

@@ -31,10 +31,10 @@ def add_poison_arguments(p: argparse.ArgumentParser, *, required: bool = True) -
                    help="diffusers text-to-image model to generate anchors of A (one fixed seed)")
     p.add_argument("--anchor-count", type=number(int, lo=1, hi=1000), default=4,
                    help="anchors to generate with --anchor-model (1-1000)")
-    p.add_argument("--anchor-choice", choices=["aligned", "cheapest", "fixed"], default="cheapest",
-                   help="per image: 'aligned' flips, crops and scales each anchor to the photo's layout and "
-                        "takes the one whose latent is nearest (never farther than 'cheapest', slower to "
-                        "choose); 'cheapest' the centre-cropped anchor with the nearest latent; 'fixed' the "
+    p.add_argument("--anchor-choice", choices=["aligned", "cheapest", "fixed"], default="aligned",
+                   help="per image: 'aligned' (default) flips, crops and scales each anchor to the photo's "
+                        "layout and takes the one whose latent is nearest (never farther than 'cheapest'); "
+                        "'cheapest' the centre-cropped anchor with the nearest latent; 'fixed' the "
                         "anchor --anchor-index")
     p.add_argument("--anchor-index", type=number(int, lo=0), default=0,
                    help="the anchor used with --anchor-choice fixed (0 = the first)")
