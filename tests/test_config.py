@@ -45,11 +45,13 @@ def test_cloak_row_is_the_intensity_and_quality_presets() -> None:
 def test_preset_values() -> None:
     assert preset_effort("cloak") == Effort(steps=80, resolution=512, lr=0.016, views="trainer")
     assert preset_effort("cloak", "slow") == Effort(steps=200, resolution=768, lr=0.008, views="trainer")
-    assert preset_effort("cloak", "fast").views == "trainer" and preset_effort("poison").views == "work"
-    for mode in ("poison", "protect"):
+    assert preset_effort("cloak", "fast").views == "trainer" and preset_effort("poison").views == "trainer"
+    assert preset_effort("protect").views == "work"  # protect's joint objective runs at its one work view
+    for mode, views in (("poison", "trainer"), ("protect", "work")):
         assert [preset_budget(mode, i).lpips for i in ("low", "default", "high")] == [0.05, 0.07, 0.10]
         assert {preset_budget(mode, i).linf for i in ("low", "default", "high")} == {24 / 255}
-        sign = {"lr": 0.0094, "update": "sign", "lr_schedule": "cosine"}  # signed steps of 24/255 / 10, cosine
+        # signed steps of 24/255 / 10, cosine-decayed
+        sign = {"lr": 0.0094, "update": "sign", "lr_schedule": "cosine", "views": views}
         assert preset_effort(mode, "fast") == Effort(steps=30, resolution=512, **sign)
         assert preset_effort(mode) == Effort(steps=80, resolution=512, **sign)
         assert preset_effort(mode, "slow") == Effort(steps=500, resolution=768, **sign)

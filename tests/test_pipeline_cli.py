@@ -240,15 +240,17 @@ def test_poison_and_protect_configs_from_presets_and_overrides() -> None:
                                               (["--lpips", "0.04", "--linf", "8", "--steps", "5", "--resolution", "96"],
                                                Budget(lpips=0.04, linf=8 / 255), 5, 96)):
                 argv = [*base, "--intensity", intensity, "--quality", quality, "--seed", "3", *extra]
-                eff = preset_effort("poison", quality)
+                eff, peff = preset_effort("poison", quality), preset_effort("protect", quality)
+                assert (eff.views, peff.views) == ("trainer", "work")  # protect: its one work view
                 if steps:
                     eff = dataclasses.replace(eff, steps=steps, resolution=res)
+                    peff = dataclasses.replace(peff, steps=steps, resolution=res)
                 a = parser.parse_args(["poison", *argv])
                 assert cli_poison_config(a, "dog", "cat") == PoisonConfig(
                     concept="dog", target="cat", budget=budget, effort=eff, seed=3)
                 b = parser.parse_args(["protect", *argv])
                 assert cli_protect_config(b, "dog", "cat") == ProtectConfig(
-                    concept="dog", target="cat", budget=budget, effort=eff, seed=3)
+                    concept="dog", target="cat", budget=budget, effort=peff, seed=3)
     assert poison_config("dog", "cat") == PoisonConfig.preset(concept="dog", target="cat")
     assert protect_config("dog", "cat", linf=8 / 255).budget.linf == 8 / 255
 

@@ -147,7 +147,9 @@ def test_modes_build_the_configs_the_command_line_builds(mode: str, tmp_path: Pa
     lpips = {"low": 0.05, "default": 0.07, "high": 0.10}
     from sfumato.config import preset_effort
 
-    effort = {q: preset_effort("poison", q) for q in ("fast", "default", "slow")}  # the one preset table
+    # the one preset table (protect shares the poison's steps but runs at its one work view)
+    effort = {q: preset_effort("poison", q) for q in ("fast", "default", "slow")}
+    protect_effort = {q: preset_effort("protect", q) for q in ("fast", "default", "slow")}
     for intensity in lpips:
         for quality in effort:
             kw = {"concept": "dog", "target": "cat"} if mode != "cloak" else {}
@@ -158,7 +160,7 @@ def test_modes_build_the_configs_the_command_line_builds(mode: str, tmp_path: Pa
             expected = {
                 "cloak": CloakConfig.preset(intensity=intensity, quality=quality, target_style="mosaic", seed=5),
                 "poison": PoisonConfig(concept="dog", target="cat", budget=budget, effort=effort[quality], seed=5),
-                "protect": ProtectConfig(concept="dog", target="cat", budget=budget, effort=effort[quality],
+                "protect": ProtectConfig(concept="dog", target="cat", budget=budget, effort=protect_effort[quality],
                                          target_style="mosaic", seed=5),
             }[mode]
             assert cfg == expected, (intensity, quality)

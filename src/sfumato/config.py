@@ -122,7 +122,12 @@ class Effort(JSONConfig):
     24/255, ``benchmarks/poison_converge.py``) 80 such steps moved the TAEF2 latent 0.57 of the way to the
     cat anchor on the saved file, against 0.36 for the former 80 Adam steps at lr 0.008 (30 signed steps:
     0.50); 200 steps reached 0.60 and 500 steps 0.63, the lowest loss still at step 474–499 of 500 — more
-    steps still help, so ``slow`` takes Nightshade's 500.
+    steps still help, so ``slow`` takes Nightshade's 500. The poison's steps are taken over trainer views
+    (issue 18): on 4 dog photos (pets hold-out and photos/dog, ≤ 512 px, aligned anchor,
+    ``benchmarks/poison_views.py``) the worst trainer view moved 0.073 of the way to the anchor on average
+    against 0.058 at the one work view (better on 2 photos, worse on 2), and a 1280 px photo's default run
+    projects to 133 s on 2 cores against 299 s (``benchmarks/poison_converge.py --speed``). Protect keeps
+    the one work view (its joint objective does not sample views).
     """
 
     RETIRED_FIELDS: ClassVar[dict[str, Any]] = {"coarse_fraction": 0.0}
@@ -187,9 +192,12 @@ PRESETS: dict[str, dict[str, dict[str, Budget | Effort]]] = {
                                   views="trainer")},
     "poison": {"intensity": _budgets(lpips=(0.05, 0.07, 0.10), linf_255=(24, 24, 24)),  # type: ignore[dict-item]
                "quality": _efforts(steps=(30, 80, 500), resolution=(512, 512, 768), lr=(POISON_STEP,) * 3,
-                                   update="sign", lr_schedule="cosine")},
+                                   update="sign", lr_schedule="cosine", views="trainer")},
 }
-PRESETS["protect"] = {axis: dict(row) for axis, row in PRESETS["poison"].items()}
+#: Protect (the joint cloak + poison) shares the poison's budgets and steps but runs at its one work view.
+PRESETS["protect"] = {"intensity": dict(PRESETS["poison"]["intensity"]),
+                      "quality": _efforts(steps=(30, 80, 500), resolution=(512, 512, 768), lr=(POISON_STEP,) * 3,
+                                          update="sign", lr_schedule="cosine")}
 
 #: The cloak's budgets per ``--intensity`` (the cloak row of :data:`PRESETS`).
 INTENSITY_PRESETS: dict[str, Budget] = PRESETS["cloak"]["intensity"]  # type: ignore[assignment]
