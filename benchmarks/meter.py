@@ -205,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--glaze-steps", type=int, default=500)
     ap.add_argument("--ace", type=int, default=0, help="also N large ace_* hold-out paintings (crop judge)")
+    ap.add_argument("--ace-methods", nargs="+", default=["sfumato-default", "sfumato-default-work"],
+                    choices=["sfumato-default", "sfumato-default-work", "glaze-same-target"],
+                    help="methods on the large paintings (glaze-same-target needs sfumato-default first)")
     ap.add_argument("-o", "--output", default=None, help="also write the markdown report here")
     args = ap.parse_args(argv)
     if not 1 <= args.per_artist <= JUDGE_HOLDOUT:
@@ -218,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.ace:
         from meter_ace import run_ace
 
-        run_ace(SHARED / "corpus", args.out, args.ace, seed=args.seed)
+        run_ace(SHARED / "corpus", args.out, args.ace, seed=args.seed, methods=tuple(args.ace_methods),
+                glaze_steps=args.glaze_steps)
     text = report(args.out, [f"{a}/{p.stem}" for a, p in images], methods, ace=args.ace > 0)
     print(text)
     if args.output:

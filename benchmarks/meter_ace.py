@@ -31,13 +31,25 @@ def ace_images(corpus: Path, n: int) -> list[tuple[str, Path]]:
 
 ACE_METHODS = ("sfumato-default", "sfumato-default-work")
 """The shipped default preset (trainer views) and its single-work-view ablation, same target and budget."""
+ALL_ACE_METHODS = (*ACE_METHODS, "glaze-same-target")
+"""``glaze-same-target``: naive Glaze (Eq. 3 of Shan et al., USENIX Security 2023; 500 Adam steps at a 512 px
+work size, :func:`sfumato.baselines.glaze.glaze_style_cloak`) aimed at the *same target tensor* as the
+``sfumato-default`` run on that painting and held to the same saved budget: the side-by-side baseline of
+issue 23's speed clause. It needs ``sfumato-default`` first on the painting (its target is saved under
+``<out>/targets/ace/``)."""
 
 
-def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, ...] = ACE_METHODS) -> None:
+def _target_path(out: Path, key: str) -> Path:
+    return out / "targets" / "ace" / f"{key.replace('/', '__')}.sfumato-default.npy"
+
+
+def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, ...] = ACE_METHODS,
+            glaze_steps: int = 500) -> None:
     from dataclasses import replace
 
     from sfumato.attacks.trainer_views import trainer_views
-    from sfumato.config import CloakConfig
+    from sfumato.baselines.glaze import glaze_style_cloak
+    from sfumato.config import Budget, CloakConfig
     from sfumato.judges.reference import train_ace_judge
     from sfumato.metrics.saved import protected_quality
     from sfumato.protections.cloak import cloak_array
@@ -54,27 +66,48 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, .
             continue
         judge = judge or train_ace_judge(corpus, cache_dir=out / "judges")
         rgb = load_downscaled(p, SIDE)
-        cfg = CloakConfig.preset(seed=seed)
-        if method.endswith("-work"):
-            cfg = replace(cfg, effort=replace(cfg.effort, views="work"))
-        t = time.perf_counter()
-        r = cloak_array(rgb, cfg, keep_target_image=True)
-        secs = time.perf_counter() - t
-        q = protected_quality(r.image, rgb, lpips_net="alex")
-        views = trainer_views(*rgb.shape[:2], work_size=tuple(r.target["work_size"]), seed=seed)
-        lat = measure_views(rgb, r.image, r.target_image, st["taef2"], {"lpips": LPIPS_MAX, "linf": LINF_MAX},
+        extra: dict[str, Any] = {}
+        if method == "glaze-same-target":
+            tpath = _target_path(out, key)
+            ref = next((r for r in rows if r["key"] == key and r.get("method", "sfumato-default") == "sfumato-default"),
+                       None)
+            if ref is None or not tpath.exists():
+                raise RuntimeError(f"{key}: run sfumato-default first (glaze-same-target aims at its saved target)")
+            target_image = np.load(tpath)
+            t = time.perf_counter()
+            g = glaze_style_cloak(rgb, target_image=target_image, steps=glaze_steps, seed=seed, resolution=512,
+                                  matched_budget=Budget(lpips=LPIPS_MAX, linf=LINF_MAX))
+            secs = time.perf_counter() - t
+            image, work_size = g.image, tuple(ref["work_size"])
+            extra = {"steps_run": g.steps_run, "glaze_work_size": g.params.get("resolution_used")}
+        else:
+            cfg = CloakConfig.preset(seed=seed)
+            if method.endswith("-work"):
+                cfg = replace(cfg, effort=replace(cfg.effort, views="work"))
+            t = time.perf_counter()
+            r = cloak_array(rgb, cfg, keep_target_image=True)
+            secs = time.perf_counter() - t
+            image, target_image, work_size = r.image, r.target_image, tuple(r.target["work_size"])
+            extra = {"work_size": list(work_size), "timing_s": {k: round(float(v), 1) for k, v in r.timing_s.items()}}
+            if method == "sfumato-default":
+                tpath = _target_path(out, key)
+                tpath.parent.mkdir(parents=True, exist_ok=True)
+                np.save(tpath, np.asarray(target_image, dtype=np.float32))
+        q = protected_quality(image, rgb, lpips_net="alex")
+        views = trainer_views(*rgb.shape[:2], work_size=work_size, seed=seed)
+        lat = measure_views(rgb, image, target_image, st["taef2"], {"lpips": LPIPS_MAX, "linf": LINF_MAX},
                             views, lpips=st["lpips"])
         judged = []
         for v in views:
             if v.kind != "bucket":
                 continue
             pc = judge.predict_proba_crops([ai_view(st["taef2"], rgb, v)])[0]
-            pp = judge.predict_proba_crops([ai_view(st["taef2"], r.image, v)])[0]
+            pp = judge.predict_proba_crops([ai_view(st["taef2"], image, v)])[0]
             judged.append({"name": v.name, "clean": pc.round(5).tolist(), "protected": pp.round(5).tolist()})
         row = {"key": key, "method": method, "artist": artist, "size": list(rgb.shape[:2]), "seconds": round(secs, 1),
                "quality": {k: round(float(x), 5) for k, x in q.items()}, "artists": list(judge.artists),
                "views": [{k: x.get(k) for k in ("name", "size", "toward", "cosine", "ceiling_toward")} for x in lat],
-               "worst": worst_views(lat)["view"], "crop_judge": judged}
+               "worst": worst_views(lat)["view"], "crop_judge": judged, **extra}
         with path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(f"[ace] {key} {method}: cloak {secs:.0f} s, lpips {q['lpips_alex']:.4f}", flush=True)
@@ -103,4 +136,13 @@ def ace_report(out: Path) -> list[str]:
                      + " | ".join(f"{v['toward']:.3f}" for v in r["views"])
                      + f" | {r['worst']['name']} ({r['worst']['toward']:.3f}) | "
                      + " | ".join(pj(j) for j in r["crop_judge"]) + " |")
+    by = {(r["key"], r.get("method", "sfumato-default")): r for r in rows}
+    pairs = [(k, by[(k, "sfumato-default")], g) for (k, m), g in by.items()
+             if m == "glaze-same-target" and (k, "sfumato-default") in by]
+    if pairs:
+        lines += ["", "| painting | seconds: default / glaze-same-target | glaze ÷ default | worst-view toward: "
+                  "default / glaze-same-target |", "|---|---|---|---|"]
+        for k, d, g in pairs:
+            lines.append(f"| {k} | {d['seconds']:.0f} / {g['seconds']:.0f} | {g['seconds'] / d['seconds']:.1f}× | "
+                         f"{d['worst']['toward']:.3f} / {g['worst']['toward']:.3f} |")
     return lines

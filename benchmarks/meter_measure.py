@@ -147,6 +147,10 @@ def report(out: Path, keys: list[str], methods: list[str], *, ace: bool = False)
     done = [k for k in keys if all((k, m) in meas for m in ["clean", *protected])]
     lines = [f"Images measured (all methods): {len(done)} of {len(keys)} art128 hold-out images.", ""]
     if not done:
+        if ace:
+            from meter_ace import ace_report
+
+            lines += ace_report(out)
         return "\n".join(lines)
     views = meas[(done[0], "clean")]["view_names"]
     sizes = meas[(done[0], "clean")]["view_sizes"]

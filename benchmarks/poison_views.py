@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new-steps", type=int, default=80)
     ap.add_argument("--new-lr", type=float, default=0.008)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clean-only", action="store_true",
+                    help="only judge the clean photos' pixels (is each one a dog before poisoning?)")
     ap.add_argument("-o", "--out", default=None)
     args = ap.parse_args(argv)
     os.environ.setdefault("SFUMATO_MODELS_DIR", str(SHARED / "models"))
@@ -109,6 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     from sfumato.protections.poison import poison_array
     from sfumato.verification.views import measure_views, worst_views
 
+    if args.clean_only:
+        judge = ConceptJudge()
+        lines = [f"Clean pixels of the {args.k} photos (≤ {args.side} px), MobileNetV2 concept judge (top-5 hit, "
+                 "p = summed class probability):", "", "| photo | dog? | p(dog) |", "|---|---|---|"]
+        for f in photos(args.k):
+            x = load(f, args.side)
+            lines.append(f"| {f.parent.parent.name}/{f.name} | {'dog' if judge.top_k_hits([x], 'dog')[0] else '–'} | "
+                         f"{float(judge.score([x], 'dog')[0]):.3f} |")
+        return emit(lines, args.out)
     cats = poison_order(image_paths(SHARED / "corpus/pets/cat"))[:-HOLDOUT][: args.pool]
     anchors = [load(p, args.side) for p in cats]
     names = [p.name for p in cats]
