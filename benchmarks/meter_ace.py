@@ -110,6 +110,7 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, .
                "worst": worst_views(lat)["view"], "crop_judge": judged, **extra}
         with path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+        rows.append(row)  # a later method on this painting (glaze-same-target) reads it
         print(f"[ace] {key} {method}: cloak {secs:.0f} s, lpips {q['lpips_alex']:.4f}", flush=True)
 
 

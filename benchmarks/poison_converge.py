@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed", type=int, default=0, metavar="STEPS",
                     help="instead: time the default preset on a 1280 px photos/dog photo, cut to STEPS steps and "
                          "projected to the preset's count (one JSON line in runs/poison_converge/speed.jsonl)")
+    ap.add_argument("--speed-side", type=int, default=1280,
+                    help="with --speed: the photo's long side (the first photos/dog photo at least this large, "
+                         "downscaled to it)")
     ap.add_argument("--speed-anchor", choices=["aligned", "cheapest"], default=None,
                     help="with --speed: this anchor choice instead of the shipped default")
     ap.add_argument("--speed-views", choices=["work", "trainer"], default=None,
@@ -224,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.runs)
     path.parent.mkdir(parents=True, exist_ok=True)
     if args.speed:
-        row = speed(1280, args.speed, args.pool, args.seed, args.speed_anchor, args.speed_views)
+        row = speed(args.speed_side, args.speed, args.pool, args.seed, args.speed_anchor, args.speed_views)
         row["threads"] = torch.get_num_threads()
         with (path.parent / "speed.jsonl").open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -260,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = report(runs, command, header)
     speed_file = path.parent / "speed.jsonl"
     if speed_file.exists():
-        lines += ["", "Speed of the `default` preset on a 1280 px photo (`--speed STEPS`: the run cut to STEPS steps, "
+        lines += ["", "Speed of the `default` preset on a photos/dog photo (`--speed STEPS`: the run cut to STEPS steps, "
                   "the optimisation scaled to the preset's count; same shared machine):", "",
                   "| photo (px) | preset | anchor | views | threads | steps run | s per step | target s | "
                   "calibrate s | projected total s |", "|---|---|---|---|---|---|---|---|---|---|"]
