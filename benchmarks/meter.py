@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from meter_ace import ACE_METHODS, ALL_ACE_METHODS  # noqa: E402
 from meter_measure import measure_image, report  # noqa: E402
 from meter_noise import noise_same_budget  # noqa: E402
 
@@ -205,8 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--glaze-steps", type=int, default=500)
     ap.add_argument("--ace", type=int, default=0, help="also N large ace_* hold-out paintings (crop judge)")
-    ap.add_argument("--ace-methods", nargs="+", default=["sfumato-default", "sfumato-default-work"],
-                    choices=["sfumato-default", "sfumato-default-work", "glaze-same-target"],
+    ap.add_argument("--ace-methods", nargs="+", default=list(ACE_METHODS), choices=ALL_ACE_METHODS,
                     help="methods on the large paintings (glaze-same-target needs sfumato-default first)")
     ap.add_argument("-o", "--output", default=None, help="also write the markdown report here")
     args = ap.parse_args(argv)

@@ -196,8 +196,8 @@ PRESETS: dict[str, dict[str, dict[str, Budget | Effort]]] = {
 }
 #: Protect (the joint cloak + poison) shares the poison's budgets and steps but runs at its one work view.
 PRESETS["protect"] = {"intensity": dict(PRESETS["poison"]["intensity"]),
-                      "quality": _efforts(steps=(30, 80, 500), resolution=(512, 512, 768), lr=(POISON_STEP,) * 3,
-                                          update="sign", lr_schedule="cosine")}
+                      "quality": {name: dataclasses.replace(e, views="work")
+                                  for name, e in PRESETS["poison"]["quality"].items()}}
 
 #: The cloak's budgets per ``--intensity`` (the cloak row of :data:`PRESETS`).
 INTENSITY_PRESETS: dict[str, Budget] = PRESETS["cloak"]["intensity"]  # type: ignore[assignment]
