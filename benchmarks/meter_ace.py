@@ -31,12 +31,30 @@ def ace_images(corpus: Path, n: int) -> list[tuple[str, Path]]:
 
 ACE_METHODS = ("sfumato-default", "sfumato-default-work")
 """The shipped default preset (trainer views) and its single-work-view ablation, same target and budget."""
-ALL_ACE_METHODS = (*ACE_METHODS, "glaze-same-target")
+VARIANTS: dict[str, dict[str, Any]] = {"work": {"views": "work"}, "stride8": {"view_stride": 8},
+                                       "tiles": {"view_stride": 256}}
+"""Ablations of a preset's effort, named by the method's last part (``sfumato-default-tiles``): the one work
+view; crops anywhere on the 8 px grid; 256 px tiles with their target latents reused
+(:mod:`sfumato.optimise.view_sampling`). Same target style, budget and seed as the preset."""
+ALL_ACE_METHODS = (*ACE_METHODS, "sfumato-default-stride8", "sfumato-default-tiles", "glaze-same-target")
 """``glaze-same-target``: naive Glaze (Eq. 3 of Shan et al., USENIX Security 2023; 500 Adam steps at a 512 px
 work size, :func:`sfumato.baselines.glaze.glaze_style_cloak`) aimed at the *same target tensor* as the
 ``sfumato-default`` run on that painting and held to the same saved budget: the side-by-side baseline of
 issue 23's speed clause. It needs ``sfumato-default`` first on the painting (its target is saved under
 ``<out>/targets/ace/``)."""
+
+
+def cloak_config(method: str, seed: int) -> Any:
+    """The :class:`~sfumato.config.CloakConfig` of ``sfumato-<quality>[-<variant>]`` (:data:`VARIANTS`)."""
+    from dataclasses import replace
+
+    from sfumato.config import CloakConfig
+
+    _, quality, *variant = method.split("-")
+    cfg = CloakConfig.preset(quality=quality, seed=seed)
+    if variant:
+        cfg = replace(cfg, effort=replace(cfg.effort, **VARIANTS["-".join(variant)]))
+    return cfg
 
 
 def _target_path(out: Path, key: str) -> Path:
@@ -45,11 +63,9 @@ def _target_path(out: Path, key: str) -> Path:
 
 def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, ...] = ACE_METHODS,
             glaze_steps: int = 500) -> None:
-    from dataclasses import replace
-
     from sfumato.attacks.trainer_views import trainer_views
     from sfumato.baselines.glaze import glaze_style_cloak
-    from sfumato.config import Budget, CloakConfig
+    from sfumato.config import Budget
     from sfumato.judges.reference import train_ace_judge
     from sfumato.metrics.saved import protected_quality
     from sfumato.protections.cloak import cloak_array
@@ -81,14 +97,13 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, .
             image, work_size = g.image, tuple(ref["work_size"])
             extra = {"steps_run": g.steps_run, "glaze_work_size": g.params.get("resolution_used")}
         else:
-            cfg = CloakConfig.preset(seed=seed)
-            if method.endswith("-work"):
-                cfg = replace(cfg, effort=replace(cfg.effort, views="work"))
+            cfg = cloak_config(method, seed)
             t = time.perf_counter()
             r = cloak_array(rgb, cfg, keep_target_image=True)
             secs = time.perf_counter() - t
             image, target_image, work_size = r.image, r.target_image, tuple(r.target["work_size"])
-            extra = {"work_size": list(work_size), "timing_s": {k: round(float(v), 1) for k, v in r.timing_s.items()}}
+            extra = {"work_size": list(work_size), "timing_s": {k: round(float(v), 1) for k, v in r.timing_s.items()},
+                     "effort": cfg.effort.to_dict()}
             if method == "sfumato-default":
                 tpath = _target_path(out, key)
                 tpath.parent.mkdir(parents=True, exist_ok=True)

@@ -219,6 +219,17 @@ def test_lpips_budget_penalty_is_zero_inside_and_positive_outside(models_dir) ->
     assert float(b.penalty(x0)) == 0.0
     noisy = (x0 + torch.randn_like(x0) * 0.3).clamp(0, 1)
     assert float(b.penalty(noisy)) > 0
+    # with a gradient: inside the ceiling a detached zero (no backward pass through LPIPS), outside one
+    # differentiable pass whose gradient pulls the image back toward x0
+    inside = (x0 + 0).requires_grad_(True)
+    assert not b.penalty(inside).requires_grad
+    outside = noisy.clone().requires_grad_(True)
+    pen = b.penalty(outside)
+    pen.backward()
+    assert outside.grad is not None and float(outside.grad.abs().sum()) > 0
+    with torch.no_grad():
+        stepped = (outside - 1e-3 * outside.grad.sign()).clamp(0, 1)
+    assert float(b.penalty(stepped)) < float(pen)
 
 
 @settings(max_examples=40, deadline=None)

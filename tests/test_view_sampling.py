@@ -14,7 +14,7 @@ from sfumato.io.tensors import resize, round_to_bits, to_nchw
 from sfumato.optimise.budgets import LinfBudget
 from sfumato.optimise.loop import optimise
 from sfumato.optimise.objectives import LatentTargetObjective
-from sfumato.optimise.view_sampling import CROP_ALIGN, ViewSampledObjective, view_sizes
+from sfumato.optimise.view_sampling import CROP_ALIGN, ViewSampledObjective, crop_starts, view_sizes
 from sfumato.protections.cloak import cloak_array
 
 
@@ -49,6 +49,56 @@ def test_sampled_views_replay_from_the_seed_cover_every_scale_and_stay_inside() 
         assert top % CROP_ALIGN == 0 and left % CROP_ALIGN == 0
         assert 0 <= top and top + ch <= v.size[0] and 0 <= left and left + cw <= v.size[1]
         assert (ch, cw) == (min(64, v.size[0]), min(64, v.size[1]))
+
+
+def test_crop_starts_cover_the_axis_on_the_latent_grid() -> None:
+    assert crop_starts(0, 256) == [0] and crop_starts(5, 256) == [0]
+    assert crop_starts(40, 8) == [0, 8, 16, 24, 32, 40]
+    assert crop_starts(43, 1) == [0, 8, 16, 24, 32, 40]  # below the grid: the fine grid
+    assert crop_starts(768, 256) == [0, 256, 512, 768]  # a 1024 px side in 256 px tiles
+    for room, stride in [(427, 256), (1000, 256), (300, 128), (9, 256), (512, 192)]:
+        s = crop_starts(room, stride)
+        assert s[0] == 0 and s == sorted(set(s)) and all(x % CROP_ALIGN == 0 for x in s)
+        assert room - s[-1] < CROP_ALIGN  # the last crop reaches the end of the axis (to the grid)
+        gaps = [b - a for a, b in zip(s, s[1:], strict=False)]
+        assert all(g <= stride for g in gaps)  # crops of side >= stride leave no hole
+
+
+def test_tiles_cycle_through_every_crop_and_reuse_their_latents() -> None:
+    enc = tiny_random_tae(seed=0)
+    x0 = to_nchw(_image(24, 32))
+    target = x0.flip(-1)
+    buckets = (64, 96)
+    tiles = ViewSampledObjective(x0, target, [(enc, 1.0)], crop_side=32, crop_stride=32, seed=2, buckets=buckets)
+    draws = [tiles.sample() for _ in range(200)]
+    again = ViewSampledObjective(x0, target, [(enc, 1.0)], crop_side=32, crop_stride=32, seed=2, buckets=buckets)
+    assert draws == [again.sample() for _ in range(200)]  # replayable from the seed
+    per_size: dict = {}
+    for v in draws:
+        per_size.setdefault(v.size, []).append(v.crop)
+    for size, crops in per_size.items():
+        cells = {(t, left) for t, left, _, _ in crops}
+        rows = crop_starts(size[0] - min(32, size[0]), 32)
+        cols = crop_starts(size[1] - min(32, size[1]), 32)
+        assert cells == {(t, left) for t in rows for left in cols}  # every tile of the view size
+        n = len(rows) * len(cols)
+        first = {(t, left) for t, left, _, _ in crops[:n]}
+        assert len(first) == n  # a whole cycle before any tile repeats
+        covered = torch.zeros(size, dtype=torch.bool)
+        for t, left, ch, cw in crops:
+            covered[t:t + ch, left:left + cw] = True
+        assert bool(covered.all())  # the tiles cover the view
+    # the gradient-free latents are encoded once per tile, then reused: same loss as a fresh encode
+    obj = ViewSampledObjective(x0, target, [(enc, 1.0)], crop_side=32, crop_stride=32, seed=2, buckets=buckets)
+    x = (x0 + 0.02).clamp(0, 1)
+    losses = [float(obj(x)[0]) for _ in range(60)]
+    distinct = {(v.size, v.crop) for v in draws[:60]}
+    assert obj.encodes == len(distinct) < 60
+    fresh = ViewSampledObjective(x0, target, [(enc, 1.0)], crop_side=32, crop_stride=32, seed=2, buckets=buckets)
+    for i, v in enumerate(draws[:60]):
+        fresh._latents.clear()
+        fresh.sample = lambda v=v: v  # type: ignore[method-assign]
+        assert float(fresh(x)[0]) == pytest.approx(losses[i], rel=1e-5)
 
 
 def test_a_view_of_file_plus_change_is_the_view_of_the_changed_file() -> None:
@@ -89,9 +139,16 @@ def test_effort_views_are_validated_and_round_trip() -> None:
         Effort(views="buckets")
     with pytest.raises(ValueError, match="view_crop"):
         Effort(views="trainer", view_crop=16)
+    t = Effort(views="trainer", view_crop=256, view_stride=256)
+    assert Effort.from_json(t.to_json()) == t
+    with pytest.raises(ValueError, match="view_stride must be an int from 8"):
+        Effort(views="trainer", view_crop=256, view_stride=512)
+    with pytest.raises(ValueError, match="view_stride"):
+        Effort(view_stride=4)
     # manifests written before the field existed still load, as the single work view
-    old = {k: v for k, v in Effort().to_dict().items() if k not in ("views", "view_crop")}
+    old = {k: v for k, v in Effort().to_dict().items() if k not in ("views", "view_crop", "view_stride")}
     assert Effort.from_dict(old).views in ("work", "trainer")
+    assert Effort.from_dict(old).view_stride == 8  # crops anywhere on the latent grid, as before the field
 
 
 def test_cloak_over_trainer_views_meets_the_budget_and_replays(models_dir) -> None:  # noqa: ANN001

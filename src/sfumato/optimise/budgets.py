@@ -150,13 +150,16 @@ class LpipsBudget(BudgetTerm):
     def penalty(self, x_adv: torch.Tensor) -> torch.Tensor:
         k = self._calls % self.regions
         self._calls += 1
-        with torch.no_grad():  # inside the ceiling the penalty and its gradient are 0: skip the backward pass
-            v = self.value(x_adv, k)
-        self._last[k] = float(v.max())
+        # One forward pass, with its graph: inside the ceiling (about half the steps) the penalty and its
+        # gradient are 0, so a detached zero is returned and the graph is dropped unused (no backward pass
+        # through LPIPS); above it, the same pass is differentiated. The former no-grad pass followed by a
+        # second, differentiable one cost a whole extra LPIPS forward on every step above the ceiling.
+        v = self.value(x_adv, k)
+        self._last[k] = float(v.detach().max())
         self._over = (k, self._last[k]) if self._last[k] > self.ceiling else None
         if self._last[k] <= self.ceiling or not x_adv.requires_grad:
-            return self.alpha * torch.relu(v - self.ceiling).sum()
-        return self.alpha * torch.relu(self.value(x_adv, k) - self.ceiling).sum()
+            return self.alpha * torch.relu(v.detach() - self.ceiling).sum()
+        return self.alpha * torch.relu(v - self.ceiling).sum()
 
     def project(self, delta: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """With ``radial``: when the last penalty measured region ``k`` above the ceiling, scale δ inside
