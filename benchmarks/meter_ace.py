@@ -32,11 +32,13 @@ def ace_images(corpus: Path, n: int) -> list[tuple[str, Path]]:
 ACE_METHODS = ("sfumato-default", "sfumato-default-work")
 """The shipped default preset (trainer views) and its single-work-view ablation, same target and budget."""
 VARIANTS: dict[str, dict[str, Any]] = {"work": {"views": "work"}, "stride8": {"view_stride": 8},
-                                       "tiles": {"view_stride": 256}}
+                                       "tiles": {"view_stride": 256}, "tiles64": {"view_stride": 256, "steps": 64}}
 """Ablations of a preset's effort, named by the method's last part (``sfumato-default-tiles``): the one work
 view; crops anywhere on the 8 px grid; 256 px tiles with their target latents reused
-(:mod:`sfumato.optimise.view_sampling`). Same target style, budget and seed as the preset."""
-ALL_ACE_METHODS = (*ACE_METHODS, "sfumato-default-stride8", "sfumato-default-tiles", "glaze-same-target")
+(:mod:`sfumato.optimise.view_sampling`); the same with 64 steps. Same target style, budget and seed as the
+preset."""
+ALL_ACE_METHODS = (*ACE_METHODS, "sfumato-default-stride8", "sfumato-default-tiles", "sfumato-default-tiles64",
+                   "glaze-same-target")
 """``glaze-same-target``: naive Glaze (Eq. 3 of Shan et al., USENIX Security 2023; 500 Adam steps at a 512 px
 work size, :func:`sfumato.baselines.glaze.glaze_style_cloak`) aimed at the *same target tensor* as the
 ``sfumato-default`` run on that painting and held to the same saved budget: the side-by-side baseline of
@@ -129,16 +131,28 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, .
         print(f"[ace] {key} {method}: cloak {secs:.0f} s, lpips {q['lpips_alex']:.4f}", flush=True)
 
 
+def _view_kind(name: str) -> str:
+    """A view's column: ``crop371@512`` and ``crop462@512`` are both the crop at the 512 bucket."""
+    return "crop@" + name.split("@", 1)[1] if name.startswith("crop") and "@" in name else name
+
+
 def ace_report(out: Path) -> list[str]:
     path = out / "ace.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     if not rows:
         return ["(no ace rows)"]
+    # paintings differ in their views (a native view, a crop's size): one column per view kind, in order
+    kinds: list[str] = []
+    for r in rows:
+        for v in r["views"]:
+            kind = _view_kind(v["name"])
+            if kind not in kinds:
+                kinds.append(kind)
     lines = [f"**Large paintings (ace_* hold-out, 1024 px long side)**: {len(rows)} cloaks", "",
-             "| painting | method | s | LPIPS | " + " | ".join(f"toward {v['name']}" for v in rows[0]["views"]) +
+             "| painting | method | s | LPIPS | " + " | ".join(f"toward {k}" for k in kinds) +
              " | worst view | " + " | ".join(f"crop judge p(true) {j['name']} clean→protected"
                                             for j in rows[0]["crop_judge"]) + " |",
-             "|---|---|---|---|" + "---|" * (len(rows[0]["views"]) + 1 + len(rows[0]["crop_judge"]))]
+             "|---|---|---|---|" + "---|" * (len(kinds) + 1 + len(rows[0]["crop_judge"]))]
     for r in rows:
         k = r["artists"].index(r["artist"])
 
@@ -147,9 +161,10 @@ def ace_report(out: Path) -> list[str]:
             mark = "" if int(np.argmax(c)) != k else (" (flipped)" if int(np.argmax(p)) != k else " (kept)")
             return f"{c[k]:.2f}→{p[k]:.2f}{mark}"
 
+        by_kind = {_view_kind(v["name"]): v["toward"] for v in r["views"]}
         lines.append(f"| {r['key']} | {r.get('method', 'sfumato-default')} | {r['seconds']:.0f} | "
                      f"{r['quality']['lpips_alex']:.4f} | "
-                     + " | ".join(f"{v['toward']:.3f}" for v in r["views"])
+                     + " | ".join(f"{by_kind[k]:.3f}" if k in by_kind else "—" for k in kinds)
                      + f" | {r['worst']['name']} ({r['worst']['toward']:.3f}) | "
                      + " | ".join(pj(j) for j in r["crop_judge"]) + " |")
     by = {(r["key"], r.get("method", "sfumato-default")): r for r in rows}

@@ -43,8 +43,10 @@ def test_cloak_row_is_the_intensity_and_quality_presets() -> None:
 
 
 def test_preset_values() -> None:
-    assert preset_effort("cloak") == Effort(steps=80, resolution=512, lr=0.016, views="trainer")
-    assert preset_effort("cloak", "slow") == Effort(steps=200, resolution=768, lr=0.008, views="trainer")
+    assert preset_effort("cloak") == Effort(steps=80, resolution=512, lr=0.016, views="trainer", view_stride=256)
+    assert preset_effort("cloak", "slow") == Effort(steps=200, resolution=768, lr=0.008, views="trainer",
+                                                    view_stride=256)
+    assert preset_effort("poison").view_stride == 8  # the poison's crops stay anywhere on the latent grid
     assert preset_effort("cloak", "fast").views == "trainer" and preset_effort("poison").views == "trainer"
     assert preset_effort("protect").views == "work"  # protect's joint objective runs at its one work view
     for mode, views in (("poison", "trainer"), ("protect", "work")):

@@ -119,6 +119,10 @@ class Effort(JSONConfig):
     view moved 0.21 and 0.18 of the way to the target, against 0.14 with 40 steps, 0.17 with 80
     cosine-decayed steps from lr 0.024 (Van Gogh), 0.18 and 0.10 with 384 px crops, and 0.01 for the
     former single-view 40-step preset (``docs/benchmarks.md``, protection meter, for the full figures).
+    Since 2026-12-06 the cloak's crops are 256 px tiles (``view_stride=256``) whose target latents are
+    reused: on four 1024 px paintings its worst trainer view moved 0.161/0.199/0.244/0.182 of the way
+    against 0.149/0.165/0.209/0.183 with crops anywhere on the 8 px grid, and a 1024² painting took 119.7 s
+    against 149.0 s side by side (``benchmarks/cloak_step_cost.py``, ``benchmarks/meter.py --ace``).
 
     The poison's (and protect's) presets take signed steps of 0.0094 (L∞ 24/255 / 10), cosine-decayed to a
     tenth: 30/80/500 steps for fast/default/slow. On three pets hold-out dogs (≤ 256 px, LPIPS 0.07, L∞
@@ -179,10 +183,11 @@ def _budgets(lpips: tuple[float, float, float], linf_255: tuple[int, int, int]) 
 
 def _efforts(steps: tuple[int, int, int], resolution: tuple[int, int, int],
              lr: tuple[float, float, float], views: str = "work", update: str = "adam",
-             lr_schedule: str = "constant") -> dict[str, Effort]:
+             lr_schedule: str = "constant", view_stride: int = 8) -> dict[str, Effort]:
     """fast/default/slow search efforts from their steps, work resolutions and learning rates (step sizes
     for ``update="sign"``)."""
-    return {name: Effort(steps=n, resolution=r, lr=a, views=views, update=update, lr_schedule=lr_schedule)
+    return {name: Effort(steps=n, resolution=r, lr=a, views=views, update=update, lr_schedule=lr_schedule,
+                         view_stride=view_stride)
             for name, n, r, a in zip(("fast", "default", "slow"), steps, resolution, lr, strict=True)}
 
 
@@ -196,7 +201,7 @@ POISON_STEP = round(24 / 255 / 10, 4)
 PRESETS: dict[str, dict[str, dict[str, Budget | Effort]]] = {
     "cloak": {"intensity": _budgets(lpips=(0.03, 0.05, 0.07), linf_255=(16, 24, 32)),  # type: ignore[dict-item]
               "quality": _efforts(steps=(30, 80, 200), resolution=(512, 512, 768), lr=(0.02, 0.016, 0.008),
-                                  views="trainer")},
+                                  views="trainer", view_stride=256)},
     "poison": {"intensity": _budgets(lpips=(0.05, 0.07, 0.10), linf_255=(24, 24, 24)),  # type: ignore[dict-item]
                "quality": _efforts(steps=(30, 80, 500), resolution=(512, 512, 768), lr=(POISON_STEP,) * 3,
                                    update="sign", lr_schedule="cosine", views="trainer")},
