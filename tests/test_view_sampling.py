@@ -88,6 +88,8 @@ def test_tiles_cycle_through_every_crop_and_reuse_their_latents() -> None:
         for t, left, ch, cw in crops:
             covered[t:t + ch, left:left + cw] = True
         assert bool(covered.all())  # the tiles cover the view
+    wide = ViewSampledObjective(x0, target, [(enc, 1.0)], crop_side=32, crop_stride=1000, seed=2, buckets=buckets)
+    assert [wide.sample() for _ in range(200)] == draws  # a stride above the crop's side: the same tiles
     # the gradient-free latents are encoded once per tile, then reused: same loss as a fresh encode
     obj = ViewSampledObjective(x0, target, [(enc, 1.0)], crop_side=32, crop_stride=32, seed=2, buckets=buckets)
     x = (x0 + 0.02).clamp(0, 1)
@@ -141,10 +143,12 @@ def test_effort_views_are_validated_and_round_trip() -> None:
         Effort(views="trainer", view_crop=16)
     t = Effort(views="trainer", view_crop=256, view_stride=256)
     assert Effort.from_json(t.to_json()) == t
-    with pytest.raises(ValueError, match="view_stride must be an int from 8"):
-        Effort(views="trainer", view_crop=256, view_stride=512)
-    with pytest.raises(ValueError, match="view_stride"):
+    with pytest.raises(ValueError, match=r"view_stride must be an int in \[8, 1024\]"):
         Effort(view_stride=4)
+    with pytest.raises(ValueError, match="view_stride"):
+        Effort(view_stride=2048)
+    # a stride above the crop acts as the crop's side (tiles without gaps), so shrinking view_crop keeps tiles
+    assert Effort(views="trainer", view_crop=64, view_stride=256).view_stride == 256
     # manifests written before the field existed still load, as the single work view
     old = {k: v for k, v in Effort().to_dict().items() if k not in ("views", "view_crop", "view_stride")}
     assert Effort.from_dict(old).views in ("work", "trainer")

@@ -100,7 +100,7 @@ class Effort(JSONConfig):
     encoder is not scale-equivariant and trainers do not encode at our work size. ``view_crop``: the side of
     those crops (a step costs one encoder pass at ``view_crop``²). ``view_stride``: the grid the crops
     start on — 8 (anywhere on the latent grid) up to ``view_crop`` (tiles covering the view, visited in
-    shuffled cycles); a crop's gradient-free target latent is reused when it comes back, so coarser grids
+    shuffled cycles; a larger value acts as ``view_crop``, so changing ``view_crop`` alone keeps tiles); a crop's gradient-free target latent is reused when it comes back, so coarser grids
     save encoder passes (:mod:`sfumato.optimise.view_sampling`). ``update``: ``"adam"`` (Adam on δ, ``lr``
     its learning rate) or ``"sign"`` (signed-gradient PGD, ``lr`` the step in [0, 1] pixel units);
     manifests written before this field load as ``"adam"``. ``target_steps``: Adam steps of the cloak's
@@ -164,9 +164,9 @@ class Effort(JSONConfig):
                f"views must be 'work' (the work size only) or 'trainer' (sampled trainer views), got {self.views!r}")
         require(isinstance(self.view_crop, int) and 32 <= self.view_crop <= 1024,
                f"view_crop must be an int in [32, 1024] pixels, got {self.view_crop!r}")
-        require(isinstance(self.view_stride, int) and 8 <= self.view_stride <= self.view_crop,
-               f"view_stride must be an int from 8 (crops anywhere on the 8 px latent grid) to view_crop "
-               f"({self.view_crop}: tiles that cover each view), got {self.view_stride!r}")
+        require(isinstance(self.view_stride, int) and 8 <= self.view_stride <= 1024,
+               f"view_stride must be an int in [8, 1024] pixels: 8 places crops anywhere on the 8 px latent "
+               f"grid, view_crop or more makes them tiles that cover each view; got {self.view_stride!r}")
         require(self.update in ("adam", "sign"),
                f"update must be 'adam' (Adam on the perturbation, lr = learning rate) or 'sign' (signed-gradient "
                f"PGD, lr = step size in [0, 1] pixel units, e.g. 0.0094 = L∞ 24/255 / 10), got {self.update!r}")

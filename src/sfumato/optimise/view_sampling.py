@@ -103,7 +103,8 @@ class ViewSampledObjective:
     ``file_size``: the (h, w) of the file the trainer reads (default ``full``'s; the view sizes follow
     it); ``report``: an objective whose ``distances`` the manifest reports; ``crop_side``: the pixel budget
     of a step (a crop of at most ``crop_side``² of the view); ``crop_stride``: the grid crops start on
-    (:func:`crop_starts`; above :data:`CROP_ALIGN`, each view size's crops are visited in shuffled cycles);
+    (:func:`crop_starts`; above :data:`CROP_ALIGN`, each view size's crops are visited in shuffled cycles;
+    a stride above the crop's side acts as the side);
     ``transform``: attack stand-ins applied to the view (``transform(view, generator)``); ``seed`` makes
     the sequence of views reproducible. ``progress`` is 1 − d / d₀ of the sampled view.
     """
@@ -150,9 +151,10 @@ class ViewSampledObjective:
 
             return SampledView(name, (hv, wv), (start(hv - ch), start(wv - cw), ch, cw))
         cycle = self._cycles.get((hv, wv))
-        if not cycle:  # a new shuffled pass over this view size's tiles
-            cells = [(t, left) for t in crop_starts(hv - ch, self.crop_stride)
-                     for left in crop_starts(wv - cw, self.crop_stride)]
+        if not cycle:  # a new shuffled pass over this view size's tiles (a stride above the crop's side
+            # would leave gaps between crops: it acts as the side)
+            cells = [(t, left) for t in crop_starts(hv - ch, min(self.crop_stride, ch))
+                     for left in crop_starts(wv - cw, min(self.crop_stride, cw))]
             cycle = self._cycles[(hv, wv)] = [cells[i] for i in torch.randperm(len(cells), generator=g).tolist()]
         t, left = cycle.pop()
         return SampledView(name, (hv, wv), (t, left, ch, cw))
