@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ace", type=int, default=0, help="also N large ace_* hold-out paintings (crop judge)")
     ap.add_argument("--ace-methods", nargs="+", default=list(ACE_METHODS), choices=ALL_ACE_METHODS,
                     help="methods on the large paintings (glaze-same-target needs sfumato-default first)")
+    ap.add_argument("--ace-attacks", action="store_true",
+                    help="also measure the large paintings after JPEG q85 4:2:0 and a x0.75 resize (meter_ace.ATTACKS)")
     ap.add_argument("-o", "--output", default=None, help="also write the markdown report here")
     args = ap.parse_args(argv)
     if not 1 <= args.per_artist <= JUDGE_HOLDOUT:
@@ -221,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         from meter_ace import run_ace
 
         run_ace(SHARED / "corpus", args.out, args.ace, seed=args.seed, methods=tuple(args.ace_methods),
+                attacks=args.ace_attacks,
                 glaze_steps=args.glaze_steps)
     text = report(args.out, [f"{a}/{p.stem}" for a, p in images], methods, ace=args.ace > 0)
     print(text)

@@ -63,8 +63,34 @@ def _target_path(out: Path, key: str) -> Path:
     return out / "targets" / "ace" / f"{key.replace('/', '__')}.sfumato-default.npy"
 
 
+ATTACKS = ("jpeg85-420", "resize0.75")
+"""Issue 23's attacks on the saved file before the trainer reads it: a real Pillow/libjpeg JPEG at quality
+85 with 4:2:0 chroma, and a Lanczos resize to ×0.75 per side and back (:mod:`sfumato.attacks.real`).
+Best-of-N lets the attacker keep, per painting, whichever of {none, these} undoes the most."""
+
+
+def _attacked(name: str, rgb: np.ndarray) -> np.ndarray:
+    from sfumato.attacks.real import jpeg, resize_roundtrip
+
+    if name == "jpeg85-420":
+        return jpeg(rgb, quality=85, subsampling="4:2:0")
+    return resize_roundtrip(rgb, scale=0.75)
+
+
+def _crop_judged(judge: Any, st: dict[str, Any], rgb: np.ndarray, image: np.ndarray, views: Any) -> list[dict]:
+    """The crop judge on the AI view of each bucket view: the clean file's and ``image``'s probabilities."""
+    judged = []
+    for v in views:
+        if v.kind != "bucket":
+            continue
+        pc = judge.predict_proba_crops([ai_view(st["taef2"], rgb, v)])[0]
+        pp = judge.predict_proba_crops([ai_view(st["taef2"], image, v)])[0]
+        judged.append({"name": v.name, "clean": pc.round(5).tolist(), "protected": pp.round(5).tolist()})
+    return judged
+
+
 def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, ...] = ACE_METHODS,
-            glaze_steps: int = 500) -> None:
+            glaze_steps: int = 500, attacks: bool = False) -> None:
     from sfumato.attacks.trainer_views import trainer_views
     from sfumato.baselines.glaze import glaze_style_cloak
     from sfumato.config import Budget
@@ -114,13 +140,16 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, .
         views = trainer_views(*rgb.shape[:2], work_size=work_size, seed=seed)
         lat = measure_views(rgb, image, target_image, st["taef2"], {"lpips": LPIPS_MAX, "linf": LINF_MAX},
                             views, lpips=st["lpips"])
-        judged = []
-        for v in views:
-            if v.kind != "bucket":
-                continue
-            pc = judge.predict_proba_crops([ai_view(st["taef2"], rgb, v)])[0]
-            pp = judge.predict_proba_crops([ai_view(st["taef2"], image, v)])[0]
-            judged.append({"name": v.name, "clean": pc.round(5).tolist(), "protected": pp.round(5).tolist()})
+        judged = _crop_judged(judge, st, rgb, image, views)
+        if attacks:  # the same measures on the attacked file, against the clean (unattacked) original
+            extra["attacks"] = {}
+            for name in ATTACKS:
+                hit = _attacked(name, image)
+                alat = measure_views(rgb, hit, target_image, st["taef2"], None, views, lpips=st["lpips"],
+                                     ceiling=False)
+                extra["attacks"][name] = {
+                    "views": [{k: x.get(k) for k in ("name", "size", "toward", "cosine")} for x in alat],
+                    "worst": worst_views(alat)["view"], "crop_judge": _crop_judged(judge, st, rgb, hit, views)}
         row = {"key": key, "method": method, "artist": artist, "size": list(rgb.shape[:2]), "seconds": round(secs, 1),
                "quality": {k: round(float(x), 5) for k, x in q.items()}, "artists": list(judge.artists),
                "views": [{k: x.get(k) for k in ("name", "size", "toward", "cosine", "ceiling_toward")} for x in lat],
@@ -167,6 +196,37 @@ def ace_report(out: Path) -> list[str]:
                      + " | ".join(f"{by_kind[k]:.3f}" if k in by_kind else "—" for k in kinds)
                      + f" | {r['worst']['name']} ({r['worst']['toward']:.3f}) | "
                      + " | ".join(pj(j) for j in r["crop_judge"]) + " |")
+    attacked = [r for r in rows if r.get("attacks")]
+    if attacked:
+        lines += ["", "**After attacks** (the saved file attacked, then viewed as a trainer would; `toward` and the "
+                  "crop judge against the clean, unattacked original; best-of-N: per painting the attack that "
+                  "leaves the smallest worst-view `toward`, and a judge flip only if no attack restores "
+                  "the painter)", "",
+                  "| painting | method | worst view: none | " + " | ".join(ATTACKS) + " | best-of-N | "
+                  "crop judge flips at 512 / 768 / 1024 (of recognised clean): none | "
+                  + " | ".join(ATTACKS) + " | best-of-N |", "|---|---|---|" + "---|" * (2 * len(ATTACKS) + 3)]
+        for r in attacked:
+            k = r["artists"].index(r["artist"])
+            runs = {"none": (r["worst"], r["crop_judge"])}
+            runs.update({a: (r["attacks"][a]["worst"], r["attacks"][a]["crop_judge"]) for a in ATTACKS})
+            worst = {a: w["toward"] for a, (w, _) in runs.items()}
+            best = min(worst, key=lambda a: worst[a])
+
+            def flips(judged: list[dict[str, Any]], k: int = k) -> list[bool | None]:
+                return [None if int(np.argmax(j["clean"])) != k else int(np.argmax(j["protected"])) != k
+                        for j in judged]
+
+            per = {a: flips(cj) for a, (_, cj) in runs.items()}
+            bon = [None if all(f[i] is None for f in per.values()) else all(bool(f[i]) for f in per.values())
+                   for i in range(len(per["none"]))]
+
+            def fmt(fl: list[bool | None]) -> str:
+                return " / ".join("–" if f is None else ("flipped" if f else "kept") for f in fl)
+
+            lines.append(f"| {r['key']} | {r.get('method', 'sfumato-default')} | "
+                         + " | ".join(f"{worst[a]:.3f} ({runs[a][0]['name']})" for a in ("none", *ATTACKS))
+                         + f" | {worst[best]:.3f} ({best}) | "
+                         + " | ".join(fmt(per[a]) for a in ("none", *ATTACKS)) + f" | {fmt(bon)} |")
     by = {(r["key"], r.get("method", "sfumato-default")): r for r in rows}
     pairs = [(k, by[(k, "sfumato-default")], g) for (k, m), g in by.items()
              if m == "glaze-same-target" and (k, "sfumato-default") in by]

@@ -100,7 +100,8 @@ class Effort(JSONConfig):
     encoder is not scale-equivariant and trainers do not encode at our work size. ``view_crop``: the side of
     those crops (a step costs one encoder pass at ``view_crop``²). ``view_stride``: the grid the crops
     start on — 8 (anywhere on the latent grid) up to ``view_crop`` (tiles covering the view, visited in
-    shuffled cycles; a larger value acts as ``view_crop``, so changing ``view_crop`` alone keeps tiles); a crop's gradient-free target latent is reused when it comes back, so coarser grids
+    shuffled cycles; a larger value acts as ``view_crop``, so changing ``view_crop`` alone keeps tiles); a
+    crop's gradient-free target latent is reused when it comes back, so coarser grids
     save encoder passes (:mod:`sfumato.optimise.view_sampling`). ``update``: ``"adam"`` (Adam on δ, ``lr``
     its learning rate) or ``"sign"`` (signed-gradient PGD, ``lr`` the step in [0, 1] pixel units);
     manifests written before this field load as ``"adam"``. ``target_steps``: Adam steps of the cloak's
