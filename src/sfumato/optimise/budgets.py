@@ -154,7 +154,8 @@ class LpipsBudget(BudgetTerm):
         # gradient are 0, so a detached zero is returned and the graph is dropped unused (no backward pass
         # through LPIPS); above it, the same pass is differentiated. The former no-grad pass followed by a
         # second, differentiable one cost a whole extra LPIPS forward on every step above the ceiling.
-        v = self.value(x_adv, k)
+        with torch.set_grad_enabled(x_adv.requires_grad and torch.is_grad_enabled()):
+            v = self.value(x_adv, k)
         self._last[k] = float(v.detach().max())
         self._over = (k, self._last[k]) if self._last[k] > self.ceiling else None
         if self._last[k] <= self.ceiling or not x_adv.requires_grad:
