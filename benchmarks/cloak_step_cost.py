@@ -35,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit  # noqa: E402
 from speed_vs_glaze import DEFAULT_IMAGE, SHARED, square  # noqa: E402
 
 VARIANTS = {"stride8": ({"view_stride": 8}, None), "tiles": ({"view_stride": 256}, None),
@@ -114,11 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             line += (" " + " · ".join(f"{k} {v:.3f}" for k, v in row["views"].items())
                      + f" | {row['worst']['name']} ({row['worst']['toward']:.3f}) |")
         lines.append(line)
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    return 0
+    return emit(lines, args.out)
 
 
 if __name__ == "__main__":
