@@ -63,18 +63,11 @@ def _target_path(out: Path, key: str) -> Path:
     return out / "targets" / "ace" / f"{key.replace('/', '__')}.sfumato-default.npy"
 
 
-ATTACKS = ("jpeg85-420", "resize0.75")
-"""Issue 23's attacks on the saved file before the trainer reads it: a real Pillow/libjpeg JPEG at quality
-85 with 4:2:0 chroma, and a Lanczos resize to ×0.75 per side and back (:mod:`sfumato.attacks.real`).
-Best-of-N lets the attacker keep, per painting, whichever of {none, these} undoes the most."""
-
-
-def _attacked(name: str, rgb: np.ndarray) -> np.ndarray:
-    from sfumato.attacks.real import jpeg, resize_roundtrip
-
-    if name == "jpeg85-420":
-        return jpeg(rgb, quality=85, subsampling="4:2:0")
-    return resize_roundtrip(rgb, scale=0.75)
+ATTACKS = ("jpeg-q85-420", "resize-x0.75-lanczos")
+"""Issue 23's attacks on the saved file before the trainer reads it, by their names in
+:mod:`sfumato.attacks.registry`: a real Pillow/libjpeg JPEG at quality 85 with 4:2:0 chroma, and a Lanczos
+resize to ×0.75 per side and back. Best-of-N lets the attacker keep, per painting, whichever of {none,
+these} undoes the most."""
 
 
 def _crop_judged(judge: Any, st: dict[str, Any], rgb: np.ndarray, image: np.ndarray, views: Any) -> list[dict]:
@@ -91,6 +84,7 @@ def _crop_judged(judge: Any, st: dict[str, Any], rgb: np.ndarray, image: np.ndar
 
 def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, ...] = ACE_METHODS,
             glaze_steps: int = 500, attacks: bool = False) -> None:
+    from sfumato.attacks.registry import apply_attack
     from sfumato.attacks.trainer_views import trainer_views
     from sfumato.baselines.glaze import glaze_style_cloak
     from sfumato.config import Budget
@@ -144,7 +138,7 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, .
         if attacks:  # the same measures on the attacked file, against the clean (unattacked) original
             extra["attacks"] = {}
             for name in ATTACKS:
-                hit = _attacked(name, image)
+                hit = apply_attack(name, image)
                 alat = measure_views(rgb, hit, target_image, st["taef2"], None, views, lpips=st["lpips"],
                                      ceiling=False)
                 extra["attacks"][name] = {
@@ -158,6 +152,14 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, .
             f.write(json.dumps(row) + "\n")
         rows.append(row)  # a later method on this painting (glaze-same-target) reads it
         print(f"[ace] {key} {method}: cloak {secs:.0f} s, lpips {q['lpips_alex']:.4f}", flush=True)
+
+
+def _flipped(judged: dict[str, Any], k: int) -> bool | None:
+    """For one bucket's crop-judge reading: ``None`` when the clean file was not recognised as artist ``k``,
+    else whether the protected (or attacked) file no longer is."""
+    if int(np.argmax(judged["clean"])) != k:
+        return None
+    return int(np.argmax(judged["protected"])) != k
 
 
 def _view_kind(name: str) -> str:
@@ -186,9 +188,9 @@ def ace_report(out: Path) -> list[str]:
         k = r["artists"].index(r["artist"])
 
         def pj(j: dict[str, Any], k: int = k) -> str:
-            c, p = j["clean"], j["protected"]
-            mark = "" if int(np.argmax(c)) != k else (" (flipped)" if int(np.argmax(p)) != k else " (kept)")
-            return f"{c[k]:.2f}→{p[k]:.2f}{mark}"
+            f = _flipped(j, k)
+            mark = "" if f is None else (" (flipped)" if f else " (kept)")
+            return f"{j['clean'][k]:.2f}→{j['protected'][k]:.2f}{mark}"
 
         by_kind = {_view_kind(v["name"]): v["toward"] for v in r["views"]}
         lines.append(f"| {r['key']} | {r.get('method', 'sfumato-default')} | {r['seconds']:.0f} | "
@@ -212,11 +214,7 @@ def ace_report(out: Path) -> list[str]:
             worst = {a: w["toward"] for a, (w, _) in runs.items()}
             best = min(worst, key=lambda a: worst[a])
 
-            def flips(judged: list[dict[str, Any]], k: int = k) -> list[bool | None]:
-                return [None if int(np.argmax(j["clean"])) != k else int(np.argmax(j["protected"])) != k
-                        for j in judged]
-
-            per = {a: flips(cj) for a, (_, cj) in runs.items()}
+            per = {a: [_flipped(j, k) for j in cj] for a, (_, cj) in runs.items()}
             bon = [None if all(f[i] is None for f in per.values()) else all(bool(f[i]) for f in per.values())
                    for i in range(len(per["none"]))]
 

@@ -144,10 +144,10 @@ class ViewSampledObjective:
         g = self.generator
         name, (hv, wv) = self.views[int(torch.randint(len(self.views), (1,), generator=g))]
         ch, cw = min(self.crop_side, hv), min(self.crop_side, wv)
-        if self.crop_stride <= CROP_ALIGN:
+        if self.crop_stride <= CROP_ALIGN:  # a fresh start anywhere on the latent grid
             def start(room: int) -> int:
-                slots = room // CROP_ALIGN
-                return int(torch.randint(slots + 1, (1,), generator=g)) * CROP_ALIGN if slots > 0 else 0
+                starts = crop_starts(room, CROP_ALIGN)
+                return starts[int(torch.randint(len(starts), (1,), generator=g))] if len(starts) > 1 else 0
 
             return SampledView(name, (hv, wv), (start(hv - ch), start(wv - cw), ch, cw))
         cycle = self._cycles.get((hv, wv))
