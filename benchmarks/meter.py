@@ -160,12 +160,12 @@ def protect_one(method: str, rgb: np.ndarray, key: str, out: Path, *, seed: int,
 def protect_all(images: list[tuple[str, Path]], out: Path, methods: list[str], *, seed: int,
                 glaze_steps: int) -> None:
     rows_path = out / "protect.jsonl"
-    done = {(r["key"], r["method"]) for r in read_rows(rows_path)}
     for artist, path in images:
         key = f"{artist}/{path.stem}"
         rgb = load_rgb(path)
         for method in methods:
-            if (key, method) in done:
+            # read again per image: a second process (``lab_protect.py --reverse``) may have done it meanwhile
+            if (key, method) in {(r["key"], r["method"]) for r in read_rows(rows_path)}:
                 continue
             row = protect_one(method, rgb, key, out, seed=seed, glaze_steps=glaze_steps)
             row.update(artist=artist, source=str(path))

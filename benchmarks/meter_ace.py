@@ -37,8 +37,8 @@ VARIANTS: dict[str, dict[str, Any]] = {"work": {"views": "work"}, "stride8": {"v
 view; crops anywhere on the 8 px grid; 256 px tiles with their target latents reused
 (:mod:`sfumato.optimise.view_sampling`); the same with 64 steps. Same target style, budget and seed as the
 preset."""
-ALL_ACE_METHODS = (*ACE_METHODS, "sfumato-default-stride8", "sfumato-default-tiles", "sfumato-default-tiles64",
-                   "glaze-same-target")
+ALL_ACE_METHODS = (*ACE_METHODS, "sfumato-slow", "sfumato-default-stride8", "sfumato-default-tiles",
+                   "sfumato-default-tiles64", "glaze-same-target")
 """``glaze-same-target``: naive Glaze (Eq. 3 of Shan et al., USENIX Security 2023; 500 Adam steps at a 512 px
 work size, :func:`sfumato.baselines.glaze.glaze_style_cloak`) aimed at the *same target tensor* as the
 ``sfumato-default`` run on that painting and held to the same saved budget: the side-by-side baseline of
