@@ -10,7 +10,11 @@ by how much, on clean large paintings: for every crop on a half-tile grid (:func
 the crop's side) whose four sides all lie inside the view, the per-cell distance
 ‖E(crop) − E(view)[region]‖ over the channels, divided by the mean per-cell norm of E(view)[region], in
 rings by distance from the crop's edge (ring 0 = the outermost latent cells) and over the crop's centre
-(the cells ≥ 8 from every edge). Images: the ace hold-out paintings of ``corpus/art`` (as the meter's ace
+(the cells ≥ 8 from every edge). With ``--targets DIR`` (the ``targets/ace`` folder of a meter run with
+``sfumato-default``, e.g. ``runs/meter_att/targets/ace``) it also compares the cloak's target *change* as a
+tile sees it, E(tile(T)) − E(tile(x)), with the same region of the change the whole view sees,
+E(view(T)) − E(view(x)), for every 256 px tile of the tile grid (as the cloak samples them): relative
+error and cosine. T is the view plus the target's change resized to the view, as in the objective. Images: the ace hold-out paintings of ``corpus/art`` (as the meter's ace
 part), downscaled to a 1024 px long side; views: the whole-image bucket views of
 :func:`sfumato.optimise.view_sampling.view_sizes`. No judge and no target is involved.
 """
@@ -46,12 +50,44 @@ def ring_profile(crop_latent, region_latent) -> list[float]:  # noqa: ANN001
     return out
 
 
+def tile_changes(enc, x, run_dir: Path, key: str) -> list[tuple[str, str, int, float, float]]:  # noqa: ANN001
+    """Per view: 256 px tiles, mean relative error and cosine of the tile's target change against the view's."""
+    import numpy as np
+    import torch
+    from meter_ace import _target_path
+
+    from sfumato.io.tensors import resize, to_nchw
+    from sfumato.optimise.view_sampling import crop_starts, view_sizes
+
+    f = int(enc.downscale)
+    target = to_nchw(np.load(_target_path(run_dir, key)))
+    change = target - resize(x, tuple(target.shape[-2:]))  # the target as a change of the work image
+    out = []
+    for name, (hv, wv) in view_sizes(int(x.shape[-2]), int(x.shape[-1])):
+        v = resize(x, (hv, wv))
+        t = (v + resize(change, (hv, wv))).clamp(0, 1)
+        errs, coss = [], []
+        with torch.no_grad():
+            dv = enc.encode(t) - enc.encode(v)
+            for a in crop_starts(hv - 256, 256):
+                for b in crop_starts(wv - 256, 256):
+                    tile = (slice(None), slice(None), slice(a, a + 256), slice(b, b + 256))
+                    dt = enc.encode(t[tile].contiguous()) - enc.encode(v[tile].contiguous())
+                    dr = dv[..., a // f:(a + 256) // f, b // f:(b + 256) // f]
+                    errs.append(float((dt - dr).norm() / dr.norm()))
+                    coss.append(float(torch.nn.functional.cosine_similarity(dt.flatten(), dr.flatten(), dim=0)))
+        out.append((key, name, len(errs), float(np.mean(errs)), float(np.mean(coss))))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ace", type=int, default=3, help="ace hold-out paintings (meter order)")
     ap.add_argument("--sides", nargs="+", type=int, default=[256, 512], help="crop sides (px)")
     ap.add_argument("--long-side", type=int, default=1024)
     ap.add_argument("--encoder", default="taef2")
+    ap.add_argument("--targets", type=Path, default=None,
+                    help="a meter run's targets/ace folder: also compare tile and view target changes")
     ap.add_argument("-o", "--out", default=None, help="also write the markdown report here")
     args = ap.parse_args(argv)
 
@@ -66,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     f = int(enc.downscale)
     rows: dict[int, list[list[float]]] = {s: [] for s in args.sides}
     names = []
+    changes: list[tuple[str, str, int, float, float]] = []
     for artist, path in ace_images(SHARED / "corpus", args.ace):
         names.append(f"{artist}/{path.stem}")
         x = to_nchw(load_downscaled(path, args.long_side))
@@ -83,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                             zc = enc.encode(view[..., t:t + side, left:left + side].contiguous())
                             zr = z[..., t // f:(t + side) // f, left // f:(left + side) // f]
                             rows[side].append(ring_profile(zc, zr))
+        if args.targets is not None:
+            changes += tile_changes(enc, x, args.targets.parent.parent, f"{artist}/{path.stem}")
     lines = [f"Machine: {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
              f"encoder {args.encoder} (downscale {f}); paintings: {', '.join(names)} at a "
              f"{args.long_side} px long side; whole-image bucket views.", "",
@@ -93,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         mean = torch.tensor(profiles).mean(0).tolist()
         lines.append(f"| {side} px | {len(profiles)} | " + " | ".join(f"{v:.3f}" for v in mean) + " |")
+    if changes:
+        lines += ["", "Target change of each 256 px tile against the same region of the whole view's change:", "",
+                  "| painting | view | tiles | relative error | cosine |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {v} | {n} | {e:.3f} | {c:.3f} |" for k, v, n, e, c in changes]
     return emit(lines, args.out)
 
 
