@@ -38,12 +38,14 @@ view; crops anywhere on the 8 px grid; 256 px tiles with their target latents re
 (:mod:`sfumato.optimise.view_sampling`); the same with 64 steps. Same target style, budget and seed as the
 preset."""
 ALL_ACE_METHODS = (*ACE_METHODS, "sfumato-slow", "sfumato-default-stride8", "sfumato-default-tiles",
-                   "sfumato-default-tiles64", "glaze-same-target")
+                   "sfumato-default-tiles64", "glaze-same-target", "clean", "noise-same-budget")
 """``glaze-same-target``: naive Glaze (Eq. 3 of Shan et al., USENIX Security 2023; 500 Adam steps at a 512 px
 work size, :func:`sfumato.baselines.glaze.glaze_style_cloak`) aimed at the *same target tensor* as the
 ``sfumato-default`` run on that painting and held to the same saved budget: the side-by-side baseline of
 issue 23's speed clause. It needs ``sfumato-default`` first on the painting (its target is saved under
-``<out>/targets/ace/``)."""
+``<out>/targets/ace/``). The controls ``clean`` (the file itself, so with ``--ace-attacks`` what the attacks
+alone do to the judge) and ``noise-same-budget`` (seeded Gaussian noise bisected to the same saved budget,
+``meter_noise.py``) are read against that saved target too, and need ``sfumato-default`` first as well."""
 
 
 def cloak_config(method: str, seed: int) -> Any:
@@ -84,6 +86,8 @@ def _crop_judged(judge: Any, st: dict[str, Any], rgb: np.ndarray, image: np.ndar
 
 def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, ...] = ACE_METHODS,
             glaze_steps: int = 500, attacks: bool = False) -> None:
+    from meter_noise import noise_same_budget
+
     from sfumato.attacks.registry import apply_attack
     from sfumato.attacks.trainer_views import trainer_views
     from sfumato.baselines.glaze import glaze_style_cloak
@@ -105,14 +109,22 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, .
         judge = judge or train_ace_judge(corpus, cache_dir=out / "judges")
         rgb = load_downscaled(p, SIDE)
         extra: dict[str, Any] = {}
-        if method == "glaze-same-target":
+        if method in ("glaze-same-target", "clean", "noise-same-budget"):
             tpath = _target_path(out, key)
             ref = next((r for r in rows if r["key"] == key and r.get("method", "sfumato-default") == "sfumato-default"),
                        None)
             if ref is None or not tpath.exists():
-                raise RuntimeError(f"{key}: run sfumato-default first (glaze-same-target aims at its saved target)")
+                raise RuntimeError(f"{key}: run sfumato-default first ({method} is read against its saved target)")
             target_image = np.load(tpath)
             t = time.perf_counter()
+        if method in ("clean", "noise-same-budget"):
+            if method == "clean":
+                image, extra = rgb, {}
+            else:
+                image, params = noise_same_budget(rgb, key, seed=seed)
+                extra = {"noise": params}
+            secs, work_size = time.perf_counter() - t, tuple(ref["work_size"])
+        elif method == "glaze-same-target":
             g = glaze_style_cloak(rgb, target_image=target_image, steps=glaze_steps, seed=seed, resolution=512,
                                   matched_budget=Budget(lpips=LPIPS_MAX, linf=LINF_MAX))
             secs = time.perf_counter() - t
