@@ -10,13 +10,14 @@ by how much, on clean large paintings: for every crop on a half-tile grid (:func
 the crop's side) whose four sides all lie inside the view, the per-cell distance
 ‖E(crop) − E(view)[region]‖ over the channels, divided by the mean per-cell norm of E(view)[region], in
 rings by distance from the crop's edge (ring 0 = the outermost latent cells) and over the crop's centre
-(the cells ≥ 8 from every edge). With ``--targets DIR`` (the ``targets/ace`` folder of a meter run with
-``sfumato-default``, e.g. ``runs/meter_att/targets/ace``) it also compares the cloak's target *change* as a
-tile sees it, E(tile(T)) − E(tile(x)), with the same region of the change the whole view sees,
-E(view(T)) − E(view(x)), for every 256 px tile of the tile grid (as the cloak samples them): relative
-error and cosine. T is the view plus the target's change resized to the view, as in the objective. Images: the ace hold-out paintings of ``corpus/art`` (as the meter's ace
-part), downscaled to a 1024 px long side; views: the whole-image bucket views of
-:func:`sfumato.optimise.view_sampling.view_sizes`. No judge and no target is involved.
+(the cells ≥ 8 from every edge); no target and no judge is involved. With ``--targets RUN`` (the output
+folder of a meter run with ``sfumato-default`` on these paintings, e.g. ``runs/meter_att``, whose targets
+are saved under ``targets/ace``) it also compares the cloak's target *change* as a tile sees it,
+E(tile(T)) − E(tile(x)), with the same region of the change the whole view sees, E(view(T)) − E(view(x)),
+for every tile of the cloak's 256 px grid: relative error and cosine. T is the view plus the target's
+change resized to the view, as in the objective. Images: the ace hold-out paintings of ``corpus/art`` (as
+the meter's ace part), downscaled to a 1024 px long side; views: the whole-image views of
+:func:`sfumato.optimise.view_sampling.view_sizes`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from _common import emit, load_downscaled  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared"))
 RINGS = 8
+TILE = 256  # the cloak presets' view_crop and view_stride
 
 
 def ring_profile(crop_latent, region_latent) -> list[float]:  # noqa: ANN001
@@ -50,17 +52,16 @@ def ring_profile(crop_latent, region_latent) -> list[float]:  # noqa: ANN001
     return out
 
 
-def tile_changes(enc, x, run_dir: Path, key: str) -> list[tuple[str, str, int, float, float]]:  # noqa: ANN001
-    """Per view: 256 px tiles, mean relative error and cosine of the tile's target change against the view's."""
+def tile_changes(enc, x, target, key: str) -> list[tuple[str, str, int, float, float]]:  # noqa: ANN001
+    """Per view: the tiles, and the mean relative error and cosine of a tile's target change against the
+    same region of the view's (``target``: the cloak's target rendering at its work size, 1x3xhxw)."""
     import numpy as np
     import torch
-    from meter_ace import _target_path
 
-    from sfumato.io.tensors import resize, to_nchw
+    from sfumato.io.tensors import resize
     from sfumato.optimise.view_sampling import crop_starts, view_sizes
 
     f = int(enc.downscale)
-    target = to_nchw(np.load(_target_path(run_dir, key)))
     change = target - resize(x, tuple(target.shape[-2:]))  # the target as a change of the work image
     out = []
     for name, (hv, wv) in view_sizes(int(x.shape[-2]), int(x.shape[-1])):
@@ -69,11 +70,11 @@ def tile_changes(enc, x, run_dir: Path, key: str) -> list[tuple[str, str, int, f
         errs, coss = [], []
         with torch.no_grad():
             dv = enc.encode(t) - enc.encode(v)
-            for a in crop_starts(hv - 256, 256):
-                for b in crop_starts(wv - 256, 256):
-                    tile = (slice(None), slice(None), slice(a, a + 256), slice(b, b + 256))
+            for a in crop_starts(hv - TILE, TILE):
+                for b in crop_starts(wv - TILE, TILE):
+                    tile = (slice(None), slice(None), slice(a, a + TILE), slice(b, b + TILE))
                     dt = enc.encode(t[tile].contiguous()) - enc.encode(v[tile].contiguous())
-                    dr = dv[..., a // f:(a + 256) // f, b // f:(b + 256) // f]
+                    dr = dv[..., a // f:(a + TILE) // f, b // f:(b + TILE) // f]
                     errs.append(float((dt - dr).norm() / dr.norm()))
                     coss.append(float(torch.nn.functional.cosine_similarity(dt.flatten(), dr.flatten(), dim=0)))
         out.append((key, name, len(errs), float(np.mean(errs)), float(np.mean(coss))))
@@ -86,13 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sides", nargs="+", type=int, default=[256, 512], help="crop sides (px)")
     ap.add_argument("--long-side", type=int, default=1024)
     ap.add_argument("--encoder", default="taef2")
-    ap.add_argument("--targets", type=Path, default=None,
-                    help="a meter run's targets/ace folder: also compare tile and view target changes")
+    ap.add_argument("--targets", type=Path, default=None, metavar="RUN",
+                    help="a meter run's folder with sfumato-default's saved targets: also compare target changes")
     ap.add_argument("-o", "--out", default=None, help="also write the markdown report here")
     args = ap.parse_args(argv)
 
+    import numpy as np
     import torch
-    from meter_ace import ace_images
+    from meter_ace import _target_path, ace_images
 
     from sfumato.encoders import load_encoder
     from sfumato.io.tensors import resize, to_nchw
@@ -121,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                             zr = z[..., t // f:(t + side) // f, left // f:(left + side) // f]
                             rows[side].append(ring_profile(zc, zr))
         if args.targets is not None:
-            changes += tile_changes(enc, x, args.targets.parent.parent, f"{artist}/{path.stem}")
+            key = f"{artist}/{path.stem}"
+            changes += tile_changes(enc, x, to_nchw(np.load(_target_path(args.targets, key))), key)
     lines = [f"Machine: {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
              f"encoder {args.encoder} (downscale {f}); paintings: {', '.join(names)} at a "
              f"{args.long_side} px long side; whole-image bucket views.", "",
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         mean = torch.tensor(profiles).mean(0).tolist()
         lines.append(f"| {side} px | {len(profiles)} | " + " | ".join(f"{v:.3f}" for v in mean) + " |")
     if changes:
-        lines += ["", "Target change of each 256 px tile against the same region of the whole view's change:", "",
+        lines += ["", f"Target change of each {TILE} px tile against the same region of the whole view's change:", "",
                   "| painting | view | tiles | relative error | cosine |", "|---|---|---|---|---|"]
         lines += [f"| {k} | {v} | {n} | {e:.3f} | {c:.3f} |" for k, v, n, e, c in changes]
     return emit(lines, args.out)

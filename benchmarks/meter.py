@@ -163,9 +163,10 @@ def protect_all(images: list[tuple[str, Path]], out: Path, methods: list[str], *
     for artist, path in images:
         key = f"{artist}/{path.stem}"
         rgb = load_rgb(path)
+        # read again per image: a second process (``lab_protect.py --reverse``) may have done it meanwhile
+        done = {(r["key"], r["method"]) for r in read_rows(rows_path)}
         for method in methods:
-            # read again per image: a second process (``lab_protect.py --reverse``) may have done it meanwhile
-            if (key, method) in {(r["key"], r["method"]) for r in read_rows(rows_path)}:
+            if (key, method) in done:
                 continue
             row = protect_one(method, rgb, key, out, seed=seed, glaze_steps=glaze_steps)
             row.update(artist=artist, source=str(path))

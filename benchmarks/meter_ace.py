@@ -117,13 +117,11 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, .
                 raise RuntimeError(f"{key}: run sfumato-default first ({method} is read against its saved target)")
             target_image = np.load(tpath)
             t = time.perf_counter()
-        if method in ("clean", "noise-same-budget"):
-            if method == "clean":
-                image, extra = rgb, {}
-            else:
-                image, params = noise_same_budget(rgb, key, seed=seed)
-                extra = {"noise": params}
-            secs, work_size = time.perf_counter() - t, tuple(ref["work_size"])
+        if method == "clean":
+            image, secs, work_size = rgb, 0.0, tuple(ref["work_size"])
+        elif method == "noise-same-budget":
+            image, params = noise_same_budget(rgb, key, seed=seed)
+            secs, work_size, extra = time.perf_counter() - t, tuple(ref["work_size"]), {"noise": params}
         elif method == "glaze-same-target":
             g = glaze_style_cloak(rgb, target_image=target_image, steps=glaze_steps, seed=seed, resolution=512,
                                   matched_budget=Budget(lpips=LPIPS_MAX, linf=LINF_MAX))
