@@ -110,12 +110,32 @@ def style(args: argparse.Namespace) -> None:
             log(json.dumps(res.summary))
 
 
+#: ``make-poison --setting``: how the lab's poisons are made (folder ``runs/lab/poison/dog-cat[-<setting>]``).
+#: ``preset-2026-12-04``: the folder of the first lab run (the preset of that day, made before settings
+#: existed). ``default-work``: today's ``default`` poison preset (aligned anchor, 80 signed steps) with its
+#: steps at the 128 px view the lab trains on instead of sampled 512-1024 px trainer views (a 128 px file is
+#: all this trainer ever sees). ``nightshade``: the Nightshade baseline (500 signed steps decaying linearly)
+#: aimed at the same aligned anchor, at the same view, calibrated to the same budget (LPIPS 0.07, L-inf 24/255).
+POISON_SETTINGS = {"preset-2026-12-04": {}, "default-work": {"views": "work"},
+                   "nightshade": {"views": "work", "method": "nightshade"}}
+
+
+def poison_folder(setting: str) -> Path:
+    return OUT / "poison" / ("dog-cat" if setting == "preset-2026-12-04" else f"dog-cat-{setting}")
+
+
 def make_poison(args: argparse.Namespace) -> None:
     from sfumato.lab.concept import poison_concept
     from sfumato.lab.data import images_in
 
-    poison_concept(images_in(CONCEPT_CLASSES["dog"]), OUT / "poison" / "dog-cat", concept="dog", target="cat",
-                   anchors=CORPUS / "photos" / "cat", n=max(args.n), seed=0, models_dir=MODELS, log=log)
+    dogs = images_in(CONCEPT_CLASSES["dog"])
+    if args.reverse:  # a second process working from the other end of the first N (files are skipped once made)
+        from sfumato.lab.concept import poison_order
+
+        dogs = poison_order(dogs)[: max(args.n)][::-1]
+    poison_concept(dogs, poison_folder(args.setting), concept="dog", target="cat",
+                   anchors=CORPUS / "photos" / "cat", n=max(args.n), seed=0, models_dir=MODELS, log=log,
+                   **POISON_SETTINGS[args.setting])
 
 
 def concept(args: argparse.Namespace) -> None:
@@ -124,16 +144,18 @@ def concept(args: argparse.Namespace) -> None:
     link_objects()
     cfg = lab_config(args)
     name = concept_name(args)
+    label = "poison" if args.setting == "preset-2026-12-04" else args.setting
     done = {(r["variant"], r["seed"]) for r in stored(name)}
     for seed in args.seeds:
-        for n in [0, *args.n]:
-            variant = "clean" if n == 0 else f"poison-{n}"
+        for n in [0, *args.n] if args.clean else args.n:
+            variant = "clean" if n == 0 else f"{label}-{n}"
             if (variant, seed) in done:
                 continue
             res = concept_lab({k: str(v) for k, v in CONCEPT_CLASSES.items()}, concept="dog", target="cat",
-                              poisoned=OUT / "poison" / "dog-cat", n_poison=[n] if n else [], config=cfg,
+                              poisoned=poison_folder(args.setting), n_poison=[n] if n else [], config=cfg,
                               seeds=[seed], models_dir=MODELS, cache_dir=OUT / "cache", log=log,
-                              include_clean=n == 0, holdout=args.holdout, concept_size=args.concept_size)
+                              include_clean=n == 0, holdout=args.holdout, concept_size=args.concept_size,
+                              label=label)
             for run in res.runs:
                 store(name, run, res.readers)
             log(json.dumps(res.summary))
@@ -222,8 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--steps", type=int, default=None)
     m = sub.add_parser("make-poison")
     m.add_argument("--n", nargs="+", type=int, default=[100])
+    m.add_argument("--setting", choices=list(POISON_SETTINGS), default="default-work")
+    m.add_argument("--reverse", action="store_true", help="work from the last of the first N files backwards")
     c = sub.add_parser("concept")
     c.add_argument("--n", nargs="*", type=int, default=[25, 50, 100])
+    c.add_argument("--setting", choices=list(POISON_SETTINGS), default="default-work",
+                   help="which poisons (make-poison --setting); variants are named <setting>-<N>")
+    c.add_argument("--no-clean", dest="clean", action="store_false", help="skip the clean run")
     c.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     c.add_argument("--preset", default="cpu-wide")
     c.add_argument("--steps", type=int, default=None)

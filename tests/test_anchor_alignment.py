@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from sfumato.config import Budget, Effort, PoisonConfig
 from sfumato.encoders.tae import tiny_random_tae
 from sfumato.io.tensors import resize, round_to_bits, to_nchw
+from sfumato.metrics.saved import protected_quality
 from sfumato.protections.poison import aim_at_anchor, poison_array
 from sfumato.targets.anchor_alignment import AlignedAnchor, align_anchor, crop_box
 
@@ -118,3 +119,27 @@ def test_poison_over_trainer_views_meets_the_budget_on_the_saved_file(models_dir
     assert float(np.abs(r1.image - rgb).max()) > 0
     assert r1.steps_run == 5 and r1.latent[0]["encoder"] == "tae-random"
     assert r1.anchor["choice"] == "aligned" and "alignment" in r1.anchor
+
+
+def test_lab_nightshade_baseline_aims_at_the_presets_aligned_anchor_within_budget(models_dir) -> None:  # noqa: ANN001
+    """The lab's Nightshade baseline (``benchmarks/lab.py make-poison --setting nightshade``) aims at the anchor
+    the poison preset's own choice picks on the same view, and its saved pixels meet that preset's budget."""
+    from sfumato.lab.concept import nightshade_same_anchor
+
+    enc = tiny_random_tae(seed=1)
+    rgb = round_to_bits(_picture(40, 56, seed=2))
+    anchors = [_picture(48, 48, seed=s) for s in (3, 4, 5)]
+    cfg = PoisonConfig(concept="dog", target="cat", anchor_choice="aligned", seed=2,
+                       effort=Effort(steps=5, resolution=64, lr=0.01, views="work"),
+                       budget=Budget(lpips=0.05, linf=8 / 255))
+    ns = nightshade_same_anchor(rgb, cfg, anchors, ["a.png", "b.png", "c.png"], models_dir=models_dir,
+                                encoders=[(enc, 1.0)], steps=6)
+    _, entry = aim_at_anchor(to_nchw(rgb), anchors, [(enc, 1.0)], cfg, ["a.png", "b.png", "c.png"])
+    for e in (ns.anchor, entry):
+        e["alignment"].pop("seconds")  # the search's own timing
+    assert ns.anchor == entry and ns.anchor["choice"] == "aligned"
+    assert ns.params["steps"] == 6 and ns.params["update"] == "sign" and ns.params["eps"] == pytest.approx(8 / 255)
+    np.testing.assert_array_equal(ns.image, round_to_bits(ns.image, 8))
+    q = protected_quality(ns.image, rgb, lpips_net="alex", models_dir=models_dir)
+    assert q["lpips_alex"] <= 0.05 + 1e-6 and q["linf"] <= 8 / 255 + 1e-6
+    assert float(np.abs(ns.image - rgb).max()) > 0

@@ -43,19 +43,64 @@ def poison_order(files: Sequence[Path]) -> list[Path]:
 
 def poison_concept(files: Sequence[Path], out_dir: PathLike, *, concept: str, target: str, anchors: PathLike,
                    n: int, size: int = 128, seed: int = 0, intensity: str = "default", quality: str = "default",
-                   models_dir: PathLike | None = None, log: Callable[[str], None] | None = None) -> dict[Path, Path]:
+                   views: str | None = None, method: str = "sfumato", models_dir: PathLike | None = None,
+                   log: Callable[[str], None] | None = None) -> dict[Path, Path]:
     """Poison the trainer's view of the first ``n`` files (:func:`poison_order`) toward the anchor images
-    of ``target`` in ``anchors`` with the shipped preset; PNGs go to ``out_dir`` (reused when present)."""
+    of ``target`` in ``anchors``; PNGs go to ``out_dir`` (reused when present), each with a JSON record of
+    its saved quality and the anchor aimed at.
+
+    ``method="sfumato"``: the shipped preset (``intensity``/``quality``), with ``views`` replacing its
+    ``Effort.views`` when given (``"work"``: optimise at the ``size`` px view the lab trains on).
+    ``method="nightshade"``: the Nightshade baseline (:func:`sfumato.baselines.nightshade.nightshade_poison`,
+    its own 500 signed steps with a linearly decaying step, L-inf cap and LPIPS penalty set from the preset's
+    budget) aimed at the same anchor the preset picks (its anchor choice, made on the same view) and
+    calibrated to that budget, so the two differ only in the optimiser."""
+    import dataclasses
+
     from sfumato.config import PoisonConfig
     from sfumato.protections.poison import poison_array
     from sfumato.targets.anchors import load_anchor_folder
 
+    if method not in ("sfumato", "nightshade"):
+        raise ValueError(f"method must be 'sfumato' or 'nightshade', got {method!r}")
     anchor_set = load_anchor_folder(anchors, concept=target)
     cfg = PoisonConfig.preset(concept=concept, target=target, intensity=intensity, quality=quality, seed=seed)
-    return protect_views(poison_order(files)[:n], out_dir,
-                         lambda rgb: poison_array(rgb, cfg, anchor_set.images, anchor_names=anchor_set.names,
-                                                  models_dir=models_dir),
-                         size=size, budget=cfg.budget, models_dir=models_dir, log=log)
+    if views is not None:
+        cfg = dataclasses.replace(cfg, effort=dataclasses.replace(cfg.effort, views=views))
+    if method == "sfumato":
+        def make(rgb):  # noqa: ANN001, ANN202
+            return poison_array(rgb, cfg, anchor_set.images, anchor_names=anchor_set.names, models_dir=models_dir)
+    else:
+        def make(rgb):  # noqa: ANN001, ANN202
+            return nightshade_same_anchor(rgb, cfg, anchor_set.images, anchor_set.names, models_dir=models_dir)
+    return protect_views(poison_order(files)[:n], out_dir, make, size=size, budget=cfg.budget,
+                         models_dir=models_dir, log=log)
+
+
+def nightshade_same_anchor(rgb: Any, cfg: Any, anchors: Sequence[Any], names: Sequence[str], *,
+                           models_dir: PathLike | None = None, encoders: Sequence[tuple[Any, float]] | None = None,
+                           steps: int | None = None) -> Any:
+    """The Nightshade baseline toward the anchor ``cfg``'s own anchor choice picks for ``rgb`` (same view,
+    same encoders), calibrated to ``cfg.budget``; the result carries ``anchor`` as a poison's does.
+    ``steps``: Nightshade's 500 unless given (tests)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from sfumato.baselines.nightshade import nightshade_poison
+    from sfumato.encoders.cache import load_encoders
+    from sfumato.protections.device import work_view_on
+    from sfumato.protections.poison import aim_at_anchor
+
+    encs = list(encoders) if encoders is not None else load_encoders(cfg, models_dir=models_dir)
+    x0 = work_view_on(rgb, cfg.effort.resolution, torch.device("cpu"))
+    anchor_img, anchor = aim_at_anchor(x0, anchors, encs, cfg, names)
+    target = anchor_img[0].permute(1, 2, 0).detach().cpu().numpy().astype(np.float32)
+    res = nightshade_poison(rgb, target=target, matched_budget=cfg.budget, resolution=cfg.effort.resolution,
+                            seed=cfg.seed, models_dir=models_dir, encoders=encs,
+                            **({"steps": steps} if steps is not None else {}))
+    return SimpleNamespace(image=res.image, anchor=anchor, params=res.params)
 
 
 def concept_lab(root: PathLike | Mapping[str, PathLike], *, concept: str, target: str, poisoned: PathLike,

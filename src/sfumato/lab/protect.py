@@ -74,7 +74,8 @@ def protect_views(paths: Sequence[Path], out_dir: str | Path, protect: Callable[
                                    f"or L-inf {q['linf'] * 255:.1f}/255); nothing written")
             write_png_atomic(png, u8.astype(np.float32) / 255)
             write_json_atomic(out_dir / f"{p.stem}.json",
-                              {"source": str(p), "size": size, "saved_quality": {k: float(v) for k, v in q.items()}},
+                              {"source": str(p), "size": size, "saved_quality": {k: float(v) for k, v in q.items()},
+                               **({"anchor": res.anchor} if getattr(res, "anchor", None) else {})},
                               overwrite=True)
             say(f"[protect] {p.name} -> {png.name}: LPIPS {lp:.4f}, L-inf {q['linf'] * 255:.1f}/255")
         made[p] = png
