@@ -138,6 +138,52 @@ def make_poison(args: argparse.Namespace) -> None:
                    **POISON_SETTINGS[args.setting])
 
 
+def poison_views(args: argparse.Namespace) -> None:
+    """What the poisons themselves look like at the lab's 128 px trainer view, before any training: their
+    pixels (stealth: still judged dog by the ImageNet concept judge) and their AI views (TAEF2 round trip,
+    read by the held-out probe and the ImageNet judge: judged cat?), next to the same dogs clean. Also
+    the saved LPIPS-alex and L-inf from each poison's record. Readers only read; none chose an anchor."""
+    from sfumato.encoders import load_encoder
+    from sfumato.lab.concept import poison_order
+    from sfumato.lab.config import LabConfig
+    from sfumato.lab.data import images_in, square_view
+    from sfumato.lab.readers import ai_views, concept_reader, heldout_probe_reader
+
+    cfg = LabConfig.preset(args.preset)
+    enc = load_encoder(cfg.encoder, models_dir=MODELS)
+    order = {c: poison_order(images_in(CONCEPT_CLASSES[c])) for c in ("dog", "cat")}
+    probe = heldout_probe_reader({c: o[-args.holdout:] for c, o in order.items()}, encoder=enc, size=cfg.size,
+                                 models_dir=MODELS)
+    judge = concept_reader(models_dir=MODELS)
+    log(f"- `{probe.name}`: {probe.description}\n- `{judge.name}`: {judge.description}")
+    dogs = order["dog"][: max(args.n)]
+    rows = [("clean", [square_view(p, cfg.size) for p in dogs], ai_views(dogs, enc, cfg.size), None)]
+    for setting in args.settings:
+        folder = poison_folder(setting)
+        pngs = [folder / f"{p.stem}.png" for p in dogs]
+        have = [q for q in pngs if q.exists()]
+        if len(have) < len(pngs):
+            log(f"{setting}: {len(have)} of {len(pngs)} poisons made; reading the first {len(have)} only")
+            pngs = [q for q in pngs if q.exists()]
+        recs = [json.loads(q.with_suffix(".json").read_text())["saved_quality"] for q in pngs]
+        rows.append((setting, [square_view(q, cfg.size) for q in pngs], ai_views(pngs, enc, cfg.size), recs))
+    ci, di = probe.classes.index("cat"), judge.classes.index("dog")
+    log(f"\n| dogs ({cfg.size} px views) | n | pixels judged dog (ImageNet) | mean p(dog), pixels | AI view judged cat "
+        "(held-out probe) | mean p(cat), AI view (probe) | AI view judged cat (ImageNet) | AI view judged dog "
+        "(ImageNet) | LPIPS-alex max | L-inf max |")
+    log("|---|---|---|---|---|---|---|---|---|---|")
+    for name, px, ai, recs in rows:
+        pj, pa, pi = judge.proba(px), probe.proba(ai), judge.proba(ai)
+        lab_px, lab_ai = judge.labels(pj), judge.labels(pi)
+        n = len(px)
+        q = (f"{max(r['lpips_alex'] for r in recs):.4f} | {255 * max(r['linf'] for r in recs):.0f}/255" if recs
+             else "– | –")
+        log(f"| {name} | {n} | {100 * sum(x == 'dog' for x in lab_px) / n:.0f} % | {pj[:, di].mean():.3f} | "
+            f"{100 * float((pa.argmax(1) == ci).mean()):.0f} % | {pa[:, ci].mean():.3f} | "
+            f"{100 * sum(x == 'cat' for x in lab_ai) / n:.0f} % | {100 * sum(x == 'dog' for x in lab_ai) / n:.0f} % | "
+            f"{q} |")
+
+
 def concept(args: argparse.Namespace) -> None:
     from sfumato.lab.concept import concept_lab
 
@@ -263,13 +309,18 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--steps", type=int, default=None)
     k.add_argument("--holdout", type=int, default=60, help="cats and dogs held out for the probe reader")
     k.add_argument("--concept-size", type=int, default=150, help="dogs trained on (0: all)")
+    v = sub.add_parser("poison-views")
+    v.add_argument("--settings", nargs="+", choices=list(POISON_SETTINGS), default=["default-work", "nightshade"])
+    v.add_argument("--n", nargs="+", type=int, default=[100])
+    v.add_argument("--preset", default="cpu-wide")
+    v.add_argument("--holdout", type=int, default=60)
     r = sub.add_parser("report")
     r.add_argument("--probe", action="store_true",
                    help="concept runs: also read the stored samples with a probe trained on the clean classes")
     args = ap.parse_args(argv)
     if getattr(args, "concept_size", None) == 0:
         args.concept_size = None
-    {"style": style, "make-poison": make_poison, "concept": concept, "control": control,
+    {"style": style, "make-poison": make_poison, "poison-views": poison_views, "concept": concept, "control": control,
      "report": report}[args.cmd](args)
     return 0
 
