@@ -5,8 +5,12 @@ it learned. Every figure of the lab section of docs/benchmarks.md and README com
     OMP_NUM_THREADS=2 python benchmarks/lab.py style --artist vincent_van_gogh \\
         --variants sfumato-default sfumato-slow glaze-same-target --seeds 0 1
     # concept: poison the first 100 dogs (128 px views) toward cat, then train with N = 25/50/100
-    OMP_NUM_THREADS=1 python benchmarks/lab.py make-poison --n 100
-    OMP_NUM_THREADS=2 python benchmarks/lab.py concept --n 25 50 100 --seeds 0 1
+    # (--setting default-work | default | nightshade, see POISON_SETTINGS; variants <setting>-<N>)
+    OMP_NUM_THREADS=1 python benchmarks/lab.py make-poison --n 100 --setting default-work
+    OMP_NUM_THREADS=1 python benchmarks/lab.py make-poison --n 25 --setting nightshade
+    OMP_NUM_THREADS=1 python benchmarks/lab.py poison-views --settings default-work nightshade
+    OMP_NUM_THREADS=2 python benchmarks/lab.py concept --n 25 50 100 --seeds 0 1     # clean + default-work-N
+    OMP_NUM_THREADS=2 python benchmarks/lab.py concept --setting nightshade --no-clean --n 25 --seeds 0 1
     OMP_NUM_THREADS=2 python benchmarks/lab.py control --n 100 --seeds 0 1   # 100 real cats labelled dog
     # (concept/control: --holdout 60 keeps the last 60 cats and dogs out of training for the held-out
     #  probe; --concept-size 150 trains on 150 dogs, so N = 25/50/100 is 17/33/67 % of them)
@@ -110,18 +114,20 @@ def style(args: argparse.Namespace) -> None:
             log(json.dumps(res.summary))
 
 
-#: ``make-poison --setting``: how the lab's poisons are made (folder ``runs/lab/poison/dog-cat[-<setting>]``).
-#: ``preset-2026-12-04``: the folder of the first lab run (the preset of that day, made before settings
-#: existed). ``default-work``: today's ``default`` poison preset (aligned anchor, 80 signed steps) with its
-#: steps at the 128 px view the lab trains on instead of sampled 512-1024 px trainer views (a 128 px file is
-#: all this trainer ever sees). ``nightshade``: the Nightshade baseline (500 signed steps decaying linearly)
-#: aimed at the same aligned anchor, at the same view, calibrated to the same budget (LPIPS 0.07, L-inf 24/255).
-POISON_SETTINGS = {"preset-2026-12-04": {}, "default-work": {"views": "work"},
+#: ``make-poison --setting``: how the lab's poisons are made (folder ``runs/lab/poison/dog-cat-<setting>``).
+#: ``default-work``: today's ``default`` poison preset (aligned anchor, 80 signed steps) with its steps at the
+#: 128 px view the lab trains on instead of sampled 512-1024 px trainer views (a 128 px file is all this
+#: trainer ever sees, and a step there costs a tenth). ``default``: the preset exactly as shipped (trainer
+#: views; about 100 s per 128 px dog on one core). ``nightshade``: the Nightshade baseline (500 signed
+#: steps decaying linearly) aimed at the same aligned anchor, at the same view, calibrated to the same
+#: budget (LPIPS 0.07, L-inf 24/255). The poisons of the first lab run (2026-12-04, folder ``dog-cat``,
+#: variants ``poison-N``) were made by that day's preset: ``git checkout 538e430`` and ``make-poison``.
+POISON_SETTINGS = {"default-work": {"views": "work"}, "default": {},
                    "nightshade": {"views": "work", "method": "nightshade"}}
 
 
 def poison_folder(setting: str) -> Path:
-    return OUT / "poison" / ("dog-cat" if setting == "preset-2026-12-04" else f"dog-cat-{setting}")
+    return OUT / "poison" / f"dog-cat-{setting}"
 
 
 def make_poison(args: argparse.Namespace) -> None:
@@ -190,7 +196,7 @@ def concept(args: argparse.Namespace) -> None:
     link_objects()
     cfg = lab_config(args)
     name = concept_name(args)
-    label = "poison" if args.setting == "preset-2026-12-04" else args.setting
+    label = args.setting
     done = {(r["variant"], r["seed"]) for r in stored(name)}
     for seed in args.seeds:
         for n in [0, *args.n] if args.clean else args.n:
