@@ -134,13 +134,9 @@ def make_poison(args: argparse.Namespace) -> None:
     from sfumato.lab.concept import poison_concept
     from sfumato.lab.data import images_in
 
-    dogs = images_in(CONCEPT_CLASSES["dog"])
-    if args.reverse:  # a second process working from the other end of the first N (files are skipped once made)
-        from sfumato.lab.concept import poison_order
-
-        dogs = poison_order(dogs)[: max(args.n)][::-1]
-    poison_concept(dogs, poison_folder(args.setting), concept="dog", target="cat",
+    poison_concept(images_in(CONCEPT_CLASSES["dog"]), poison_folder(args.setting), concept="dog", target="cat",
                    anchors=CORPUS / "photos" / "cat", n=max(args.n), seed=0, models_dir=MODELS, log=log,
+                   reverse=args.reverse,
                    **POISON_SETTINGS[args.setting])
 
 
@@ -155,6 +151,8 @@ def poison_views(args: argparse.Namespace) -> None:
     from sfumato.lab.data import images_in, square_view
     from sfumato.lab.readers import ai_views, concept_reader, heldout_probe_reader
 
+    if args.holdout < 4:
+        raise SystemExit("poison-views: --holdout must be at least 4 (the probe trains on held-out dogs and cats)")
     cfg = LabConfig.preset(args.preset)
     enc = load_encoder(cfg.encoder, models_dir=MODELS)
     order = {c: poison_order(images_in(CONCEPT_CLASSES[c])) for c in ("dog", "cat")}
@@ -163,15 +161,19 @@ def poison_views(args: argparse.Namespace) -> None:
     judge = concept_reader(models_dir=MODELS)
     log(f"- `{probe.name}`: {probe.description}\n- `{judge.name}`: {judge.description}")
     dogs = order["dog"][: max(args.n)]
-    rows = [("clean", [square_view(p, cfg.size) for p in dogs], ai_views(dogs, enc, cfg.size), None)]
+    rows = []
     for setting in args.settings:
         folder = poison_folder(setting)
-        pngs = [folder / f"{p.stem}.png" for p in dogs]
-        have = [q for q in pngs if q.exists()]
-        if len(have) < len(pngs):
-            log(f"{setting}: {len(have)} of {len(pngs)} poisons made; reading the first {len(have)} only")
-            pngs = [q for q in pngs if q.exists()]
+        made = [p for p in dogs if (folder / f"{p.stem}.png").exists()]
+        if not made:
+            log(f"{setting}: no poisons in {folder} yet (make-poison --setting {setting}); skipped")
+            continue
+        if len(made) < len(dogs):
+            log(f"{setting}: {len(made)} of {len(dogs)} poisons made; its clean row covers the same {len(made)} dogs")
+        pngs = [folder / f"{p.stem}.png" for p in made]
         recs = [json.loads(q.with_suffix(".json").read_text())["saved_quality"] for q in pngs]
+        rows.append((f"clean ({setting}'s dogs)", [square_view(p, cfg.size) for p in made],
+                     ai_views(made, enc, cfg.size), None))
         rows.append((setting, [square_view(q, cfg.size) for q in pngs], ai_views(pngs, enc, cfg.size), recs))
     ci, di = probe.classes.index("cat"), judge.classes.index("dog")
     log(f"\n| dogs ({cfg.size} px views) | n | pixels judged dog (ImageNet) | mean p(dog), pixels | AI view judged cat "
@@ -324,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--probe", action="store_true",
                    help="concept runs: also read the stored samples with a probe trained on the clean classes")
     args = ap.parse_args(argv)
+    if args.cmd in ("concept", "make-poison", "poison-views", "control") and any(n <= 0 for n in args.n):
+        ap.error("--n takes positive counts of poisoned files (the clean run is on unless --no-clean)")
+    if args.cmd == "concept" and not args.clean and not args.n:
+        ap.error("concept --no-clean needs --n: nothing to train")
     if getattr(args, "concept_size", None) == 0:
         args.concept_size = None
     {"style": style, "make-poison": make_poison, "poison-views": poison_views, "concept": concept, "control": control,

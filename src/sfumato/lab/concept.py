@@ -43,8 +43,8 @@ def poison_order(files: Sequence[Path]) -> list[Path]:
 
 def poison_concept(files: Sequence[Path], out_dir: PathLike, *, concept: str, target: str, anchors: PathLike,
                    n: int, size: int = 128, seed: int = 0, intensity: str = "default", quality: str = "default",
-                   views: str | None = None, method: str = "sfumato", models_dir: PathLike | None = None,
-                   log: Callable[[str], None] | None = None) -> dict[Path, Path]:
+                   views: str | None = None, method: str = "sfumato", reverse: bool = False,
+                   models_dir: PathLike | None = None, log: Callable[[str], None] | None = None) -> dict[Path, Path]:
     """Poison the trainer's view of the first ``n`` files (:func:`poison_order`) toward the anchor images
     of ``target`` in ``anchors``; PNGs go to ``out_dir`` (reused when present), each with a JSON record of
     its saved quality and the anchor aimed at.
@@ -54,7 +54,8 @@ def poison_concept(files: Sequence[Path], out_dir: PathLike, *, concept: str, ta
     ``method="nightshade"``: the Nightshade baseline (:func:`sfumato.baselines.nightshade.nightshade_poison`,
     its own 500 signed steps with a linearly decaying step, L-inf cap and LPIPS penalty set from the preset's
     budget) aimed at the same anchor the preset picks (its anchor choice, made on the same view) and
-    calibrated to that budget, so the two differ only in the optimiser."""
+    calibrated to that budget, so the two differ only in the optimiser. ``reverse``: work through the same
+    ``n`` files from the last (a second process; files already made are skipped)."""
     import dataclasses
 
     from sfumato.config import PoisonConfig
@@ -73,7 +74,8 @@ def poison_concept(files: Sequence[Path], out_dir: PathLike, *, concept: str, ta
     else:
         def make(rgb):  # noqa: ANN001, ANN202
             return nightshade_same_anchor(rgb, cfg, anchor_set.images, anchor_set.names, models_dir=models_dir)
-    return protect_views(poison_order(files)[:n], out_dir, make, size=size, budget=cfg.budget,
+    chosen = poison_order(files)[:n]
+    return protect_views(chosen[::-1] if reverse else chosen, out_dir, make, size=size, budget=cfg.budget,
                          models_dir=models_dir, log=log)
 
 
