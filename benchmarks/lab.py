@@ -175,21 +175,66 @@ def poison_views(args: argparse.Namespace) -> None:
         rows.append((f"clean ({setting}'s dogs)", [square_view(p, cfg.size) for p in made],
                      ai_views(made, enc, cfg.size), None))
         rows.append((setting, [square_view(q, cfg.size) for q in pngs], ai_views(pngs, enc, cfg.size), recs))
+    towards: dict[str, str] = {}
+    if args.toward:
+        towards = poison_toward(dogs, [s for s in args.settings if (poison_folder(s)).is_dir()], cfg.size)
     ci, di = probe.classes.index("cat"), judge.classes.index("dog")
     log(f"\n| dogs ({cfg.size} px views) | n | pixels judged dog (ImageNet) | mean p(dog), pixels | AI view judged cat "
         "(held-out probe) | mean p(cat), AI view (probe) | AI view judged cat (ImageNet) | AI view judged dog "
-        "(ImageNet) | LPIPS-alex max | L-inf max |")
-    log("|---|---|---|---|---|---|---|---|---|---|")
+        "(ImageNet) | LPIPS-alex max | L-inf max |" + (" toward the anchor: mean [min-max] |" if towards else ""))
+    log("|---|---|---|---|---|---|---|---|---|---|" + ("---|" if towards else ""))
     for name, px, ai, recs in rows:
         pj, pa, pi = judge.proba(px), probe.proba(ai), judge.proba(ai)
         lab_px, lab_ai = judge.labels(pj), judge.labels(pi)
         n = len(px)
         q = (f"{max(r['lpips_alex'] for r in recs):.4f} | {255 * max(r['linf'] for r in recs):.0f}/255" if recs
              else "– | –")
+        if name in towards:
+            q += f" | {towards[name]}"
+        elif towards:
+            q += " | –"
         log(f"| {name} | {n} | {100 * sum(x == 'dog' for x in lab_px) / n:.0f} % | {pj[:, di].mean():.3f} | "
             f"{100 * float((pa.argmax(1) == ci).mean()):.0f} % | {pa[:, ci].mean():.3f} | "
             f"{100 * sum(x == 'cat' for x in lab_ai) / n:.0f} % | {100 * sum(x == 'dog' for x in lab_ai) / n:.0f} % | "
             f"{q} |")
+
+
+def poison_toward(dogs: list[Path], settings: list[str], size: int) -> dict[str, str]:
+    """``poison-views --toward``: for each dog with a poison of every setting, the anchor the poison preset
+    aims at (searched again: deterministic, and checked against the record), then each poison's share of
+    the way from the clean latent to that anchor's latent at the ``size`` px view, ``1 - |E(p) - E(a)| /
+    |E(x) - E(a)|`` (TAEF2). Same dogs and same anchors for every setting: a same-target comparison."""
+    import torch
+
+    from sfumato.config import PoisonConfig
+    from sfumato.encoders.cache import load_encoders
+    from sfumato.lab.data import square_view
+    from sfumato.protections.device import work_view_on
+    from sfumato.protections.poison import aim_at_anchor
+    from sfumato.targets.anchors import load_anchor_folder
+
+    pcfg = PoisonConfig.preset(concept="dog", target="cat", seed=0)
+    encs = load_encoders(pcfg, models_dir=MODELS)
+    enc = encs[0][0]
+    anchors = load_anchor_folder(CORPUS / "photos" / "cat", concept="cat")
+    cpu = torch.device("cpu")
+    both = [d for d in dogs if all((poison_folder(s) / f"{d.stem}.png").exists() for s in settings)]
+    shares: dict[str, list[float]] = {s: [] for s in settings}
+    for d in both:
+        x0 = work_view_on(square_view(d, size), pcfg.effort.resolution, cpu)
+        a_img, entry = aim_at_anchor(x0, anchors.images, encs, pcfg, anchors.names)
+        with torch.no_grad():
+            z0, za = enc.encode(x0), enc.encode(a_img)
+            for s in settings:
+                rec = json.loads((poison_folder(s) / f"{d.stem}.json").read_text())
+                if rec.get("anchor", {}).get("name") != entry["name"]:
+                    raise SystemExit(f"{s}/{d.stem}: the record's anchor {rec.get('anchor', {}).get('name')} is not "
+                                     f"the one the preset picks now ({entry['name']})")
+                zp = enc.encode(work_view_on(square_view(poison_folder(s) / f"{d.stem}.png", size),
+                                             pcfg.effort.resolution, cpu))
+                shares[s].append(1 - float((zp - za).norm() / (z0 - za).norm()))
+    log(f"toward: {len(both)} dogs with a poison of every setting ({', '.join(settings)})")
+    return {s: f"{np.mean(v):.3f} [{min(v):.2f}-{max(v):.2f}]" for s, v in shares.items() if v}
 
 
 def concept(args: argparse.Namespace) -> None:
@@ -322,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--n", nargs="+", type=int, default=[100])
     v.add_argument("--preset", default="cpu-wide")
     v.add_argument("--holdout", type=int, default=60)
+    v.add_argument("--toward", action="store_true",
+                   help="also each poison's share of the way to its anchor's TAEF2 latent (searches the anchor again)")
     r = sub.add_parser("report")
     r.add_argument("--probe", action="store_true",
                    help="concept runs: also read the stored samples with a probe trained on the clean classes")
