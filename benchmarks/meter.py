@@ -20,6 +20,9 @@ work view only (``Effort.views="work"``, the ablation of the trainer-view sampli
 :func:`sfumato.baselines.glaze.glaze_style_cloak`) aimed at the *same rendered target tensor* as
 ``sfumato-default`` (the Gatys rendering at the cloak's work size, ``keep_target_image=True``) and held
 to the same budget (LPIPS-alex <= 0.05 and L-inf <= 24/255 on the saved 8-bit file, ``matched_budget``);
+``photoguard-same-target`` and ``mist-same-target``: PhotoGuard's encoder attack (200 signed steps,
+linear decay) and Mist's textural loss (100 constant signed steps), at their authors' step settings, aimed at
+that same target tensor and held to the same budget (``meter_ace.SAME_TARGET``);
 ``noise-same-budget``: the random-noise control, seeded i.i.d. Gaussian noise clipped to the L-inf cap whose
 size is bisected so the saved 8-bit file sits at the same LPIPS budget (``benchmarks/meter_noise.py``); it has
 no target, and its latent measure reads ``sfumato-default``'s target (so its ``toward`` should be ~0);
@@ -50,14 +53,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from meter_ace import ACE_METHODS, ALL_ACE_METHODS, cloak_config  # noqa: E402
+from meter_ace import ACE_METHODS, ALL_ACE_METHODS, SAME_TARGET, cloak_config  # noqa: E402
 from meter_measure import measure_image, report  # noqa: E402
 from meter_noise import noise_same_budget  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared"))
 METHODS = ("clean", "sfumato-default", "sfumato-slow", "sfumato-default-work", "glaze-same-target",
-           "noise-same-budget", "sfumato-default-stride8", "sfumato-default-tiles")
+           "photoguard-same-target", "mist-same-target", "noise-same-budget", "sfumato-default-stride8",
+           "sfumato-default-tiles")
 LPIPS_MAX, LINF_MAX = 0.05, 24 / 255
 JUDGE_HOLDOUT = 8  # the judges' fixed split holds out 8 per artist; we measure the first N of those
 
@@ -102,6 +106,8 @@ def save_png(rgb: np.ndarray, path: Path) -> None:
 def protect_one(method: str, rgb: np.ndarray, key: str, out: Path, *, seed: int, glaze_steps: int) -> dict:
     """Protect ``rgb`` with ``method``; save the PNG (and the cloak's target) under ``out``."""
     from sfumato.baselines.glaze import glaze_style_cloak
+    from sfumato.baselines.mist import mist_textural
+    from sfumato.baselines.photoguard import photoguard_encoder_attack
     from sfumato.config import Budget
     from sfumato.protections.cloak import cloak_array
 
@@ -120,13 +126,19 @@ def protect_one(method: str, rgb: np.ndarray, key: str, out: Path, *, seed: int,
         row.update(target=str(tgt.relative_to(out)), target_style=r.target["style"], work_size=r.target["work_size"],
                    vetted=r.target.get("vetted"), steps_run=r.steps_run, achieved=r.achieved,
                    budget=cfg.budget.to_dict(), effort=cfg.effort.to_dict())
-    elif method == "glaze-same-target":
+    elif method in SAME_TARGET:
         tgt = out / "targets" / f"{key}.sfumato-default.npy"
         if not tgt.exists():
-            raise RuntimeError(f"{tgt} missing: protect sfumato-default first (glaze reuses its target)")
+            raise RuntimeError(f"{tgt} missing: protect sfumato-default first ({method} reuses its target)")
         target = np.load(tgt)
-        r = glaze_style_cloak(rgb, target_image=target, steps=glaze_steps, seed=seed, resolution=512,
-                              matched_budget=Budget(lpips=LPIPS_MAX, linf=LINF_MAX))
+        budget = Budget(lpips=LPIPS_MAX, linf=LINF_MAX)
+        if method == "glaze-same-target":
+            r = glaze_style_cloak(rgb, target_image=target, steps=glaze_steps, seed=seed, resolution=512,
+                                  matched_budget=budget)
+        elif method == "photoguard-same-target":
+            r = photoguard_encoder_attack(rgb, target=target, seed=seed, resolution=512, matched_budget=budget)
+        else:
+            r = mist_textural(rgb, target=target, seed=seed, resolution=512, matched_budget=budget)
         img = r.image
         row.update(target=str(tgt.relative_to(out)), target_style="(sfumato-default's)",
                    work_size=r.params["resolution_used"], steps_run=r.steps_run, achieved=r.achieved,

@@ -38,14 +38,24 @@ view; crops anywhere on the 8 px grid; 256 px tiles with their target latents re
 (:mod:`sfumato.optimise.view_sampling`); the same with 64 steps. Same target style, budget and seed as the
 preset."""
 ALL_ACE_METHODS = (*ACE_METHODS, "sfumato-slow", "sfumato-default-stride8", "sfumato-default-tiles",
-                   "sfumato-default-tiles64", "glaze-same-target", "clean", "noise-same-budget")
+                   "sfumato-default-tiles64", "glaze-same-target", "photoguard-same-target", "mist-same-target",
+                   "clean", "noise-same-budget")
 """``glaze-same-target``: naive Glaze (Eq. 3 of Shan et al., USENIX Security 2023; 500 Adam steps at a 512 px
 work size, :func:`sfumato.baselines.glaze.glaze_style_cloak`) aimed at the *same target tensor* as the
 ``sfumato-default`` run on that painting and held to the same saved budget: the side-by-side baseline of
 issue 23's speed clause. It needs ``sfumato-default`` first on the painting (its target is saved under
-``<out>/targets/ace/``). The controls ``clean`` (the file itself, so with ``--ace-attacks`` what the attacks
+``<out>/targets/ace/``). ``photoguard-same-target`` (PhotoGuard's encoder attack, Salman et al., ICML 2023:
+200 signed steps decaying linearly, :func:`sfumato.baselines.photoguard.photoguard_encoder_attack`) and
+``mist-same-target`` (Mist's textural loss, Liang et al., ICML 2023: 100 constant signed steps,
+:func:`sfumato.baselines.mist.mist_textural`) are the other two baselines of issue 23, each at its authors'
+step settings and a 512 px work size, aimed at that same saved target tensor instead of their own (a grey
+card, a "MIST" pattern) and held to the same saved budget. The controls ``clean`` (the file itself, so with ``--ace-attacks`` what the attacks
 alone do to the judge) and ``noise-same-budget`` (seeded Gaussian noise bisected to the same saved budget,
 ``meter_noise.py``) are read against that saved target too, and need ``sfumato-default`` first as well."""
+
+
+SAME_TARGET = ("glaze-same-target", "photoguard-same-target", "mist-same-target")
+"""The baselines read against the ``sfumato-default`` run's saved target tensor (issue 23's "same target")."""
 
 
 def cloak_config(method: str, seed: int) -> Any:
@@ -91,6 +101,8 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, .
     from sfumato.attacks.registry import apply_attack
     from sfumato.attacks.trainer_views import trainer_views
     from sfumato.baselines.glaze import glaze_style_cloak
+    from sfumato.baselines.mist import mist_textural
+    from sfumato.baselines.photoguard import photoguard_encoder_attack
     from sfumato.config import Budget
     from sfumato.judges.reference import train_ace_judge
     from sfumato.metrics.saved import protected_quality
@@ -109,7 +121,7 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, .
         judge = judge or train_ace_judge(corpus, cache_dir=out / "judges")
         rgb = load_downscaled(p, SIDE)
         extra: dict[str, Any] = {}
-        if method in ("glaze-same-target", "clean", "noise-same-budget"):
+        if method in SAME_TARGET or method in ("clean", "noise-same-budget"):
             tpath = _target_path(out, key)
             ref = next((r for r in rows if r["key"] == key and r.get("method", "sfumato-default") == "sfumato-default"),
                        None)
@@ -122,12 +134,20 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, .
         elif method == "noise-same-budget":
             image, params = noise_same_budget(rgb, key, seed=seed)
             secs, work_size, extra = time.perf_counter() - t, tuple(ref["work_size"]), {"noise": params}
-        elif method == "glaze-same-target":
-            g = glaze_style_cloak(rgb, target_image=target_image, steps=glaze_steps, seed=seed, resolution=512,
-                                  matched_budget=Budget(lpips=LPIPS_MAX, linf=LINF_MAX))
+        elif method in SAME_TARGET:
+            budget = Budget(lpips=LPIPS_MAX, linf=LINF_MAX)
+            if method == "glaze-same-target":
+                g = glaze_style_cloak(rgb, target_image=target_image, steps=glaze_steps, seed=seed, resolution=512,
+                                      matched_budget=budget)
+            elif method == "photoguard-same-target":
+                g = photoguard_encoder_attack(rgb, target=target_image, seed=seed, resolution=512,
+                                              matched_budget=budget)
+            else:
+                g = mist_textural(rgb, target=target_image, seed=seed, resolution=512, matched_budget=budget)
             secs = time.perf_counter() - t
             image, work_size = g.image, tuple(ref["work_size"])
-            extra = {"steps_run": g.steps_run, "glaze_work_size": g.params.get("resolution_used")}
+            extra = {"steps_run": g.steps_run, "glaze_work_size": g.params.get("resolution_used"),
+                     "baseline_params": {k: v for k, v in g.params.items() if isinstance(v, int | float | str)}}
         else:
             cfg = cloak_config(method, seed)
             t = time.perf_counter()
@@ -236,12 +256,15 @@ def ace_report(out: Path) -> list[str]:
                          + f" | {worst[best]:.3f} ({best}) | "
                          + " | ".join(fmt(per[a]) for a in ("none", *ATTACKS)) + f" | {fmt(bon)} |")
     by = {(r["key"], r.get("method", "sfumato-default")): r for r in rows}
-    pairs = [(k, by[(k, "sfumato-default")], g) for (k, m), g in by.items()
-             if m == "glaze-same-target" and (k, "sfumato-default") in by]
+    pairs = [(k, m, by[(k, "sfumato-default")], g) for (k, m), g in by.items()
+             if m in SAME_TARGET and (k, "sfumato-default") in by]
     if pairs:
-        lines += ["", "| painting | seconds: default / glaze-same-target | glaze ÷ default | worst-view toward: "
-                  "default / glaze-same-target |", "|---|---|---|---|"]
-        for k, d, g in pairs:
-            lines.append(f"| {k} | {d['seconds']:.0f} / {g['seconds']:.0f} | {g['seconds'] / d['seconds']:.1f}× | "
-                         f"{d['worst']['toward']:.3f} / {g['worst']['toward']:.3f} |")
+        lines += ["", "| painting | baseline (same target, same budget) | seconds: default / baseline | "
+                  "baseline ÷ default | worst-view toward: default / baseline | PSNR dB: default / baseline |",
+                  "|---|---|---|---|---|---|"]
+        for k, m, d, g in pairs:
+            lines.append(f"| {k} | {m} | {d['seconds']:.0f} / {g['seconds']:.0f} | "
+                         f"{g['seconds'] / d['seconds']:.1f}× | "
+                         f"{d['worst']['toward']:.3f} / {g['worst']['toward']:.3f} | "
+                         f"{d['quality'].get('psnr', float('nan')):.1f} / {g['quality'].get('psnr', float('nan')):.1f} |")
     return lines

@@ -56,7 +56,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared"))
 ILLUSTRATION = ("flat_vector", "character_cel_shaded", "webcomic", "pixel_art")
 SETS = (*ILLUSTRATION, "paintings", "photos")
-PRESETS = ("fast", "default", "slow")
+PRESETS = ("fast", "default", "slow", "default-2026-12-04")
+ISSUE_DAY = "default-2026-12-04"
+"""The ``default`` preset as it stood when issue 20 was filed (commit 5b64156, 2026-12-04): 40 Adam steps at
+lr 0.016, constant, at the one 512 px work view, masking off; same budget (LPIPS-alex 0.05, L∞ 24/255), target
+renderer and seed as today's ``default``, so the two aim at the same target. Issue 20's visible-cost clause
+compares today's default with it ("at most a third of today's, at the same or better protection")."""
 LEGACY_FLOOR = 0.15  # the floor of masked rows written before rows carried one
 
 
@@ -150,15 +155,21 @@ def measure_one(rgb: np.ndarray, preset: str, masking: bool, *, seed: int, st: d
     import torch
 
     from sfumato.attacks.trainer_views import trainer_views
-    from sfumato.config import CloakConfig, Robustness
+    from sfumato.config import CloakConfig, Effort, Robustness
     from sfumato.io.tensors import to_nchw
     from sfumato.metrics.quality import FLAT_STD_THRESHOLD, _local_std, flat_region_energy, psnr, ssim
     from sfumato.protections.cloak import cloak_array
     from sfumato.verification.views import measure_views, worst_views
 
-    cfg = CloakConfig.preset(quality=preset, seed=seed)
-    cfg = CloakConfig.preset(quality=preset, seed=seed,
+    quality = "default" if preset == ISSUE_DAY else preset
+    cfg = CloakConfig.preset(quality=quality, seed=seed)
+    cfg = CloakConfig.preset(quality=quality, seed=seed,
                              robustness=Robustness(**{**cfg.robustness.to_dict(), "masking": masking}))
+    if preset == ISSUE_DAY:
+        from dataclasses import replace
+
+        cfg = replace(cfg, effort=Effort(steps=40, resolution=512, lr=0.016, views="work", update="adam",
+                                         lr_schedule="constant"))
     floor = (default_floor() if floor is None else float(floor)) if masking else None
     t = time.perf_counter()
     with masking_floor(floor):
@@ -321,6 +332,23 @@ def report(rows: list[dict]) -> list[str]:
                            f"| {ratio:.2f} | {d['toward_worst_off']:.3f} → {d['toward_worst_on']:.3f} | "
                            f"{d['toward_work_off']:.3f} → {d['toward_work_on']:.3f} | "
                            f"{d['lpips_max_off']:.4f} / {d['lpips_max_on']:.4f} | {'yes' if met else 'no'} |")
+    day = {r["image"]: r for r in rows if r["set"] in ILLUSTRATION and r["preset"] == ISSUE_DAY and not r["masking"]}
+    for f in floors:
+        now = {r["image"]: r for r in rows if r["set"] in ILLUSTRATION and r["preset"] == "default"
+               and row_floor(r) == f}
+        both = sorted(set(day) & set(now))
+        if not both:
+            continue
+        e0, e1 = (float(np.mean([d[i]["flat_energy_255"] for i in both])) for d in (day, now))
+        w0, w1 = (float(np.mean([d[i]["toward_worst"] for i in both])) for d in (day, now))
+        k0, k1 = (float(np.mean([d[i]["toward_work"] for i in both])) for d in (day, now))
+        better = sum(now[i]["toward_worst"] >= day[i]["toward_worst"] for i in both)
+        met = e1 / e0 <= 1 / 3 and w1 >= w0
+        lines += ["", f"**Issue 20's clause against the default of the day it was filed** ({ISSUE_DAY}: 40 Adam "
+                  f"steps at the one work view, masking off; same target and budget), {len(both)} illustrations: "
+                  f"flat-region energy {e0:.2f} → {e1:.2f} (×255) with today's `default` (masking on, floor {f:g}), "
+                  f"ratio {e1 / e0:.2f}; worst-trainer-view toward {w0:.3f} → {w1:.3f} (today's at least as far on "
+                  f"{better} of {len(both)}); work view {k0:.3f} → {k1:.3f}; met: {'yes' if met else 'no'}."]
     if summary:
         lines += ["", "| preset | floor | n paired | flat energy off → on (×255) | ratio | toward, worst view off → on | "
                   "toward, work view off → on | largest LPIPS-alex off / on | issue 20 met |",
