@@ -351,7 +351,7 @@ def report(rows: list[dict]) -> list[str]:
                   f"{better} of {len(both)}); work view {k0:.3f} → {k1:.3f}; met: {'yes' if met else 'no'}."]
     if summary:
         lines += ["", "| preset | floor | n paired | flat energy off → on (×255) | ratio | toward, worst view off → on | "
-                  "toward, work view off → on | largest LPIPS-alex off / on | issue 20 met |",
+                  "toward, work view off → on | largest LPIPS-alex off / on | ratio ≤ 1/3 and worst view ≥ masking off |",
                   "|---|---|---|---|---|---|---|---|---|", *summary]
     return lines
 
