@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from meter_ace import ACE_METHODS, ALL_ACE_METHODS, SAME_TARGET, cloak_config  # noqa: E402
+from meter_ace import ACE_METHODS, ALL_ACE_METHODS, SAME_TARGET, cloak_config, same_target_baseline  # noqa: E402
 from meter_measure import measure_image, report  # noqa: E402
 from meter_noise import noise_same_budget  # noqa: E402
 
@@ -105,10 +105,6 @@ def save_png(rgb: np.ndarray, path: Path) -> None:
 
 def protect_one(method: str, rgb: np.ndarray, key: str, out: Path, *, seed: int, glaze_steps: int) -> dict:
     """Protect ``rgb`` with ``method``; save the PNG (and the cloak's target) under ``out``."""
-    from sfumato.baselines.glaze import glaze_style_cloak
-    from sfumato.baselines.mist import mist_textural
-    from sfumato.baselines.photoguard import photoguard_encoder_attack
-    from sfumato.config import Budget
     from sfumato.protections.cloak import cloak_array
 
     t = time.perf_counter()
@@ -131,14 +127,7 @@ def protect_one(method: str, rgb: np.ndarray, key: str, out: Path, *, seed: int,
         if not tgt.exists():
             raise RuntimeError(f"{tgt} missing: protect sfumato-default first ({method} reuses its target)")
         target = np.load(tgt)
-        budget = Budget(lpips=LPIPS_MAX, linf=LINF_MAX)
-        if method == "glaze-same-target":
-            r = glaze_style_cloak(rgb, target_image=target, steps=glaze_steps, seed=seed, resolution=512,
-                                  matched_budget=budget)
-        elif method == "photoguard-same-target":
-            r = photoguard_encoder_attack(rgb, target=target, seed=seed, resolution=512, matched_budget=budget)
-        else:
-            r = mist_textural(rgb, target=target, seed=seed, resolution=512, matched_budget=budget)
+        r = same_target_baseline(method, rgb, target, seed=seed, glaze_steps=glaze_steps)
         img = r.image
         row.update(target=str(tgt.relative_to(out)), target_style="(sfumato-default's)",
                    work_size=r.params["resolution_used"], steps_run=r.steps_run, achieved=r.achieved,

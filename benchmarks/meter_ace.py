@@ -58,6 +58,28 @@ SAME_TARGET = ("glaze-same-target", "photoguard-same-target", "mist-same-target"
 """The baselines read against the ``sfumato-default`` run's saved target tensor (issue 23's "same target")."""
 
 
+def same_target_baseline(method: str, rgb: np.ndarray, target: np.ndarray, *, seed: int, glaze_steps: int) -> Any:
+    """Run one :data:`SAME_TARGET` baseline on ``rgb`` toward ``target`` at a 512 px work size, calibrated to
+    the meter's saved budget; its :class:`~sfumato.baselines.common.BaselineResult`."""
+    from sfumato.config import Budget
+
+    budget = Budget(lpips=LPIPS_MAX, linf=LINF_MAX)
+    if method == "glaze-same-target":
+        from sfumato.baselines.glaze import glaze_style_cloak
+
+        return glaze_style_cloak(rgb, target_image=target, steps=glaze_steps, seed=seed, resolution=512,
+                                 matched_budget=budget)
+    if method == "photoguard-same-target":
+        from sfumato.baselines.photoguard import photoguard_encoder_attack
+
+        return photoguard_encoder_attack(rgb, target=target, seed=seed, resolution=512, matched_budget=budget)
+    if method == "mist-same-target":
+        from sfumato.baselines.mist import mist_textural
+
+        return mist_textural(rgb, target=target, seed=seed, resolution=512, matched_budget=budget)
+    raise ValueError(f"{method!r} is not one of {SAME_TARGET}")
+
+
 def cloak_config(method: str, seed: int) -> Any:
     """The :class:`~sfumato.config.CloakConfig` of ``sfumato-<quality>[-<variant>]`` (:data:`VARIANTS`)."""
     from dataclasses import replace
@@ -100,10 +122,6 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, .
 
     from sfumato.attacks.registry import apply_attack
     from sfumato.attacks.trainer_views import trainer_views
-    from sfumato.baselines.glaze import glaze_style_cloak
-    from sfumato.baselines.mist import mist_textural
-    from sfumato.baselines.photoguard import photoguard_encoder_attack
-    from sfumato.config import Budget
     from sfumato.judges.reference import train_ace_judge
     from sfumato.metrics.saved import protected_quality
     from sfumato.protections.cloak import cloak_array
@@ -135,15 +153,7 @@ def run_ace(corpus: Path, out: Path, n: int, *, seed: int, methods: tuple[str, .
             image, params = noise_same_budget(rgb, key, seed=seed)
             secs, work_size, extra = time.perf_counter() - t, tuple(ref["work_size"]), {"noise": params}
         elif method in SAME_TARGET:
-            budget = Budget(lpips=LPIPS_MAX, linf=LINF_MAX)
-            if method == "glaze-same-target":
-                g = glaze_style_cloak(rgb, target_image=target_image, steps=glaze_steps, seed=seed, resolution=512,
-                                      matched_budget=budget)
-            elif method == "photoguard-same-target":
-                g = photoguard_encoder_attack(rgb, target=target_image, seed=seed, resolution=512,
-                                              matched_budget=budget)
-            else:
-                g = mist_textural(rgb, target=target_image, seed=seed, resolution=512, matched_budget=budget)
+            g = same_target_baseline(method, rgb, target_image, seed=seed, glaze_steps=glaze_steps)
             secs = time.perf_counter() - t
             image, work_size = g.image, tuple(ref["work_size"])
             extra = {"steps_run": g.steps_run, "glaze_work_size": g.params.get("resolution_used"),

@@ -185,8 +185,9 @@ def report(out: Path, keys: list[str], methods: list[str], *, ace: bool = False)
         cells = " | ".join(_fmt(float(np.mean(x))) for x in per)
         if m == "ceiling":
             worst = [min(r["ceiling_toward"] for r in meas[(k, src)]["views"]) for k in done]
-            owner = "sfumato-default" if src in ("glaze-same-target", "photoguard-same-target", "mist-same-target",
-                                                         "noise-same-budget") else src
+            from meter_ace import SAME_TARGET
+
+            owner = "sfumato-default" if src in (*SAME_TARGET, "noise-same-budget") else src
             lines.append(f"| ceiling control (toward {owner}'s target) | {cells} | {np.mean(worst):.3f} | – |")
             continue
         worst = [meas[(k, m)]["worst"] for k in done]
