@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared"))
 METHODS = ("clean", "sfumato-default", "sfumato-slow", "sfumato-default-work", "glaze-same-target",
            "photoguard-same-target", "mist-same-target", "noise-same-budget", "sfumato-default-stride8",
-           "sfumato-default-tiles")
+           "sfumato-default-tiles", "sfumato-default-gram", "sfumato-default-mix")
 LPIPS_MAX, LINF_MAX = 0.05, 24 / 255
 JUDGE_HOLDOUT = 8  # the judges' fixed split holds out 8 per artist; we measure the first N of those
 

@@ -108,7 +108,10 @@ class Effort(JSONConfig):
     Gatys target rendering, two thirds of them at half size; ``None`` (every preset) is
     :data:`sfumato.targets.style_target.GATYS_STEPS` (150, 100 coarse). The preview renders 60: on a 256 px
     Van Gogh, 2.5–3.3× faster than 150, with a Gram distance to the style 10–33 % larger
-    (``PREVIEW_TARGET_STEPS``).
+    (``PREVIEW_TARGET_STEPS``). ``objective``: what each trainer-view step pulls toward the target —
+    ``"latent"`` (Glaze's normalised latent distance, every preset), ``"ai-view-gram"`` (a Gram style loss
+    on the decoded AI view, :mod:`sfumato.optimise.ai_view_style`) or ``"mix"`` (half each); the two
+    others cost a decoder and a feature pass per step (issue 23's objective test, ``docs/benchmarks.md``).
 
     The former ``coarse_fraction`` (a share of steps run at half resolution first) is retired: every
     preset set 0, because with TAEF2 a perturbation that moved the half-resolution latent 67–73 % of the
@@ -151,6 +154,7 @@ class Effort(JSONConfig):
     view_stride: int = 8
     update: str = "adam"
     target_steps: int | None = None
+    objective: str = "latent"
 
     def __post_init__(self) -> None:
         require(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
@@ -171,8 +175,17 @@ class Effort(JSONConfig):
         require(self.update in ("adam", "sign"),
                f"update must be 'adam' (Adam on the perturbation, lr = learning rate) or 'sign' (signed-gradient "
                f"PGD, lr = step size in [0, 1] pixel units, e.g. 0.0094 = L∞ 24/255 / 10), got {self.update!r}")
+        require(self.objective in CLOAK_OBJECTIVES,
+                f"objective must be 'latent' (Glaze's latent distance to the target), 'ai-view-gram' (a Gram "
+                f"style loss on the decoded AI view) or 'mix' (half each), got {self.objective!r}")
+        require(self.objective == "latent" or self.views == "trainer",
+                f"objective {self.objective!r} is defined over sampled trainer views: set views='trainer'")
         require(self.update != "sign" or self.lr <= 1,
                f"a sign update's lr is a step in [0, 1] pixel units (e.g. 0.0094 for L∞ 24/255), got {self.lr}")
+
+
+#: The values of ``Effort.objective`` (their weights: :data:`sfumato.optimise.ai_view_style.OBJECTIVES`).
+CLOAK_OBJECTIVES = ("latent", "mix", "ai-view-gram")
 
 
 # ------------------------------------------------------------------------------------------ the preset table

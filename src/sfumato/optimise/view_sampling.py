@@ -26,7 +26,9 @@ so with tiles a step costs the gradient pass alone once every tile has been seen
 tiles over the 512/768/1024 buckets against 80 fresh crops for the default 80 steps.
 Attack stand-ins (EOT) are applied to the view itself, at the scale the trainer sees, not to the work
 image. The objective is stochastic (``stochastic = True``): the shared loop then keeps the last iterate
-instead of the lowest single-view loss.
+instead of the lowest single-view loss. ``Effort.objective`` can mix in a style loss on the view's AI view
+(:mod:`sfumato.optimise.ai_view_style`), which costs a decoder pass and a feature pass with their
+gradients per step.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import torch
 from sfumato.attacks.trainer_views import BUCKETS, trainer_views
 from sfumato.encoders.base import Encoder
 from sfumato.io.tensors import resize
+from sfumato.optimise.ai_view_style import AiViewGram, StyleReference
 
 #: Crops start on multiples of this many pixels of the view (the latent grid of an 8×-downsampling
 #: encoder), so a crop's latent lines up with the view's.
@@ -79,19 +82,34 @@ def view_sizes(h: int, w: int, *, buckets: Sequence[int] = BUCKETS) -> list[tupl
 
 def over_trainer_views(objective: Any, x0: torch.Tensor, target_image: torch.Tensor,
                        encoders: Sequence[tuple[Encoder, float]], *, rgb: np.ndarray, effort: Any, seed: int,
-                       transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None
+                       transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
+                       models_dir: Any = None, style_net: torch.nn.Module | None = None,
                        ) -> tuple[Any, Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None]:
     """What a protection hands :func:`~sfumato.optimise.perturb.perturb_toward`: with ``effort.views ==
     "trainer"``, a :class:`ViewSampledObjective` toward ``target_image`` over the views of the file ``rgb``
     (``objective`` reporting the manifest's figures) and no loop transform, the attack stand-ins acting
-    on each view instead; otherwise ``objective`` and ``transform`` unchanged."""
+    on each view instead; otherwise ``objective`` and ``transform`` unchanged. ``effort.objective`` other
+    than ``"latent"`` adds the AI-view style term (:mod:`sfumato.optimise.ai_view_style`; its feature
+    network is ``style_net``, by default LPIPS-SqueezeNet from ``models_dir``)."""
     if effort.views != "trainer":
         return objective, transform
     from sfumato.io.tensors import to_nchw
+    from sfumato.optimise.ai_view_style import OBJECTIVES
 
+    weight = OBJECTIVES[effort.objective]
+    style = None
+    if weight > 0:
+        from sfumato.metrics.lpips import load_lpips
+
+        decoder = next((e for e, _ in encoders if e.has_decoder), None)
+        if decoder is None:
+            raise ValueError(f"objective {effort.objective!r} needs an encoder with a decoder (e.g. taef2) to "
+                             "render the AI view; use objective='latent' with encoder-only models")
+        net = style_net if style_net is not None else load_lpips("squeeze", models_dir=models_dir)
+        style = AiViewGram(decoder, net.to(x0))
     return ViewSampledObjective(x0, target_image, encoders, full=to_nchw(rgb), crop_side=effort.view_crop,
                                 crop_stride=effort.view_stride, seed=seed, transform=transform,
-                                report=objective), None
+                                report=objective, style=style, style_weight=weight), None
 
 
 class ViewSampledObjective:
@@ -106,7 +124,10 @@ class ViewSampledObjective:
     (:func:`crop_starts`; above :data:`CROP_ALIGN`, each view size's crops are visited in shuffled cycles;
     a stride above the crop's side acts as the side);
     ``transform``: attack stand-ins applied to the view (``transform(view, generator)``); ``seed`` makes
-    the sequence of views reproducible. ``progress`` is 1 − d / d₀ of the sampled view.
+    the sequence of views reproducible. ``progress`` is 1 − d / d₀ of the sampled view. ``style`` and
+    ``style_weight`` (in [0, 1]) mix in the AI-view style term of :mod:`sfumato.optimise.ai_view_style` on
+    the style's decoder: loss = (1 − w)·latent term + w·style term, its crop references cached with the
+    crop's latents.
     """
 
     stochastic = True
@@ -115,7 +136,8 @@ class ViewSampledObjective:
                  full: torch.Tensor | None = None, file_size: tuple[int, int] | None = None,
                  crop_side: int = 256, crop_stride: int = CROP_ALIGN, seed: int = 0,
                  transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-                 buckets: Sequence[int] = BUCKETS, report: object | None = None) -> None:
+                 buckets: Sequence[int] = BUCKETS, report: object | None = None,
+                 style: AiViewGram | None = None, style_weight: float = 0.0) -> None:
         if crop_side < 32:
             raise ValueError(f"crop_side must be >= 32 pixels, got {crop_side}")
         self.x0 = x0.detach()
@@ -138,6 +160,15 @@ class ViewSampledObjective:
         self.transform = transform
         self.generator = torch.Generator().manual_seed(int(seed))
         self.history: list[str] = []
+        if not 0 <= style_weight <= 1:
+            raise ValueError(f"style_weight must be in [0, 1], got {style_weight}")
+        if style_weight > 0 and style is None:
+            raise ValueError("style_weight > 0 needs an AiViewGram (style=...)")
+        if style is not None and all(e is not style.decoder for e, _ in self.encoders):
+            raise ValueError("the AI-view style term must decode one of the objective's encoders")
+        self.style = style if style_weight > 0 else None
+        self.style_weight = float(style_weight)
+        self._style_refs: dict[tuple[tuple[int, int], tuple[int, int, int, int]], StyleReference] = {}
 
     def sample(self) -> SampledView:
         """The next view (seeded): a whole-image view, uniformly, then an aligned random crop."""
@@ -191,8 +222,10 @@ class ViewSampledObjective:
             with torch.no_grad():
                 clean, target = self.apply(None, v), self.apply(self.change, v)
                 for enc, _ in self.encoders:
-                    zt = enc.encode(target)
-                    refs.append((zt, max(float((enc.encode(clean) - zt).flatten().norm()), 1e-8)))
+                    zt, zc = enc.encode(target), enc.encode(clean)
+                    refs.append((zt, max(float((zc - zt).flatten().norm()), 1e-8)))
+                    if self.style is not None and enc is self.style.decoder:
+                        self._style_refs[key] = self.style.reference(zt, zc, tuple(clean.shape[-2:]))
             self._latents[key] = refs
         return self._latents[key]
 
@@ -204,10 +237,15 @@ class ViewSampledObjective:
             view = self.transform(view, self.generator)
         loss = x.new_zeros(())
         prog = 0.0
-        for (enc, w), (zt, d0) in zip(self.encoders, self.references(v), strict=True):
-            d = (enc.encode(view) - zt).flatten().norm()
-            loss = loss + w * (d / d0) ** 2
+        refs = self.references(v)
+        for (enc, w), (zt, d0) in zip(self.encoders, refs, strict=True):
+            z = enc.encode(view)
+            d = (z - zt).flatten().norm()
+            loss = loss + (1 - self.style_weight) * w * (d / d0) ** 2
             prog += w * (1 - float(d.detach()) / d0)
+            if self.style is not None and enc is self.style.decoder:
+                ref = self._style_refs[(v.size, v.crop)]
+                loss = loss + self.style_weight * self.style.loss(z, tuple(view.shape[-2:]), ref)
         return loss, prog
 
 

@@ -108,7 +108,7 @@ def cloak_array(
     rob = config.robustness
     eot, eps_map = robust_setup(x0, rob, encs)
     objective, eot = over_trainer_views(objective, x0, target_img, encs, rgb=rgb, effort=config.effort,
-                                        seed=seed_used, transform=transform or eot)
+                                        seed=seed_used, transform=transform or eot, models_dir=models_dir)
     res = perturb_toward(rgb, x0, objective, budget=config.budget, effort=config.effort, alpha=config.alpha,
                          seed=seed_used, quantise=quantise, models_dir=models_dir,
                          transform=eot, progress=progress, eps_map=eps_map,
