@@ -40,6 +40,31 @@ def judge_without(art: Path, held_out: list[Path] | set[Path]):  # noqa: ANN201
     return StyleJudge.train(refs)
 
 
+def host_probe(models_dir: Path | None = None, *, side: int = 256, repeats: int = 3) -> str:
+    """How fast this host runs the cloak's unit of work, for comparing speed figures across hosts: the
+    median seconds of one TAEF2 encoder forward and backward pass on a ``side``² image, with the current
+    thread count (the guide's machine: 0.53 s at 256² on 2 cores), after one warm-up pass."""
+    import statistics
+    import time
+
+    import torch
+
+    from sfumato.encoders import load_encoder
+
+    enc = load_encoder("taef2", models_dir=models_dir)
+    x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)).contiguous(
+        memory_format=torch.channels_last).requires_grad_(True)
+    times = []
+    for i in range(repeats + 1):
+        t = time.perf_counter()
+        enc.encode(x).square().sum().backward()
+        x.grad = None
+        if i:
+            times.append(time.perf_counter() - t)
+    return (f"host probe: TAEF2 forward + backward at {side}² = {statistics.median(times):.2f} s "
+            f"(median of {repeats}, {torch.get_num_threads()} threads; the guide's machine: 0.53 s on 2 cores)")
+
+
 def emit(lines: list[str], out: str | None) -> int:
     """Print a benchmark's markdown report and, with ``-o``, write it there too; the exit status (0)."""
     text = "\n".join(lines)

@@ -35,7 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit  # noqa: E402
+from _common import emit, host_probe  # noqa: E402
 from speed_vs_glaze import DEFAULT_IMAGE, SHARED, square  # noqa: E402
 
 VARIANTS = {"stride8": ({"view_stride": 8}, None), "tiles": ({"view_stride": 256}, None),
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     src = Path(args.image) if args.image else SHARED / "corpus/art/vincent_van_gogh" / DEFAULT_IMAGE
     rgb = square(src, args.size)
     cloak_array(square(src, 128), CloakConfig.preset(quality="fast"))  # warm models and caches: not timed
+    probe = host_probe()
 
     rows = []
     for r in range(args.rounds):
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} (CPU, fp32), threads "
              f"{torch.get_num_threads()}. Command: `python benchmarks/cloak_step_cost.py "
-             f"{' '.join(argv if argv is not None else sys.argv[1:])}`", "",
+             f"{' '.join(argv if argv is not None else sys.argv[1:])}`", "", probe + "; again after the runs: "
+             + host_probe().split(" = ")[1], "",
              f"Image: `{src.name}`, centre square, {args.size}×{args.size}; `CloakConfig.preset()` (default), "
              "budget LPIPS-alex ≤ 0.05, L∞ ≤ 24/255 on the saved 8-bit file.", "",
              "| variant | round | steps | seconds | target / optimise / calibrate (s) | s per step | "

@@ -271,10 +271,16 @@ def main() -> int:
                                        **kw)
                 print(f"{c}: {results[c]['wall']:.1f} s; {results[c]['verdict']}", file=sys.stderr)
         cmd = " ".join(["python benchmarks/first_image.py", *sys.argv[1:]])
+        import torch
+        from _common import host_probe
+
+        torch.set_num_threads(a.threads)
+        probe = host_probe(models)  # after the runs, in this process: the host's speed, for other hosts' figures
         if a.only:
+            results["host_probe"] = probe  # type: ignore[assignment]
             print(json.dumps(results, indent=1))
             return 0
-        lines = report(results, threads=a.threads, cmd=cmd, steps=a.steps, env=extra_env)
+        lines = report(results, threads=a.threads, cmd=cmd, steps=a.steps, env=extra_env) + ["", probe + "."]
         from _common import emit
 
         return emit(lines, a.out)

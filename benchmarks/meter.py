@@ -164,10 +164,9 @@ def protect_all(images: list[tuple[str, Path]], out: Path, methods: list[str], *
     for artist, path in images:
         key = f"{artist}/{path.stem}"
         rgb = load_rgb(path)
-        # read again per image: a second process (``lab_protect.py --reverse``) may have done it meanwhile
-        done = {(r["key"], r["method"]) for r in read_rows(rows_path)}
         for method in methods:
-            if (key, method) in done:
+            # read again per method: a second process (``--reverse``) may have done it meanwhile
+            if (key, method) in {(r["key"], r["method"]) for r in read_rows(rows_path)}:
                 continue
             row = protect_one(method, rgb, key, out, seed=seed, glaze_steps=glaze_steps)
             row.update(artist=artist, source=str(path))
@@ -187,6 +186,8 @@ def measure_all(images: list[tuple[str, Path]], out: Path, methods: list[str], a
             continue
         clean = load_rgb(path)
         for method in todo:
+            if (key, method) in {(r["key"], r["method"]) for r in read_rows(rows_path)}:
+                continue  # a second process (``--reverse``) measured it meanwhile
             p = prot[(key, method)]
             t = time.perf_counter()
             row = measure_image(clean, load_rgb(out / p["png"]), artist=artist, method=method,
@@ -206,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "meter")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--glaze-steps", type=int, default=500)
+    ap.add_argument("--reverse", action="store_true",
+                    help="protect and measure the images last to first (a second process on the same --out "
+                         "meets the first one in the middle; each skips what the other has written)")
     ap.add_argument("--ace", type=int, default=0, help="also N large ace_* hold-out paintings (crop judge)")
     ap.add_argument("--ace-methods", nargs="+", default=list(ACE_METHODS), choices=ALL_ACE_METHODS,
                     help="methods on the large paintings (glaze-same-target needs sfumato-default first)")
@@ -217,10 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--per-artist must be in 1..{JUDGE_HOLDOUT}")
     images = holdout_images(SHARED / "corpus", args.per_artist)[: args.limit]
     methods = [m for m in METHODS if m in args.methods]
+    order = images[::-1] if args.reverse else images
     if args.phase in ("protect", "all"):
-        protect_all(images, args.out, methods, seed=args.seed, glaze_steps=args.glaze_steps)
+        protect_all(order, args.out, methods, seed=args.seed, glaze_steps=args.glaze_steps)
     if args.phase in ("measure", "all"):
-        measure_all(images, args.out, methods, args)
+        measure_all(order, args.out, methods, args)
     if args.ace:
         from meter_ace import run_ace
 
