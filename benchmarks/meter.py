@@ -28,7 +28,11 @@ size is bisected so the saved 8-bit file sits at the same LPIPS budget (``benchm
 no target, and its latent measure reads ``sfumato-default``'s target (so its ``toward`` should be ~0);
 ``sfumato-default-stride8`` and ``sfumato-default-tiles``: the default preset with its trainer-view crops
 anywhere on the 8 px grid, or on 256 px tiles whose target latents are reused
-(``Effort.view_stride``; ``meter_ace.VARIANTS``), side by side for the speed-up's cost in protection.
+(``Effort.view_stride``; ``meter_ace.VARIANTS``), side by side for the speed-up's cost in protection;
+``sfumato-default-gram`` and ``sfumato-default-mix``: the default preset with issue 23's objective test, a
+Gram style loss on the decoded AI view instead of the latent distance, or half each (``Effort.objective``,
+:mod:`sfumato.optimise.ai_view_style`). ``--reverse`` runs the images last to first, for a second process
+on the same ``--out`` (each skips the rows the other has written).
 
 Phase ``protect`` writes each protected image as a lossless 8-bit PNG, the cloak's target as ``.npy`` and
 one JSON line per (image, method) to ``runs/meter/protect.jsonl``; phase ``measure`` reads them back and
