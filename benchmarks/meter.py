@@ -213,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--glaze-steps", type=int, default=500)
     ap.add_argument("--reverse", action="store_true",
                     help="protect and measure the images last to first (a second process on the same --out "
-                         "meets the first one in the middle; each skips what the other has written)")
+                         "meets the first one in the middle; each skips what the other has written, but both "
+                         "may protect the image they meet on at once: same seed, same file, and the report "
+                         "keeps one row per image and method)")
     ap.add_argument("--ace", type=int, default=0, help="also N large ace_* hold-out paintings (crop judge)")
     ap.add_argument("--ace-methods", nargs="+", default=list(ACE_METHODS), choices=ALL_ACE_METHODS,
                     help="methods on the large paintings (glaze-same-target needs sfumato-default first)")
@@ -226,10 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     images = holdout_images(SHARED / "corpus", args.per_artist)[: args.limit]
     methods = [m for m in METHODS if m in args.methods]
     order = images[::-1] if args.reverse else images
-    if args.phase in ("protect", "all"):
+    if args.phase in ("protect", "all"):  # the methods keep their order: baselines reuse sfumato-default's target
         protect_all(order, args.out, methods, seed=args.seed, glaze_steps=args.glaze_steps)
-    if args.phase in ("measure", "all"):
-        measure_all(order, args.out, methods, args)
+    if args.phase in ("measure", "all"):  # reversed, the methods too: two processes that meet on one image
+        measure_all(order, args.out, methods[::-1] if args.reverse else methods, args)  # start at its two ends
     if args.ace:
         from meter_ace import run_ace
 

@@ -12,7 +12,7 @@ from sfumato.config import CLOAK_OBJECTIVES, Budget, CloakConfig, Effort
 from sfumato.encoders.tae import tiny_random_tae
 from sfumato.io.tensors import round_to_bits, to_nchw
 from sfumato.metrics.lpips import tiny_random_lpips
-from sfumato.optimise.ai_view_style import OBJECTIVES, AiViewGram
+from sfumato.optimise.ai_view_style import MIN_CLEAN_DISTANCE, OBJECTIVES, AiViewGram
 from sfumato.optimise.budgets import LinfBudget
 from sfumato.optimise.loop import optimise
 from sfumato.optimise.view_sampling import ViewSampledObjective, over_trainer_views
@@ -37,6 +37,9 @@ def test_style_term_is_one_on_the_clean_view_zero_at_the_target_and_differentiab
     x = clean.clone().requires_grad_(True)
     style.loss(enc.encode(x), (48, 48), ref).backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    # a view whose clean AI view already is the target's has no style term (not a 1/0 blow-up)
+    same = style.reference(zc, zc, (48, 48))
+    assert same.clean < MIN_CLEAN_DISTANCE and float(style.loss(zt, (48, 48), same)) == 0.0
 
 
 def test_style_weight_zero_is_the_latent_objective_and_one_optimises_the_style_term() -> None:
@@ -71,6 +74,8 @@ def test_objective_is_validated_round_trips_and_old_manifests_load_as_latent() -
         Effort(views="trainer", objective="gram")
     with pytest.raises(ValueError, match="set views='trainer'"):
         Effort(views="work", objective="ai-view-gram")
+    with pytest.raises(ValueError, match="early_stop measures the latent"):
+        Effort(views="trainer", objective="mix", early_stop=0.3)
     old = {k: v for k, v in Effort().to_dict().items() if k != "objective"}
     assert Effort.from_dict(old).objective == "latent"
     assert CloakConfig.preset().effort.objective == "latent"  # every preset keeps Glaze's latent distance

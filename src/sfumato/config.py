@@ -180,6 +180,9 @@ class Effort(JSONConfig):
                 f"style loss on the decoded AI view) or 'mix' (half each), got {self.objective!r}")
         require(self.objective == "latent" or self.views == "trainer",
                 f"objective {self.objective!r} is defined over sampled trainer views: set views='trainer'")
+        require(self.objective == "latent" or self.early_stop == 0,
+                f"early_stop measures the latent's progress, which objective {self.objective!r} does not "
+                "optimise: set early_stop=0 or objective='latent'")
         require(self.update != "sign" or self.lr <= 1,
                f"a sign update's lr is a step in [0, 1] pixel units (e.g. 0.0094 for L∞ 24/255), got {self.lr}")
 

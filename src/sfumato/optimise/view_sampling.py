@@ -43,7 +43,7 @@ import torch
 from sfumato.attacks.trainer_views import BUCKETS, trainer_views
 from sfumato.encoders.base import Encoder
 from sfumato.io.tensors import resize
-from sfumato.optimise.ai_view_style import AiViewGram, StyleReference
+from sfumato.optimise.ai_view_style import OBJECTIVES, AiViewGram, StyleReference
 
 #: Crops start on multiples of this many pixels of the view (the latent grid of an 8×-downsampling
 #: encoder), so a crop's latent lines up with the view's.
@@ -94,9 +94,8 @@ def over_trainer_views(objective: Any, x0: torch.Tensor, target_image: torch.Ten
     if effort.views != "trainer":
         return objective, transform
     from sfumato.io.tensors import to_nchw
-    from sfumato.optimise.ai_view_style import OBJECTIVES
 
-    weight = OBJECTIVES[effort.objective]
+    weight = OBJECTIVES[getattr(effort, "objective", "latent")]
     style = None
     if weight > 0:
         from sfumato.metrics.lpips import load_lpips

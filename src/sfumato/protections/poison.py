@@ -89,7 +89,8 @@ def poison_array(rgb: np.ndarray, config: PoisonConfig, anchors: Sequence[np.nda
     x0 = work_view_on(rgb, config.effort.resolution, dev)
     anchor_img, anchor = aim_at_anchor(x0, anchors, encs, config, anchor_names)
     objective, transform = over_trainer_views(LatentTargetObjective(x0, anchor_img, encs), x0, anchor_img, encs,
-                                              rgb=rgb, effort=config.effort, seed=config.seed, transform=transform)
+                                              rgb=rgb, effort=config.effort, seed=config.seed, transform=transform,
+                                              models_dir=models_dir)
     t_target = time.perf_counter() - t0
     res = perturb_toward(rgb, x0, objective, budget=config.budget, effort=config.effort, alpha=config.alpha,
                          seed=config.seed, quantise=quantise, models_dir=models_dir, transform=transform,
