@@ -70,7 +70,9 @@ class AiViewGram:
         return [gram(acts[i]) for i in self.taps]
 
     def raw(self, grams: Sequence[torch.Tensor], ref: StyleReference) -> torch.Tensor:
-        return sum(((g - r) ** 2).sum() / k for g, r, k in zip(grams, ref.grams, ref.norms, strict=True))  # type: ignore[return-value]
+        from sfumato.targets.gatys import style_loss
+
+        return style_loss(grams, ref.grams, ref.norms)
 
     def reference(self, z_target: torch.Tensor, z_clean: torch.Tensor, size: tuple[int, int]) -> StyleReference:
         """The reference of one view from its target and clean latents (no gradients). The Gram matrices

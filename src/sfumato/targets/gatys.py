@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from sfumato.numerics.adam import Adam
 
-__all__ = ["STYLE_TAPS", "CONTENT_TAP", "gram", "gram_signature", "gram_distance", "gatys_transfer"]
+__all__ = ["STYLE_TAPS", "CONTENT_TAP", "gram", "gram_signature", "gram_distance", "gatys_transfer", "style_loss"]
 
 STYLE_TAPS = (0, 1, 2, 3, 5)  # indices into LPIPS-squeeze activations (layers 1, 4, 7, 9, 11)
 CONTENT_TAP = 3  # layer 9
@@ -55,6 +55,12 @@ def gram_signature(images: Sequence[torch.Tensor], *, models_dir=None) -> list[t
             out = g if out is None else [a + b for a, b in zip(out, g, strict=True)]
     assert out is not None, "gram_signature needs at least one image"
     return [g / len(images) for g in out]
+
+
+def style_loss(grams: Sequence[torch.Tensor], target_grams: Sequence[torch.Tensor],
+               norms: Sequence[torch.Tensor | float]) -> torch.Tensor:
+    """Gatys et al.'s style loss: Σ over taps of ‖G − G_t‖²_F / ``norm`` (``norm`` = ‖G_t‖²_F)."""
+    return sum(((g - t) ** 2).sum() / k for g, t, k in zip(grams, target_grams, norms, strict=True))  # type: ignore[return-value]
 
 
 def gram_distance(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
@@ -89,8 +95,7 @@ def gatys_transfer(x: torch.Tensor, exemplars: Sequence[torch.Tensor], *, steps:
         opt = Adam(y, lr=lr)
         for _ in range(n):
             acts = net.activations(y)
-            style = sum(((gram(acts[i]) - g) ** 2).sum() / k
-                        for i, g, k in zip(STYLE_TAPS, target_grams, gram_norms, strict=True))
+            style = style_loss([gram(acts[i]) for i in STYLE_TAPS], target_grams, gram_norms)
             cont = ((acts[CONTENT_TAP] - content) ** 2).mean() / content_norm
             loss = style_weight * style + content_weight * cont
             opt.zero_grad()
