@@ -31,7 +31,9 @@ anywhere on the 8 px grid, or on 256 px tiles whose target latents are reused
 (``Effort.view_stride``; ``meter_ace.VARIANTS``), side by side for the speed-up's cost in protection;
 ``sfumato-default-gram`` and ``sfumato-default-mix``: the default preset with issue 23's objective test, a
 Gram style loss on the decoded AI view instead of the latent distance, or half each (``Effort.objective``,
-:mod:`sfumato.optimise.ai_view_style`). ``--reverse`` runs the images last to first, for a second process
+:mod:`sfumato.optimise.ai_view_style`); ``sfumato-default-worst`` and ``sfumato-slow-worst``: the preset
+with half its steps on the trainer view size that has moved least (``Effort.view_weighting="worst"``).
+``--reverse`` runs the images last to first, for a second process
 on the same ``--out`` (each skips the rows the other has written).
 
 Phase ``protect`` writes each protected image as a lossless 8-bit PNG, the cloak's target as ``.npy`` and
@@ -65,7 +67,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SFUMATO_SHARED_DIR", ROOT.parent / "shared"))
 METHODS = ("clean", "sfumato-default", "sfumato-slow", "sfumato-default-work", "glaze-same-target",
            "photoguard-same-target", "mist-same-target", "noise-same-budget", "sfumato-default-stride8",
-           "sfumato-default-tiles", "sfumato-default-gram", "sfumato-default-mix")
+           "sfumato-default-tiles", "sfumato-default-gram", "sfumato-default-mix",
+           "sfumato-default-worst", "sfumato-slow-worst")
 LPIPS_MAX, LINF_MAX = 0.05, 24 / 255
 JUDGE_HOLDOUT = 8  # the judges' fixed split holds out 8 per artist; we measure the first N of those
 

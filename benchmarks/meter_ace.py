@@ -33,14 +33,17 @@ ACE_METHODS = ("sfumato-default", "sfumato-default-work")
 """The shipped default preset (trainer views) and its single-work-view ablation, same target and budget."""
 VARIANTS: dict[str, dict[str, Any]] = {"work": {"views": "work"}, "stride8": {"view_stride": 8},
                                        "tiles": {"view_stride": 256}, "tiles64": {"view_stride": 256, "steps": 64},
-                                       "gram": {"objective": "ai-view-gram"}, "mix": {"objective": "mix"}}
+                                       "gram": {"objective": "ai-view-gram"}, "mix": {"objective": "mix"},
+                                       "worst": {"view_weighting": "worst"}}
 """Ablations of a preset's effort, named by the method's last part (``sfumato-default-tiles``): the one work
 view; crops anywhere on the 8 px grid; 256 px tiles with their target latents reused
 (:mod:`sfumato.optimise.view_sampling`); the same with 64 steps; the AI-view Gram style loss instead of the
-latent distance, or half each (``Effort.objective``, :mod:`sfumato.optimise.ai_view_style`). Same target
+latent distance, or half each (``Effort.objective``, :mod:`sfumato.optimise.ai_view_style`); half the steps
+on the view size that has moved least (``Effort.view_weighting="worst"``). Same target
 style, budget and seed as the preset."""
 ALL_ACE_METHODS = (*ACE_METHODS, "sfumato-slow", "sfumato-default-stride8", "sfumato-default-tiles",
-                   "sfumato-default-tiles64", "sfumato-default-gram", "sfumato-default-mix", "glaze-same-target",
+                   "sfumato-default-tiles64", "sfumato-default-gram", "sfumato-default-mix", "sfumato-default-worst",
+                   "sfumato-slow-worst", "glaze-same-target",
                    "photoguard-same-target", "mist-same-target", "clean", "noise-same-budget")
 """``glaze-same-target``: naive Glaze (Eq. 3 of Shan et al., USENIX Security 2023; 500 Adam steps at a 512 px
 work size, :func:`sfumato.baselines.glaze.glaze_style_cloak`) aimed at the *same target tensor* as the

@@ -115,7 +115,8 @@ def test_json_field_names_are_unchanged() -> None:
         "concept", "target", "anchor_choice", "anchor_index", "target_style", "style_strength", "target_renderer",
         "style_weight", "poison_weight"}
     assert set(Effort().to_dict()) == {"steps", "resolution", "lr", "early_stop", "calibration_steps", "lr_schedule",
-                                       "views", "view_crop", "view_stride", "update", "target_steps", "objective"}
+                                       "views", "view_crop", "view_stride", "update", "target_steps", "objective",
+                                       "view_weighting"}
 
 
 def test_old_manifests_with_coarse_fraction_still_load() -> None:

@@ -14,7 +14,15 @@ from sfumato.io.tensors import resize, round_to_bits, to_nchw
 from sfumato.optimise.budgets import LinfBudget
 from sfumato.optimise.loop import optimise
 from sfumato.optimise.objectives import LatentTargetObjective
-from sfumato.optimise.view_sampling import CROP_ALIGN, ViewSampledObjective, crop_starts, view_sizes
+from sfumato.optimise.view_sampling import (
+    CROP_ALIGN,
+    PROGRESS_EMA,
+    WORST_SHARE,
+    ViewSampledObjective,
+    crop_starts,
+    over_trainer_views,
+    view_sizes,
+)
 from sfumato.protections.cloak import cloak_array
 
 
@@ -132,6 +140,73 @@ def test_optimising_over_views_moves_the_latent_at_a_bucket_view() -> None:
     assert at_bucket.distances(resize(x0 + res.delta, size))[0]["relative_reduction"] > 0.02
     # a stochastic objective: the loop returns the last iterate, not the lowest single-view loss
     assert ViewSampledObjective.stochastic is True
+
+
+def draws_of(obj: ViewSampledObjective):  # noqa: ANN201
+    """Fresh uniform draws over ``obj``'s views (a second objective with the same views)."""
+    twin = ViewSampledObjective(obj.x0, obj.x0, obj.encoders, crop_side=obj.crop_side, seed=11,
+                                buckets=(64, 96))
+    while True:
+        yield twin.sample()
+
+
+def test_worst_weighting_visits_every_size_then_favours_the_least_moved() -> None:
+    enc = tiny_random_tae(seed=0)
+    x0 = to_nchw(_image(24, 32))
+    buckets = (64, 96)
+    sizes = [size for _, size in view_sizes(24, 32, buckets=buckets)]
+    obj = ViewSampledObjective(x0, x0.flip(-1), [(enc, 1.0)], crop_side=32, seed=4, buckets=buckets,
+                               weighting="worst")
+    first = []
+    for _ in range(len(sizes)):  # the first steps visit every view size once, whatever the draws
+        v = obj.sample()
+        first.append(v.size)
+        obj.progress[v.size] = 0.5
+    assert sorted(first) == sorted(sizes)
+    lagging = sizes[1]
+    obj.progress[lagging] = 0.1  # this view size has moved least
+    draws = [obj.sample().size for _ in range(400)]
+    share = draws.count(lagging) / len(draws)
+    expect = WORST_SHARE + (1 - WORST_SHARE) / len(sizes)
+    assert abs(share - expect) < 0.08  # half the steps to the worst, the rest uniform (no view abandoned)
+    assert all(draws.count(s) > 0 for s in sizes)
+    # the running progress is what the objective's own steps report
+    obj2 = ViewSampledObjective(x0, x0.flip(-1), [(enc, 1.0)], crop_side=32, seed=4, buckets=buckets,
+                                weighting="worst")
+    x = (x0 + 0.03).clamp(0, 1)
+    reported = []
+    for _ in range(len(sizes)):
+        _, prog = obj2(x)
+        reported.append(prog)
+    assert set(obj2.progress) == set(sizes)  # one step per view size, each recorded as its first figure
+    assert sorted(obj2.progress.values()) == pytest.approx(sorted(reported))
+    size = next(iter(obj2.progress))
+    before = obj2.progress[size]
+    obj2.sample = lambda: next(v for v in draws_of(obj2) if v.size == size)  # type: ignore[method-assign]
+    _, prog = obj2(x)
+    assert obj2.progress[size] == pytest.approx((1 - PROGRESS_EMA) * before + PROGRESS_EMA * prog)  # the running average
+    # "uniform" draws exactly as before the field existed (the default path is unchanged)
+    a = ViewSampledObjective(x0, x0, [(enc, 1.0)], crop_side=32, seed=4, buckets=buckets)
+    b = ViewSampledObjective(x0, x0, [(enc, 1.0)], crop_side=32, seed=4, buckets=buckets, weighting="uniform")
+    assert [a.sample() for _ in range(50)] == [b.sample() for _ in range(50)]
+    with pytest.raises(ValueError, match="weighting"):
+        ViewSampledObjective(x0, x0, [(enc, 1.0)], weighting="best")
+
+
+def test_effort_view_weighting_reaches_the_objective_and_round_trips() -> None:
+    enc = tiny_random_tae(seed=0)
+    rgb = _image(24, 32)
+    x0 = to_nchw(rgb)
+    e = Effort(views="trainer", view_weighting="worst")
+    assert Effort.from_json(e.to_json()) == e
+    obj, _ = over_trainer_views(None, x0, x0, [(enc, 1.0)], rgb=rgb, effort=e, seed=0, transform=None)
+    assert obj.weighting == "worst"
+    old = {k: v for k, v in e.to_dict().items() if k != "view_weighting"}
+    assert Effort.from_dict(old).view_weighting == "uniform"  # manifests from before the field
+    with pytest.raises(ValueError, match="view_weighting must be 'uniform'"):
+        Effort(views="trainer", view_weighting="max")
+    with pytest.raises(ValueError, match="set views='trainer'"):
+        Effort(views="work", view_weighting="worst")
 
 
 def test_effort_views_are_validated_and_round_trip() -> None:

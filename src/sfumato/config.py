@@ -112,6 +112,10 @@ class Effort(JSONConfig):
     ``"latent"`` (Glaze's normalised latent distance, every preset), ``"ai-view-gram"`` (a Gram style loss
     on the decoded AI view, :mod:`sfumato.optimise.ai_view_style`) or ``"mix"`` (half each); the two
     others cost a decoder and a feature pass per step (issue 23's objective test, ``docs/benchmarks.md``).
+    ``view_weighting``: how a trainer-view step picks its view size — ``"uniform"`` (each bucket and the
+    native size equally often) or ``"worst"`` (half the steps go to the view size whose running progress
+    toward the target is lowest, the other half uniform: the issue's figure is the *worst* trainer view,
+    :mod:`sfumato.optimise.view_sampling`); manifests written before this field load as ``"uniform"``.
 
     The former ``coarse_fraction`` (a share of steps run at half resolution first) is retired: every
     preset set 0, because with TAEF2 a perturbation that moved the half-resolution latent 67–73 % of the
@@ -155,6 +159,7 @@ class Effort(JSONConfig):
     update: str = "adam"
     target_steps: int | None = None
     objective: str = "latent"
+    view_weighting: str = "uniform"
 
     def __post_init__(self) -> None:
         require(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
@@ -183,9 +188,17 @@ class Effort(JSONConfig):
         require(self.objective == "latent" or self.early_stop == 0,
                 f"early_stop measures the latent's progress, which objective {self.objective!r} does not "
                 "optimise: set early_stop=0 or objective='latent'")
+        require(self.view_weighting in VIEW_WEIGHTINGS,
+                f"view_weighting must be 'uniform' (every trainer view size equally often) or 'worst' (half the "
+                f"steps on the view size that has moved least toward the target), got {self.view_weighting!r}")
+        require(self.view_weighting == "uniform" or self.views == "trainer",
+                f"view_weighting {self.view_weighting!r} chooses among sampled trainer views: set views='trainer'")
         require(self.update != "sign" or self.lr <= 1,
                f"a sign update's lr is a step in [0, 1] pixel units (e.g. 0.0094 for L∞ 24/255), got {self.lr}")
 
+
+#: The values of ``Effort.view_weighting`` (:class:`sfumato.optimise.view_sampling.ViewSampledObjective`).
+VIEW_WEIGHTINGS = ("uniform", "worst")
 
 #: The values of ``Effort.objective`` (their weights: :data:`sfumato.optimise.ai_view_style.OBJECTIVES`).
 CLOAK_OBJECTIVES = ("latent", "mix", "ai-view-gram")

@@ -29,6 +29,15 @@ image. The objective is stochastic (``stochastic = True``): the shared loop then
 instead of the lowest single-view loss. ``Effort.objective`` can mix in a style loss on the view's AI view
 (:mod:`sfumato.optimise.ai_view_style`), which costs a decoder pass and a feature pass with their
 gradients per step.
+
+Which view size a step takes (``weighting``): ``"uniform"`` draws each bucket and the native size equally
+often. ``"worst"`` aims at the figure the protection meter reports, the *worst* trainer view: once every
+view size has been visited, half the steps (:data:`WORST_SHARE`) go to the view size whose running
+progress (an exponential average, :data:`PROGRESS_EMA`, of ``1 − d / d₀`` over its sampled crops) is
+lowest, the other half stay uniform so no view is abandoned. This is the min–max form of expectation over
+transformation (a worst-case distribution over the views, as in distributionally robust optimisation:
+Sagawa et al., "Distributionally Robust Neural Networks", ICLR 2020, applied here to views rather than
+groups of data); it costs nothing per step.
 """
 
 from __future__ import annotations
@@ -44,6 +53,11 @@ from sfumato.attacks.trainer_views import BUCKETS, trainer_views
 from sfumato.encoders.base import Encoder
 from sfumato.io.tensors import resize
 from sfumato.optimise.ai_view_style import OBJECTIVES, AiViewGram, StyleReference
+
+#: With ``weighting="worst"``, the share of steps given to the view size that has moved least.
+WORST_SHARE = 0.5
+#: With ``weighting="worst"``, the weight of a step's progress in its view size's running average.
+PROGRESS_EMA = 0.3
 
 #: Crops start on multiples of this many pixels of the view (the latent grid of an 8×-downsampling
 #: encoder), so a crop's latent lines up with the view's.
@@ -108,7 +122,8 @@ def over_trainer_views(objective: Any, x0: torch.Tensor, target_image: torch.Ten
         style = AiViewGram(decoder, net.to(x0))
     return ViewSampledObjective(x0, target_image, encoders, full=to_nchw(rgb), crop_side=effort.view_crop,
                                 crop_stride=effort.view_stride, seed=seed, transform=transform,
-                                report=objective, style=style, style_weight=weight), None
+                                report=objective, style=style, style_weight=weight,
+                                weighting=getattr(effort, "view_weighting", "uniform")), None
 
 
 class ViewSampledObjective:
@@ -126,7 +141,8 @@ class ViewSampledObjective:
     the sequence of views reproducible. ``progress`` is 1 − d / d₀ of the sampled view. ``style`` and
     ``style_weight`` (in [0, 1]) mix in the AI-view style term of :mod:`sfumato.optimise.ai_view_style` on
     the style's decoder: loss = (1 − w)·latent term + w·style term, its crop references cached with the
-    crop's latents.
+    crop's latents. ``weighting``: ``"uniform"`` or ``"worst"`` (how a step picks its view size; module
+    docstring).
     """
 
     stochastic = True
@@ -136,7 +152,7 @@ class ViewSampledObjective:
                  crop_side: int = 256, crop_stride: int = CROP_ALIGN, seed: int = 0,
                  transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
                  buckets: Sequence[int] = BUCKETS, report: object | None = None,
-                 style: AiViewGram | None = None, style_weight: float = 0.0) -> None:
+                 style: AiViewGram | None = None, style_weight: float = 0.0, weighting: str = "uniform") -> None:
         if crop_side < 32:
             raise ValueError(f"crop_side must be >= 32 pixels, got {crop_side}")
         self.x0 = x0.detach()
@@ -168,11 +184,23 @@ class ViewSampledObjective:
         self.style = style if style_weight > 0 else None
         self.style_weight = float(style_weight)
         self._style_refs: dict[tuple[tuple[int, int], tuple[int, int, int, int]], StyleReference] = {}
+        if weighting not in ("uniform", "worst"):
+            raise ValueError(f"weighting must be 'uniform' or 'worst', got {weighting!r}")
+        self.weighting = weighting
+        self.progress: dict[tuple[int, int], float] = {}  # running progress per view size ("worst")
 
     def sample(self) -> SampledView:
         """The next view (seeded): a whole-image view, uniformly, then an aligned random crop."""
         g = self.generator
-        name, (hv, wv) = self.views[int(torch.randint(len(self.views), (1,), generator=g))]
+        pick = int(torch.randint(len(self.views), (1,), generator=g))
+        if self.weighting == "worst" and len(self.views) > 1:
+            unseen = [i for i, (_, size) in enumerate(self.views) if size not in self.progress]
+            coin = float(torch.rand((), generator=g))
+            if unseen:  # every view size is visited once before any is preferred
+                pick = unseen[pick % len(unseen)]
+            elif coin < WORST_SHARE:
+                pick = min(range(len(self.views)), key=lambda i: self.progress[self.views[i][1]])
+        name, (hv, wv) = self.views[pick]
         ch, cw = min(self.crop_side, hv), min(self.crop_side, wv)
         if self.crop_stride <= CROP_ALIGN:  # a fresh start anywhere on the latent grid
             def start(room: int) -> int:
@@ -245,7 +273,9 @@ class ViewSampledObjective:
             if self.style is not None and enc is self.style.decoder:
                 ref = self._style_refs[(v.size, v.crop)]
                 loss = loss + self.style_weight * self.style.loss(z, tuple(view.shape[-2:]), ref)
+        old = self.progress.get(v.size)
+        self.progress[v.size] = prog if old is None else (1 - PROGRESS_EMA) * old + PROGRESS_EMA * prog
         return loss, prog
 
 
-__all__ = ["CROP_ALIGN", "SampledView", "crop_starts", "ViewSampledObjective", "over_trainer_views", "view_sizes"]
+__all__ = ["CROP_ALIGN", "PROGRESS_EMA", "WORST_SHARE", "SampledView", "crop_starts", "ViewSampledObjective", "over_trainer_views", "view_sizes"]
