@@ -14,7 +14,11 @@ budget bookkeeping changes):
 * ``tiles64``: the same with 64 steps instead of 80;
 * ``lpips-tiles``: ``tiles`` with the in-loop LPIPS penalty measured on round-robin regions of at most
   300 000 px instead of the whole 1024² file (:func:`sfumato.optimise.lpips_views.lpips_regions`), each step
-  one region: the LPIPS forward and backward passes shrink fourfold.
+  one region: the LPIPS forward and backward passes shrink fourfold;
+* ``tiles-worst``: ``tiles`` with half the steps on the view size that has moved least
+  (``Effort.view_weighting="worst"``, :mod:`sfumato.optimise.view_sampling`);
+* ``lpips-every2``: ``tiles`` with the in-loop LPIPS penalty on every other step, at twice its weight
+  (``LpipsBudget.every=2``): half the whole-file LPIPS passes.
 
 Variants run in turn, in rotated order each round, after every model and cache is warmed on a 128 px
 image. Per run: seconds (target, optimise, calibrate), the relative latent reduction at the work view
@@ -40,7 +44,10 @@ from speed_vs_glaze import DEFAULT_IMAGE, SHARED, square  # noqa: E402
 
 VARIANTS = {"stride8": ({"view_stride": 8}, None), "tiles": ({"view_stride": 256}, None),
             "tiles64": ({"view_stride": 256, "steps": 64}, None),
-            "lpips-tiles": ({"view_stride": 256}, 300_000)}
+            "lpips-tiles": ({"view_stride": 256}, 300_000),
+            "tiles-worst": ({"view_stride": 256, "view_weighting": "worst"}, None),
+            "lpips-every2": ({"view_stride": 256}, None)}
+LPIPS_EVERY = {"lpips-every2": 2}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from sfumato.config import CloakConfig
     from sfumato.encoders import load_encoder
     from sfumato.metrics.lpips import load_lpips
+    from sfumato.optimise.budgets import LpipsBudget
     from sfumato.optimise.lpips_views import lpips_regions
     from sfumato.protections.cloak import cloak_array
 
@@ -77,12 +85,14 @@ def main(argv: list[str] | None = None) -> int:
             # the in-loop LPIPS regions (the product's default when region_px is None)
             perturb.lpips_regions = (functools.partial(lpips_regions, max_pixels=region_px) if region_px
                                      else lpips_regions)
+            perturb.LpipsBudget = functools.partial(LpipsBudget, every=LPIPS_EVERY.get(name, 1))
             base = CloakConfig.preset()
             cfg = replace(base, effort=replace(base.effort, **effort))
             t = time.perf_counter()
             res = cloak_array(rgb, cfg, keep_target_image=args.measure)
             secs = time.perf_counter() - t
             perturb.lpips_regions = lpips_regions
+            perturb.LpipsBudget = LpipsBudget
             row = {"variant": name, "round": r, "seconds": secs, "timing": res.timing_s, "steps": res.steps_run,
                    "reduction": res.latent[0]["relative_reduction"], "lpips": res.achieved["lpips_alex"],
                    "linf": res.achieved["linf"]}

@@ -232,6 +232,21 @@ def test_lpips_budget_penalty_is_zero_inside_and_positive_outside(models_dir) ->
     assert float(b.penalty(stepped)) < float(pen.detach())
 
 
+def test_lpips_budget_every_k_steps_skips_the_others_at_k_times_the_weight(models_dir) -> None:  # noqa: ANN001
+    x0 = to_nchw(_image(64, 64))
+    noisy = (x0 + torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)) * 0.3).clamp(0, 1)
+    one = LpipsBudget(p=0.05, alpha=30, models_dir=models_dir, margin=1.0)
+    one.prepare(x0)
+    every = LpipsBudget(p=0.05, alpha=30, models_dir=models_dir, margin=1.0, every=3)
+    every.prepare(x0)
+    full = float(one.penalty(noisy))
+    got = [float(every.penalty(noisy)) for _ in range(7)]
+    assert got[0] == pytest.approx(3 * full, rel=1e-5) and got[3] == got[6] == got[0]  # steps 1, 4, 7
+    assert got[1] == got[2] == got[4] == got[5] == 0.0  # the skipped steps pay no LPIPS pass
+    every.prepare(x0)  # a new image restarts the count
+    assert float(every.penalty(noisy)) == pytest.approx(3 * full, rel=1e-5)
+
+
 @settings(max_examples=40, deadline=None)
 @given(h=st.integers(40, 6000), w=st.integers(40, 6000), cap=st.sampled_from([200_000, 1_200_000]))
 def test_lpips_regions_tile_the_view_on_the_16px_grid(h: int, w: int, cap: int) -> None:
