@@ -18,6 +18,7 @@ from sfumato.optimise.view_sampling import (
     CROP_ALIGN,
     PROGRESS_EMA,
     WORST_SHARE,
+    SampledView,
     ViewSampledObjective,
     crop_starts,
     over_trainer_views,
@@ -142,14 +143,6 @@ def test_optimising_over_views_moves_the_latent_at_a_bucket_view() -> None:
     assert ViewSampledObjective.stochastic is True
 
 
-def draws_of(obj: ViewSampledObjective):  # noqa: ANN201
-    """Fresh uniform draws over ``obj``'s views (a second objective with the same views)."""
-    twin = ViewSampledObjective(obj.x0, obj.x0, obj.encoders, crop_side=obj.crop_side, seed=11,
-                                buckets=(64, 96))
-    while True:
-        yield twin.sample()
-
-
 def test_worst_weighting_visits_every_size_then_favours_the_least_moved() -> None:
     enc = tiny_random_tae(seed=0)
     x0 = to_nchw(_image(24, 32))
@@ -182,7 +175,8 @@ def test_worst_weighting_visits_every_size_then_favours_the_least_moved() -> Non
     assert sorted(obj2.progress.values()) == pytest.approx(sorted(reported))
     size = next(iter(obj2.progress))
     before = obj2.progress[size]
-    obj2.sample = lambda: next(v for v in draws_of(obj2) if v.size == size)  # type: ignore[method-assign]
+    again = SampledView("again", size, (0, 0, min(32, size[0]), min(32, size[1])))
+    obj2.sample = lambda: again  # type: ignore[method-assign]
     _, prog = obj2(x)
     assert obj2.progress[size] == pytest.approx((1 - PROGRESS_EMA) * before + PROGRESS_EMA * prog)  # the running average
     # "uniform" draws exactly as before the field existed (the default path is unchanged)

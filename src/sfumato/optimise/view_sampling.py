@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from sfumato.attacks.trainer_views import BUCKETS, trainer_views
+from sfumato.config import VIEW_WEIGHTINGS
 from sfumato.encoders.base import Encoder
 from sfumato.io.tensors import resize
 from sfumato.optimise.ai_view_style import OBJECTIVES, AiViewGram, StyleReference
@@ -184,8 +185,8 @@ class ViewSampledObjective:
         self.style = style if style_weight > 0 else None
         self.style_weight = float(style_weight)
         self._style_refs: dict[tuple[tuple[int, int], tuple[int, int, int, int]], StyleReference] = {}
-        if weighting not in ("uniform", "worst"):
-            raise ValueError(f"weighting must be 'uniform' or 'worst', got {weighting!r}")
+        if weighting not in VIEW_WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {VIEW_WEIGHTINGS}, got {weighting!r}")
         self.weighting = weighting
         self.progress: dict[tuple[int, int], float] = {}  # running progress per view size ("worst")
 
