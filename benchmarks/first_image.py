@@ -188,9 +188,17 @@ def report(results: dict[str, dict[str, Any]], *, threads: int, cmd: str, steps:
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}; "
              f"torch {torch.__version__}; threads: OMP_NUM_THREADS={threads}, torch.set_num_threads({threads}); "
              f"{load_s}; extra environment: {env or 'none'}.", ""]
+    if "cold" in results:
+        lines += cloak_table(results, steps)
+    if "preview-cold" in results:
+        lines += preview_table(results)
+    return lines
+
+
+def cloak_table(results: dict[str, dict[str, Any]], steps: int) -> list[str]:
     cols = [("cold", 0), ("cold", 1), ("warm", 0), ("warm", 1)]
     names = [n for _, _, n in STAGES]
-    lines += [f"`sfumato cloak A.jpg B.jpg -o OUT --steps {steps}` (two 128 px art128 paintings, default preset but "
+    lines = [f"`sfumato cloak A.jpg B.jpg -o OUT --steps {steps}` (two 128 px art128 paintings, default preset but "
               f"{steps} steps), seconds per "
               "stage (exclusive); cold = empty judge and style caches (first run ever), warm = the caches it left:", "",
               "| stage | cold, image 1 | cold, image 2 | warm, image 1 | warm, image 2 |", "|---|---|---|---|---|"]
@@ -213,7 +221,11 @@ def report(results: dict[str, dict[str, Any]], *, threads: int, cmd: str, steps:
         im = results[c]["images"]
         fixed = results[c]["imports"] + results[c]["before_first"] + im[0]["total"] - im[1]["total"]
         lines.append(f"| first image's fixed cost, {c} (imports + image 1 − image 2) | {fmt(fixed)} | | | |")
-    lines += ["", "`sfumato cloak PAINTING_1024.png --preview` (1024x1024), process wall time from start to exit "
+    return lines
+
+
+def preview_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["", "`sfumato cloak PAINTING_1024.png --preview` (1024x1024), process wall time from start to exit "
               "(the verdict is its last line):", "",
               "| judge cache | wall s | of it: imports | judge load/train | built-in styles | target | optimisation | "
               "verdict line |", "|---|---|---|---|---|---|---|---|"]
@@ -238,6 +250,7 @@ def main() -> int:
                          "the preview keeps its own)")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment of the measured processes (e.g. OMP_WAIT_POLICY=PASSIVE)")
+    ap.add_argument("--json", action="store_true", help="print the raw stage times as JSON instead of the report")
     ap.add_argument("--src", default=None, help="a src/ folder to run instead of the installed sfumato")
     ap.add_argument("cli", nargs="*", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -276,7 +289,7 @@ def main() -> int:
 
         torch.set_num_threads(a.threads)
         probe = host_probe(models)  # after the runs, in this process: the host's speed, for other hosts' figures
-        if a.only:
+        if a.json:
             results["host_probe"] = probe  # type: ignore[assignment]
             print(json.dumps(results, indent=1))
             return 0

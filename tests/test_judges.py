@@ -201,6 +201,61 @@ def test_numpy_inference_matches_sklearn(n_classes):
     np.testing.assert_allclose(judge._proba_from_features(feats), expect, atol=1e-10)
 
 
+def test_logistic_fit_matches_sklearn_without_importing_it():
+    """The judges' fit (sfumato.judges.logistic) is scikit-learn's LogisticRegression(class_weight="balanced")
+    objective and solver, without importing scikit-learn (about a second of a first run)."""
+    import subprocess
+    import sys
+
+    from sklearn.linear_model import LogisticRegression
+
+    from sfumato.judges.logistic import fit_balanced_logistic
+
+    rng = np.random.default_rng(3)
+    for k, counts in ((2, (30, 12)), (5, (40, 9, 20, 25, 6))):
+        y = np.repeat(np.arange(k), counts)
+        X = rng.normal(size=(len(y), 24)) + 0.8 * y[:, None] * rng.normal(size=24)
+        labels = np.array([f"c{i}" for i in y])
+        ours = fit_balanced_logistic(X, labels, C=0.7)
+        ref = LogisticRegression(C=0.7, class_weight="balanced", max_iter=5000).fit(X, labels)
+        assert ours["classes"] == list(ref.classes_) and ours["converged"]
+        assert ours["coef"].shape == ref.coef_.shape and ours["intercept"].shape == ref.intercept_.shape
+        zero, one = np.zeros(24), np.ones(24)
+        p = StyleJudge(artists=ours["classes"], mean=zero, scale=one, coef=ours["coef"],
+                       intercept=ours["intercept"])._proba_from_features([X])
+        np.testing.assert_allclose(p[0], ref.predict_proba(X).mean(axis=0), atol=1e-8)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        fit_balanced_logistic(X, ["a"] * len(X), C=1.0)
+    code = ("import sys, numpy as np; from sfumato.judges.style import fit_logistic; "
+            "r = np.random.default_rng(0); fit_logistic([r.normal(size=(4, 8)) + i for i in range(6)], "
+            "['a', 'b', 'c'] * 2, C=1.0, seed=0); print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_prefetched_keeps_order_bounds_its_lead_and_raises_at_the_item():
+    import threading
+
+    from sfumato.judges.style import prefetched
+
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def f(i: int) -> int:
+        with lock:
+            started.append(i)
+        if i == 7:
+            raise OSError("unreadable file 7")
+        return i * i
+
+    gen = prefetched(f, range(10), depth=3)
+    assert [next(gen) for _ in range(2)] == [0, 1]
+    assert max(started) <= 1 + 3  # never more than `depth` items ahead of the consumer
+    with pytest.raises(OSError, match="file 7"):
+        list(gen)
+    assert list(prefetched(f, range(5))) == [0, 1, 4, 9, 16] and list(prefetched(f, [])) == []
+
+
 def test_evaluate_split_report(small_split, models_dir):
     ref = {a: small_split[0][a][:6] for a in ARTISTS}
     rep = evaluate_split(ref, test_size=0.5, seed=0, tiles=False, models_dir=models_dir)

@@ -217,10 +217,15 @@ class _Runner:
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         scale, zero = self.input_quant
-        v = x * 2.0 - 1.0  # MobileNet's float input range [-1, 1]
+        v = x * 2.0
+        v -= 1.0  # MobileNet's float input range [-1, 1]
         if np.issubdtype(self.input_dtype, np.integer):
             info = np.iinfo(self.input_dtype)
-            return np.clip(np.round(v / scale + zero), info.min, info.max).astype(self.input_dtype)
+            v /= scale  # in place: the same operations, in the same order, as one expression would do
+            v += zero
+            np.round(v, out=v)
+            np.clip(v, info.min, info.max, out=v)
+            return v.astype(self.input_dtype)
         return v.astype(self.input_dtype)
 
     def _deq(self, index: int, quant: tuple[float, int]) -> np.ndarray:

@@ -2,10 +2,11 @@
 
 Glaze (Shan et al., "Glaze: Protecting Artists from Style Mimicry by Text-to-Image Models", USENIX
 Security 2023) measures mimicry with an independent artist classifier; this is the CPU-friendly,
-fully open version of that instrument: a multinomial logistic regression (scikit-learn, L2, balanced
-class weights) on standardised 1280-d penultimate embeddings of the int8 MobileNetV2 ImageNet model
-(the "CNN features off-the-shelf" linear probe of Razavian et al., CVPR-W 2014). It shares nothing with
-the encoders Sfumato attacks and never enters an optimisation loss: numpy in, numpy out.
+fully open version of that instrument: a multinomial logistic regression (L2, balanced class weights;
+:mod:`sfumato.judges.logistic`, scikit-learn's objective and solver settings) on standardised 1280-d
+penultimate embeddings of the int8 MobileNetV2 ImageNet model (the "CNN features off-the-shelf" linear
+probe of Razavian et al., CVPR-W 2014). It shares nothing with the encoders Sfumato attacks and never
+enters an optimisation loss: numpy in, numpy out.
 
 **Which corpus.** :meth:`StyleJudge.default` trains on the old 5-artist ``corpus/art`` folder; that
 judge is **confounded by source**: most Monets and all Cézannes there are 256 px CycleGAN JPEGs while
@@ -34,9 +35,11 @@ embedding model) — never pickle — and refuses to load against a different em
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,11 +92,31 @@ def embed_views(model: MobileNetV2, items: Sequence[Item] | Any, *, tiles: bool 
     """Per image, the ``[n_views, 1280]`` embeddings of its views (paths are read one at a time)."""
     if isinstance(items, np.ndarray) or hasattr(items, "detach") or isinstance(items, str | os.PathLike):
         items = as_image_list(items)
-    out = []
-    for item in items:
-        img = as_image_list([item])[0]  # a path is read here, one image at a time
-        out.append(model.embed(image_views(img, tiles=tiles), fit="squash").astype(np.float64))
-    return out
+    def views(item: Any) -> list[np.ndarray]:
+        return image_views(as_image_list([item])[0], tiles=tiles)  # a path is read here, one image at a time
+
+    # the next images are read and resized on a helper thread while the interpreter runs (PIL and LiteRT both
+    # release the GIL); the values are the same as reading them in turn
+    return [model.embed(v, fit="squash").astype(np.float64) for v in prefetched(views, items)]
+
+
+def prefetched(fn: Any, items: Iterable[Any], *, depth: int = 4) -> Iterator[Any]:
+    """``fn(item)`` for each item, in order, computed up to ``depth`` items ahead on one helper thread
+    (bounded, so a long list is never held in memory at once). An exception is raised at its item."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    it = iter(items)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfumato-read") as ex:
+        pending: deque[Any] = deque(ex.submit(fn, x) for x in itertools.islice(it, depth))
+        try:
+            while pending:
+                value = pending.popleft().result()
+                for x in itertools.islice(it, 1):
+                    pending.append(ex.submit(fn, x))
+                yield value
+        finally:
+            for f in pending:
+                f.cancel()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -135,17 +158,17 @@ def fit_logistic(features: list[np.ndarray], labels: list[str], *, C: float, see
 
 
 def _fit(features: list[np.ndarray], labels: list[str], *, C: float, seed: int) -> dict[str, Any]:
-    from sklearn.linear_model import LogisticRegression
+    from sfumato.judges.logistic import fit_balanced_logistic
 
+    del seed  # the L-BFGS fit is deterministic; kept in the signature and the saved judge's training record
     X = np.concatenate(features)
     y = np.concatenate([[lab] * len(f) for f, lab in zip(features, labels, strict=True)])
     mean = X.mean(axis=0)
     scale = X.std(axis=0)
     scale[scale < 1e-8] = 1.0
-    clf = LogisticRegression(C=C, class_weight="balanced", max_iter=5000, random_state=seed)
-    clf.fit((X - mean) / scale, y)
-    return {"artists": [str(c) for c in clf.classes_], "mean": mean, "scale": scale,
-            "coef": clf.coef_.astype(np.float64), "intercept": clf.intercept_.astype(np.float64)}
+    fit = fit_balanced_logistic((X - mean) / scale, y, C=C)
+    return {"artists": [str(c) for c in fit["classes"]], "mean": mean, "scale": scale,
+            "coef": fit["coef"], "intercept": fit["intercept"]}
 
 
 class StyleJudge(MobileNetJudge):
@@ -186,6 +209,9 @@ class StyleJudge(MobileNetJudge):
         _check_reference(reference)
         if C <= 0:
             raise ValueError(f"C (inverse L2 strength) must be > 0, got {C}")
+        from sfumato.judges.logistic import preload_solver
+
+        preload_solver()  # the solver's import overlaps the embeddings (the interpreter releases the GIL)
         model = load_mobilenet(models_dir=models_dir, variant=variant)
         feats, labels = [], []
         for artist, items in reference.items():

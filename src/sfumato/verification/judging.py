@@ -186,8 +186,8 @@ def default_crop_judge(corpus_dir: Any, models_dir: Any, notes: list[str]) -> An
         if corpus_dir is not None:
             notes.append("Crop judge skipped: the corpus has no art/<artist>/ace_* paintings to train it on.")
         return None
-    if importlib.util.find_spec("sklearn") is None:
-        notes.append("Crop judge skipped: training it needs scikit-learn (the 'judges' extra).")
+    if importlib.util.find_spec("scipy") is None:
+        notes.append("Crop judge skipped: training it needs scipy (the 'judges' extra).")
         return None
     from sfumato.judges.reference import ace_judge
 
@@ -237,8 +237,8 @@ def setup_judges(judges: bool, style_judge: Any, concept_judge: Any, corpus_dir:
 
     if style_judge is None:
         if corpus is not None:
-            if importlib.util.find_spec("sklearn") is None:
-                notes.append("Style judge skipped: training it needs scikit-learn (the 'judges' extra).")
+            if importlib.util.find_spec("scipy") is None:
+                notes.append("Style judge skipped: training it needs scipy (the 'judges' extra).")
             else:
                 with quiet_tflite():
                     style_judge = default_style_judge(corpus, models_dir, notes)

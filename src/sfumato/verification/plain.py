@@ -67,7 +67,7 @@ def style_judge_for(corpus_dir: Any, models_dir: Any) -> tuple[Any, str] | tuple
     if corpus is None:
         return None, ("no style judge was found (run 'sfumato config set corpus_dir FOLDER' with reference "
                       "paintings, art128/ or art/<artist>/, to get one)")
-    if importlib.util.find_spec("ai_edge_litert") is None or importlib.util.find_spec("sklearn") is None:
+    if importlib.util.find_spec("ai_edge_litert") is None or importlib.util.find_spec("scipy") is None:
         return None, "the style judge needs the 'judges' extra (pip install 'sfumato[judges]')"
     key = (str(corpus), str(models_dir))
     if key not in _STYLE_JUDGES:
