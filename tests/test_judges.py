@@ -233,6 +233,31 @@ def test_logistic_fit_matches_sklearn_without_importing_it():
     assert out.strip() == "False"
 
 
+def test_quantize_input_in_place_equals_the_expression():
+    from types import SimpleNamespace
+
+    from sfumato.judges.mobilenet import _Runner
+
+    x = np.random.default_rng(5).random((224, 224, 3), dtype=np.float32)
+    for scale, zero in ((0.0078125, 128), (0.007874015718698502, 127)):
+        fake = SimpleNamespace(input_quant=(scale, zero), input_dtype=np.uint8)
+        expect = np.clip(np.round((x * 2.0 - 1.0) / scale + zero), 0, 255).astype(np.uint8)
+        assert np.array_equal(_Runner.quantize_input(fake, x), expect)
+    fake = SimpleNamespace(input_quant=(0.0, 0), input_dtype=np.float32)
+    assert np.array_equal(_Runner.quantize_input(fake, x), x * 2.0 - 1.0)
+
+
+def test_embed_views_with_read_ahead_equals_one_at_a_time(mnet, corpus_dir):
+    from sfumato.judges.mobilenet import load_image_file
+    from sfumato.judges.style import embed_views, image_views
+
+    paths = list_images(corpus_dir / "art128" / "claude_monet")[:6]
+    expect = [mnet.embed(image_views(load_image_file(p), tiles=False), fit="squash").astype(np.float64)
+              for p in paths]
+    got = embed_views(mnet, paths, tiles=False)
+    assert len(got) == 6 and all(np.array_equal(a, b) for a, b in zip(got, expect, strict=True))
+
+
 def test_prefetched_keeps_order_bounds_its_lead_and_raises_at_the_item():
     import threading
 

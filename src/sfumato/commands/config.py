@@ -17,7 +17,7 @@ EPILOG = """examples:
   sfumato config set corpus_dir ~/sfumato/corpus  # reference paintings for the style judge
   sfumato config unset corpus_dir
   sfumato config path                           # where the file is ($SFUMATO_CONFIG overrides it)
-  sfumato config prepare                        # train the style judge once now (about 10 s), not on image 1
+  sfumato config prepare                        # train the style judge once now (4-10 s), not on image 1
 
 Setting models_dir or corpus_dir also prepares the style judge when reference paintings are found, so the
 first image of the first run does not pay for it.
