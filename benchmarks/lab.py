@@ -122,8 +122,13 @@ def style(args: argparse.Namespace) -> None:
 #: steps decaying linearly) aimed at the same aligned anchor, at the same view, calibrated to the same
 #: budget (LPIPS 0.07, L-inf 24/255). The poisons of the first lab run (2026-12-04, folder ``dog-cat``,
 #: variants ``poison-N``) were made by that day's preset: ``git checkout 538e430`` and ``make-poison``.
+#: ``default-work-low``: the same at ``--intensity low`` (LPIPS 0.05); ``default-work-linf12`` / ``-linf8``: the
+#: same at an L-inf cap of 12/255 or 8/255 (its signed step scaled with it): the stealth against effect curve.
 POISON_SETTINGS = {"default-work": {"views": "work"}, "default": {},
-                   "nightshade": {"views": "work", "method": "nightshade"}}
+                   "nightshade": {"views": "work", "method": "nightshade"},
+                   "default-work-low": {"views": "work", "intensity": "low"},
+                   "default-work-linf12": {"views": "work", "linf_255": 12},
+                   "default-work-linf8": {"views": "work", "linf_255": 8}}
 
 
 def poison_folder(setting: str) -> Path:

@@ -281,3 +281,35 @@ def test_lab_learns_classes_the_judge_separates(tmp_path: Path, models_dir: Path
     own = {c: table[c]["share"].get(c, 0.0) for c in ("vertical", "horizontal")}
     # measured over seeds 0-2 on one machine: vertical 1.0, horizontal 0.58-0.83 (balanced 0.79-0.92)
     assert min(own.values()) >= 0.5 and sum(own.values()) / 2 >= 0.65, table
+
+
+def test_poison_concept_linf_override_scales_the_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``linf_255`` (the lab's stealth curve) replaces the preset's L-inf cap and scales its signed step with
+    it; the LPIPS ceiling stays the intensity's, and the saved views are checked against that budget."""
+    from PIL import Image
+
+    import sfumato.lab.concept as concept
+    from sfumato.config import PoisonConfig
+
+    anchors = tmp_path / "cats"
+    anchors.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(anchors / "cat.png")
+    seen: dict[str, object] = {}
+    monkeypatch.setattr("sfumato.protections.poison.poison_array",
+                        lambda rgb, cfg, *a, **k: seen.setdefault("cfg", cfg))
+
+    def fake_protect_views(paths, out_dir, make, *, size, budget, models_dir=None, log=None):  # noqa: ANN001, ANN202
+        seen["budget"] = budget
+        make(np.zeros((size, size, 3), np.float32))
+        return {}
+
+    monkeypatch.setattr(concept, "protect_views", fake_protect_views)
+    concept.poison_concept([tmp_path / "dog.png"], tmp_path / "out", concept="dog", target="cat", anchors=anchors,
+                           n=1, views="work", linf_255=12, intensity="low")
+    base = PoisonConfig.preset(concept="dog", target="cat", intensity="low")
+    cfg = seen["cfg"]
+    assert cfg.budget.linf == pytest.approx(12 / 255) and seen["budget"] == cfg.budget  # type: ignore[attr-defined]
+    assert cfg.budget.lpips == base.budget.lpips == 0.05  # type: ignore[attr-defined]
+    assert cfg.effort.lr == pytest.approx(base.effort.lr * 12 / 24) and cfg.effort.views == "work"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="linf_255"):
+        concept.poison_concept([], tmp_path / "out", concept="dog", target="cat", anchors=anchors, n=0, linf_255=0)

@@ -44,7 +44,8 @@ def poison_order(files: Sequence[Path]) -> list[Path]:
 def poison_concept(files: Sequence[Path], out_dir: PathLike, *, concept: str, target: str, anchors: PathLike,
                    n: int, size: int = 128, seed: int = 0, intensity: str = "default", quality: str = "default",
                    views: str | None = None, method: str = "sfumato", reverse: bool = False,
-                   models_dir: PathLike | None = None, log: Callable[[str], None] | None = None) -> dict[Path, Path]:
+                   linf_255: int | None = None, models_dir: PathLike | None = None,
+                   log: Callable[[str], None] | None = None) -> dict[Path, Path]:
     """Poison the trainer's view of the first ``n`` files (:func:`poison_order`) toward the anchor images
     of ``target`` in ``anchors``; PNGs go to ``out_dir`` (reused when present), each with a JSON record of
     its saved quality and the anchor aimed at.
@@ -55,7 +56,9 @@ def poison_concept(files: Sequence[Path], out_dir: PathLike, *, concept: str, ta
     its own 500 signed steps with a linearly decaying step, L-inf cap and LPIPS penalty set from the preset's
     budget) aimed at the same anchor the preset picks (its anchor choice, made on the same view) and
     calibrated to that budget, so the two differ only in the optimiser. ``reverse``: work through the same
-    ``n`` files from the last (a second process; files already made are skipped)."""
+    ``n`` files from the last (a second process; files already made are skipped). ``linf_255``: another
+    L-inf cap than the preset's (in 1/255), its signed step scaled with it (a tenth of the cap, as the
+    preset's), for a stealth against effect curve; the LPIPS ceiling stays the ``intensity``'s."""
     import dataclasses
 
     from sfumato.config import PoisonConfig
@@ -68,6 +71,12 @@ def poison_concept(files: Sequence[Path], out_dir: PathLike, *, concept: str, ta
     cfg = PoisonConfig.preset(concept=concept, target=target, intensity=intensity, quality=quality, seed=seed)
     if views is not None:
         cfg = dataclasses.replace(cfg, effort=dataclasses.replace(cfg.effort, views=views))
+    if linf_255 is not None:
+        if not 1 <= linf_255 <= 255:
+            raise ValueError(f"linf_255 must be in 1..255, got {linf_255}")
+        scale = linf_255 / 255 / cfg.budget.linf
+        cfg = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, linf=linf_255 / 255),
+                                  effort=dataclasses.replace(cfg.effort, lr=cfg.effort.lr * scale))
     if method == "sfumato":
         def make(rgb):  # noqa: ANN001, ANN202
             return poison_array(rgb, cfg, anchor_set.images, anchor_names=anchor_set.names, models_dir=models_dir)
