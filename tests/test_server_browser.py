@@ -117,6 +117,19 @@ def test_protect_an_image_in_the_browser(tmp_path: Path, models_dir: Path, origi
             # the plain verdict (judged on the saved file, as the CLI does) comes first
             assert (page.locator(".result > *").first.get_attribute("class") or "").startswith("verdict ")
             assert len(page.inner_text(".result .verdict")) > 20
+            # ...and it is the library's verdict on this file (the manifest's, from the real judges), in its
+            # colour: green only when the verdict says the protection took
+            import json
+            import urllib.request
+
+            with urllib.request.urlopen(url + "/v1/jobs") as r:
+                job_url = json.load(r)["jobs"][0]["url"]
+            with urllib.request.urlopen(url + job_url) as r:
+                verdict = json.load(r)["images"][0]["manifest"]["verdict"]
+            shown = " ".join(page.inner_text(".result .verdict").split())
+            assert shown.endswith(" ".join(verdict["sentence"].split()))  # after its bold lead when it has none
+            colour = {True: "yes", False: "no", None: "unknown"}[verdict["protected"]]
+            assert page.locator(".result .verdict").get_attribute("class") == f"verdict {colour}"
 
             # the comparison slider moves the split
             page.locator(".compare input[type=range]").fill("20")

@@ -128,12 +128,20 @@ class JudgePanel:
                                   "view_min_side": CROP_VIEW_MIN_SIDE, "views": [],
                                   "known_artists_only": f"The crop judge {ACE_PAINTERS_NOTE}."}
         if sj is not None:
-            self.artist = artist = sj.predict([ref_img])[0]
+            p_av_o = None
+            if av_o is not None:  # the artist is the judge's reading of what a model sees of the original, as
+                # in the protecting commands' verdict: the same kind of image as the protected file's AI view
+                p_av_o = np.asarray(sj.predict_proba([av_o])[0], dtype=np.float64)
+                artist = sj.artists[int(np.argmax(p_av_o))]
+            else:
+                artist = sj.predict([ref_img])[0]
+            self.artist = artist
             info["style"] = {"artists": list(sj.artists), "reference_artist": artist, "reference_from": ref_from,
+                             "reference_read_on": "ai_view" if av_o is not None else "pixels",
                              "reference_image": style_entry(sj, ref_img, artist),
                              "ai_view_protected": style_entry(sj, av_p, artist)}
             if av_o is not None:
-                info["style"]["ai_view_original"] = style_entry(sj, av_o, artist)
+                info["style"]["ai_view_original"] = style_entry(sj, av_o, artist, proba=p_av_o)
         if cj is not None:
             info["concept"] = {"ai_view_protected": concept_entry(cj, av_p)}
             if av_o is not None:

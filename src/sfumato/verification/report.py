@@ -87,7 +87,11 @@ def _judges_section(r: CheckReport) -> str:
         out.append(
             "<p><b>Style judge</b>: an artist classifier (logistic regression on MobileNetV2 image features) "
             f"trained on reference paintings of {len(st['artists'])} artists ({_e(', '.join(st['artists']))}). "
-            f"It attributes the {_e(st['reference_from'])} image to <b>{_e(artist)}</b>. A working style "
+            + (f"It attributes what a model sees of the {_e(st['reference_from'])} (its AI view) to "
+               f"<b>{_e(artist)}</b>; the verdict compares against that reading. "
+               if st.get("reference_read_on") == "ai_view" else
+               f"It attributes the {_e(st['reference_from'])} image to <b>{_e(artist)}</b>. ")
+            + "A working style "
             f"protection lowers the probability of {_e(artist)} in the AI view of the protected image. Artists "
             "outside this list are mapped to the closest one, so read it as a relative measure.</p>")
         rows = []
