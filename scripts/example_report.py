@@ -30,16 +30,15 @@ NAME = "olive-grove-400.png"
 LONG_SIDE = 400
 
 
-def sfumato(*args: str) -> str:
-    """Run the CLI in a fresh process (as typed), echo its output, and return it."""
+def sfumato(*args: str, cwd: Path) -> None:
+    """Run the CLI in a fresh process in ``cwd`` (as typed there: the report names the files as given on
+    the command line) and echo its output."""
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "sfumato.cli", *args], capture_output=True, text=True)
-    out = p.stdout + p.stderr
-    print(out.rstrip())
-    print(f"[{' '.join(args[:1])}: exit {p.returncode}, {time.perf_counter() - t0:.0f} s]")
+    p = subprocess.run([sys.executable, "-m", "sfumato.cli", *args], capture_output=True, text=True, cwd=cwd)
+    print((p.stdout + p.stderr).rstrip())
+    print(f"[{args[0]}: exit {p.returncode}, {time.perf_counter() - t0:.0f} s]")
     if p.returncode != 0:
         raise SystemExit(f"sfumato {args[0]} failed (exit {p.returncode})")
-    return out
 
 
 def main() -> int:
@@ -58,13 +57,13 @@ def main() -> int:
             im = im.convert("RGB")
             s = LONG_SIDE / max(im.size)
             im.resize((round(im.width * s), round(im.height * s)), Image.LANCZOS).save(work / NAME)
-        os.chdir(work)  # the report names the files as given on the command line
-        a.out_dir.mkdir(parents=True, exist_ok=True)
-        common = ["--models-dir", models]
-        sfumato("cloak", NAME, "-o", "out", "--ai-view", *common)
+        out_dir = a.out_dir.resolve()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        common = ["--models-dir", str(Path(models).resolve())]
+        sfumato("cloak", NAME, "-o", "out", "--ai-view", *common, cwd=work)
         sfumato("check", f"out/{NAME}", "--original", NAME, "--attacks", "all",
-                "--report", str((a.out_dir / "example-check-report.html").resolve()),
-                "--json", str((a.out_dir / "example-check-report.json").resolve()), *common)
+                "--report", str(out_dir / "example-check-report.html"),
+                "--json", str(out_dir / "example-check-report.json"), *common, cwd=work)
     return 0
 
 
