@@ -128,7 +128,9 @@ POISON_SETTINGS = {"default-work": {"views": "work"}, "default": {},
                    "nightshade": {"views": "work", "method": "nightshade"},
                    "default-work-low": {"views": "work", "intensity": "low"},
                    "default-work-linf12": {"views": "work", "linf_255": 12},
-                   "default-work-linf8": {"views": "work", "linf_255": 8}}
+                   "default-work-linf8": {"views": "work", "linf_255": 8},
+                   "default-work-masked": {"views": "work", "masking": True},
+                   "default-work-coarse": {"views": "work", "perturbation_scale": 0.5}}
 
 
 def poison_folder(setting: str) -> Path:

@@ -19,7 +19,9 @@ as anchors (the first ``--pool`` in that order, the last 60 held out as the lab 
 * ``default-trainer``: that preset with the aligned anchor, optimised over trainer views (256 px crops);
 * ``default-trainer-2x``: ``default-trainer`` with twice the signed step (each pixel is in only some of
   the crops, so it gets fewer steps than at the one work view);
-* ``slow-trainer``: the ``slow`` preset (500 signed steps, 768 px) with the aligned anchor over trainer views.
+* ``slow-trainer``: the ``slow`` preset (500 signed steps, 768 px) with the aligned anchor over trainer views;
+* ``default-trainer-masked``: ``default-trainer`` with the texture-scaled L∞ cap
+  (:attr:`sfumato.config.PoisonConfig.masking`).
 
 The budget is LPIPS-alex ≤ 0.07 and L∞ ≤ 24/255, measured here again on the saved 8-bit PNG. Per image:
 the anchor's latent distance (how far it leaves the poison to travel), the latent ``toward`` at every
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool", type=int, default=64, help="training cats used as anchors")
     ap.add_argument("--settings", nargs="+", default=["default-cheapest", "default-trainer"],
                     choices=["old", "new", "aligned-work", "default", "default-cheapest", "default-aligned",
-                             "default-trainer", "default-trainer-2x", "slow-trainer"])
+                             "default-trainer", "default-trainer-2x", "slow-trainer",
+                             "default-trainer-masked"])
     ap.add_argument("--new-steps", type=int, default=80)
     ap.add_argument("--new-lr", type=float, default=0.008)
     ap.add_argument("--seed", type=int, default=0)
@@ -137,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                  "default-cheapest": ("cheapest", shipped), "default-aligned": ("aligned", shipped),
                  "default-trainer": ("aligned", dataclasses.replace(shipped, views="trainer")),
                  "default-trainer-2x": ("aligned", dataclasses.replace(shipped, views="trainer", lr=2 * shipped.lr)),
-                 "slow-trainer": ("aligned", dataclasses.replace(slow, views="trainer"))}
+                 "slow-trainer": ("aligned", dataclasses.replace(slow, views="trainer")),
+                 "default-trainer-masked": ("aligned", dataclasses.replace(shipped, views="trainer"))}
+    masked = {"default-trainer-masked"}
     files = photos(args.k)
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads "
              f"{torch.get_num_threads()}. Command: `python benchmarks/poison_views.py "
@@ -156,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in args.settings:
             choice, effort = settings[s]
             cfg = PoisonConfig(concept="dog", target="cat", budget=budget, effort=effort, anchor_choice=choice,
-                               seed=args.seed)
+                               seed=args.seed, masking=s in masked)
             t0 = time.perf_counter()
             r = poison_array(rgb, cfg, anchors, anchor_names=names)
             secs = time.perf_counter() - t0

@@ -110,7 +110,7 @@ def test_json_field_names_are_unchanged() -> None:
         "target_style", "style_strength", "target_renderer", "target_tries", "target_overshoot", "target_model",
         "robustness"}
     assert set(PoisonConfig(concept="a", target="b").to_dict()) == shared | {
-        "concept", "target", "anchor_choice", "anchor_index"}
+        "concept", "target", "anchor_choice", "anchor_index", "masking", "perturbation_scale"}
     assert set(ProtectConfig(concept="a", target="b").to_dict()) == shared | {
         "concept", "target", "anchor_choice", "anchor_index", "target_style", "style_strength", "target_renderer",
         "style_weight", "poison_weight"}

@@ -128,3 +128,48 @@ def test_cli_takes_anchor_choice_aligned(command: str, config_cls: type, capsys:
     assert "invalid choice: 'best' (choose from 'aligned', 'cheapest', 'fixed')" in capsys.readouterr().err
     help_text = parser._subparsers._group_actions[0].choices[command].format_help()  # type: ignore[union-attr]
     assert "layout" in help_text and "aligned" in help_text
+
+
+def test_poison_masking_keeps_flat_areas_under_the_floor(models_dir) -> None:  # noqa: ANN001
+    """``PoisonConfig.masking``: the cloak's texture map scales the poison's L∞ cap, so on a picture whose
+    left half is one flat colour the saved change there stays within the map's floor of the cap, while the
+    textured half may use all of it. Off by default; round-trips through JSON; old manifests load as off."""
+    from sfumato.optimise.masking import MaskConfig
+    from sfumato.protections.poison import poison_array
+
+    assert PoisonConfig(concept="dog", target="cat").masking is False
+    cfg = PoisonConfig(concept="dog", target="cat", seed=1, masking=True, budget=Budget(lpips=0.07, linf=16 / 255),
+                       effort=Effort(steps=6, resolution=64, lr=1.6 / 255, update="sign", lr_schedule="cosine"))
+    assert PoisonConfig.from_json(cfg.to_json()) == cfg
+    old = cfg.to_dict()
+    del old["masking"]
+    assert PoisonConfig.from_dict(old).masking is False
+    rgb = _picture(64, 64, seed=7)
+    rgb[:, :32] = (0.55, 0.45, 0.35)  # a flat fill
+    rgb = round_to_bits(rgb)
+    enc = tiny_random_tae(seed=1)
+    anchors = [_picture(64, 64, seed=s) for s in (3, 4)]
+    r = poison_array(rgb, cfg, anchors, encoders=[(enc, 1.0)], models_dir=models_dir)
+    change = np.abs(r.image - rgb)
+    flat = change[4:-4, 4:24]  # away from the fill's edge, where the map rises
+    assert float(flat.max()) <= MaskConfig().floor * 16 / 255 + 1.5 / 255
+    assert float(change[:, 40:].max()) > 2 * float(flat.max())
+    assert r.achieved["lpips_alex"] <= 0.07 + 1e-6 and r.config.masking
+    import dataclasses
+
+    off = poison_array(rgb, dataclasses.replace(cfg, masking=False), anchors, encoders=[(enc, 1.0)],
+                       models_dir=models_dir)
+    assert float(np.abs(off.image - rgb)[4:-4, 4:24].max()) > 2 * float(flat.max())
+
+
+def test_poison_stealth_options_validate_and_round_trip() -> None:
+    cfg = PoisonConfig(concept="dog", target="cat", masking=True, perturbation_scale=0.5)
+    assert PoisonConfig.from_json(cfg.to_json()) == cfg
+    d = PoisonConfig(concept="dog", target="cat").to_dict()
+    del d["masking"], d["perturbation_scale"]  # a manifest written before the fields existed
+    old = PoisonConfig.from_dict(d)
+    assert old.masking is False and old.perturbation_scale == 1.0
+    with pytest.raises(ValueError, match=r"perturbation_scale must be in \[0.1, 1\]"):
+        PoisonConfig(concept="dog", target="cat", perturbation_scale=2.0)
+    with pytest.raises(ValueError, match="masking must be true or false"):
+        PoisonConfig(concept="dog", target="cat", masking="yes")  # type: ignore[arg-type]

@@ -416,16 +416,27 @@ class CloakConfig(StyleFields, ProtectionConfig):
 @dataclass(frozen=True, kw_only=True)
 class PoisonConfig(ConceptFields, ProtectionConfig):
     """Everything that determines a poison (with the image and the anchors, it reproduces the result).
-    ``budget`` defaults to Nightshade's LPIPS p = 0.07 with an L∞ cap of 24/255."""
+    ``budget`` defaults to Nightshade's LPIPS p = 0.07 with an L∞ cap of 24/255. ``masking``: scale the L∞
+    cap per pixel by the original's texture (:mod:`sfumato.optimise.masking`, the cloak's map), so flat
+    areas such as sky, walls and fur in shadow get at most the map's floor (a tenth) of the cap; off by
+    default (issue 18's stealth test, docs/benchmarks.md). ``perturbation_scale`` < 1 optimises δ on a
+    grid that much coarser, upsampled bilinearly (a low-frequency poison, as
+    :attr:`Robustness.perturbation_scale` does for the cloak); 1 by default."""
 
     MODE: ClassVar[str] = "poison"
 
     budget: Budget = _default_budget("poison")
     effort: Effort = _default_effort("poison")
+    masking: bool = False
+    perturbation_scale: float = 1.0
 
     def __post_init__(self) -> None:
         ProtectionConfig.__post_init__(self)
         self.check_concept()
+        require(isinstance(self.masking, bool), f"masking must be true or false, got {self.masking!r}")
+        require(0.1 <= self.perturbation_scale <= 1,
+                f"perturbation_scale must be in [0.1, 1] (1 = δ at the work size, 0.5 = on a grid half as fine), "
+                f"got {self.perturbation_scale}")
 
 
 @dataclass(frozen=True, kw_only=True)

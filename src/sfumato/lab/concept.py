@@ -44,7 +44,8 @@ def poison_order(files: Sequence[Path]) -> list[Path]:
 def poison_concept(files: Sequence[Path], out_dir: PathLike, *, concept: str, target: str, anchors: PathLike,
                    n: int, size: int = 128, seed: int = 0, intensity: str = "default", quality: str = "default",
                    views: str | None = None, method: str = "sfumato", reverse: bool = False,
-                   linf_255: int | None = None, models_dir: PathLike | None = None,
+                   linf_255: int | None = None, masking: bool = False, perturbation_scale: float = 1.0,
+                   models_dir: PathLike | None = None,
                    log: Callable[[str], None] | None = None) -> dict[Path, Path]:
     """Poison the trainer's view of the first ``n`` files (:func:`poison_order`) toward the anchor images
     of ``target`` in ``anchors``; PNGs go to ``out_dir`` (reused when present), each with a JSON record of
@@ -58,7 +59,9 @@ def poison_concept(files: Sequence[Path], out_dir: PathLike, *, concept: str, ta
     calibrated to that budget, so the two differ only in the optimiser. ``reverse``: work through the same
     ``n`` files from the last (a second process; files already made are skipped). ``linf_255``: another
     L-inf cap than the preset's (in 1/255), its signed step scaled with it (a tenth of the cap, as the
-    preset's), for a stealth against effect curve; the LPIPS ceiling stays the ``intensity``'s."""
+    preset's), for a stealth against effect curve; the LPIPS ceiling stays the ``intensity``'s. ``masking``:
+    :attr:`~sfumato.config.PoisonConfig.masking` (the texture-scaled L∞ cap), ``perturbation_scale``: its
+    :attr:`~sfumato.config.PoisonConfig.perturbation_scale` (a coarser δ grid)."""
     import dataclasses
 
     from sfumato.config import PoisonConfig
@@ -68,7 +71,8 @@ def poison_concept(files: Sequence[Path], out_dir: PathLike, *, concept: str, ta
     if method not in ("sfumato", "nightshade"):
         raise ValueError(f"method must be 'sfumato' or 'nightshade', got {method!r}")
     anchor_set = load_anchor_folder(anchors, concept=target)
-    cfg = PoisonConfig.preset(concept=concept, target=target, intensity=intensity, quality=quality, seed=seed)
+    cfg = PoisonConfig.preset(concept=concept, target=target, intensity=intensity, quality=quality, seed=seed,
+                              masking=masking, perturbation_scale=perturbation_scale)
     if views is not None:
         cfg = dataclasses.replace(cfg, effort=dataclasses.replace(cfg.effort, views=views))
     if linf_255 is not None:

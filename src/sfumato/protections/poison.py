@@ -91,10 +91,16 @@ def poison_array(rgb: np.ndarray, config: PoisonConfig, anchors: Sequence[np.nda
     objective, transform = over_trainer_views(LatentTargetObjective(x0, anchor_img, encs), x0, anchor_img, encs,
                                               rgb=rgb, effort=config.effort, seed=config.seed, transform=transform,
                                               models_dir=models_dir)
+    eps_map = None
+    if getattr(config, "masking", False):
+        from sfumato.optimise.masking import budget_map
+
+        eps_map = budget_map(x0)
     t_target = time.perf_counter() - t0
     res = perturb_toward(rgb, x0, objective, budget=config.budget, effort=config.effort, alpha=config.alpha,
                          seed=config.seed, quantise=quantise, models_dir=models_dir, transform=transform,
-                         progress=progress, radial_lpips=True)
+                         progress=progress, radial_lpips=True, eps_map=eps_map,
+                         perturbation_scale=getattr(config, "perturbation_scale", 1.0))
     timing = {"target": t_target, **res.timing, "total": time.perf_counter() - t0}
     return PoisonResult(**outcome_fields(res, timing), config=config, anchor=anchor)
 
