@@ -15,6 +15,8 @@ it learned. Every figure of the lab section of docs/benchmarks.md and README com
     # (concept/control: --holdout 60 keeps the last 60 cats and dogs out of training for the held-out
     #  probe; --concept-size 150 trains on 150 dogs, so N = 25/50/100 is 17/33/67 % of them)
     python benchmarks/lab.py report [--probe]            # markdown tables from the stored runs
+    # concept/control --also-guidance 1: each trained model is also sampled without classifier-free
+    # guidance (the preset's is 3), stored as runs/lab/<experiment>-g1.jsonl beside its own clean run
 
 Data: ``corpus/art128`` (14 painters, one 128 px pipeline) for style; for concepts ``corpus/pets`` (the
 first 240 cats and 150 dogs by hashed name; the last 60 of each held out for the probe) plus an "object"
@@ -69,6 +71,10 @@ def stored(name: str) -> list[dict]:
 
 
 def store(name: str, run, readers: list[dict] | None = None) -> None:  # noqa: ANN001
+    """Append ``run`` to ``runs/lab/<name>.jsonl``; a run sampled at another guidance than the preset's
+    (``--also-guidance``) goes to ``<name>-g<guidance>.jsonl``, beside the clean run of the same guidance."""
+    if getattr(run, "guidance", None) is not None:
+        name = f"{name}-g{run.guidance:g}"
     OUT.mkdir(parents=True, exist_ok=True)
     d = run.to_dict()
     if readers:
@@ -261,7 +267,7 @@ def concept(args: argparse.Namespace) -> None:
                               poisoned=poison_folder(args.setting), n_poison=[n] if n else [], config=cfg,
                               seeds=[seed], models_dir=MODELS, cache_dir=OUT / "cache", log=log,
                               include_clean=n == 0, holdout=args.holdout, concept_size=args.concept_size,
-                              label=label)
+                              label=label, guidances=args.also_guidance)
             for run in res.runs:
                 store(name, run, res.readers)
             log(json.dumps(res.summary))
@@ -310,7 +316,7 @@ def control(args: argparse.Namespace) -> None:
             res = concept_lab({k: str(v) for k, v in CONCEPT_CLASSES.items()}, concept="dog", target="cat",
                               poisoned=folder, n_poison=[n], config=cfg, seeds=[seed], models_dir=MODELS,
                               cache_dir=OUT / "cache", log=log, include_clean=False, label="control",
-                              holdout=args.holdout, concept_size=args.concept_size)
+                              holdout=args.holdout, concept_size=args.concept_size, guidances=args.also_guidance)
             for run in res.runs:
                 store(name, run, res.readers)
             log(json.dumps(res.summary))
@@ -362,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--steps", type=int, default=None)
     c.add_argument("--holdout", type=int, default=60, help="cats and dogs held out for the probe reader")
     c.add_argument("--concept-size", type=int, default=150, help="dogs trained on (0: all)")
+    c.add_argument("--also-guidance", nargs="*", type=float, default=[],
+                   help="also sample each trained model at these classifier-free guidance scales (1 = none); "
+                        "stored in runs/lab/<experiment>-g<scale>.jsonl")
     k = sub.add_parser("control")
     k.add_argument("--n", nargs="+", type=int, default=[100])
     k.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
@@ -369,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--steps", type=int, default=None)
     k.add_argument("--holdout", type=int, default=60, help="cats and dogs held out for the probe reader")
     k.add_argument("--concept-size", type=int, default=150, help="dogs trained on (0: all)")
+    k.add_argument("--also-guidance", nargs="*", type=float, default=[],
+                   help="also sample each trained model at these classifier-free guidance scales (1 = none)")
     v = sub.add_parser("poison-views")
     v.add_argument("--settings", nargs="+", choices=list(POISON_SETTINGS), default=["default-work", "nightshade"])
     v.add_argument("--n", nargs="+", type=int, default=[100])

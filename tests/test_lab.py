@@ -313,3 +313,31 @@ def test_poison_concept_linf_override_scales_the_step(tmp_path: Path, monkeypatc
     assert cfg.effort.lr == pytest.approx(base.effort.lr * 12 / 24) and cfg.effort.views == "work"  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="linf_255"):
         concept.poison_concept([], tmp_path / "out", concept="dog", target="cat", anchors=anchors, n=0, linf_255=0)
+
+
+def test_run_lab_also_samples_other_guidances_from_the_same_model(tmp_path: Path) -> None:
+    """``guidances``: each trained generator is sampled again at each other classifier-free guidance scale,
+    with the same seeds; the extra runs carry their ``guidance`` (round-tripping through JSON), share the
+    training record, and differ from the config's samples; guidance 1 is the conditional model alone."""
+    from sfumato.encoders.tae import tiny_random_tae
+    from sfumato.lab.experiment import LabRun, run_lab
+    from sfumato.lab.train import train_generator
+
+    torch.set_num_threads(1)
+    _write_class(tmp_path / "data" / "red", (0.8, 0.2, 0.2), 4, 0)
+    _write_class(tmp_path / "data" / "blue", (0.2, 0.2, 0.8), 4, 1)
+    files = {c: sorted((tmp_path / "data" / c).glob("*.png")) for c in ("blue", "red")}
+    cfg = LabConfig.preset("tiny", train_steps=10, samples_per_class=2)
+    runs = run_lab(files, {"clean": {}}, encoder=tiny_random_tae(seed=0), readers=[_colour_reader()], config=cfg,
+                   seeds=[0], guidances=[1.0])
+    assert [(r.variant, r.seed, r.guidance) for r in runs] == [("clean", 0, None), ("clean", 0, 1.0)]
+    assert runs[0].loss == runs[1].loss and runs[0].train_seconds == runs[1].train_seconds
+    assert not np.array_equal(runs[0].samples, runs[1].samples)
+    assert LabRun.from_dict(json.loads(json.dumps(runs[1].to_dict()))).guidance == 1.0
+    assert "guidance" not in runs[0].to_dict() and LabRun.from_dict(runs[0].to_dict()).guidance is None
+    z, y = _toy_latents(n=16)
+    gen = train_generator(z, y, ["a", "b"], LabConfig.preset("tiny", train_steps=3), seed=0)
+    lab = torch.tensor([0, 1])
+    a = gen.sample(lab, seed=5, latent_shape=(4, 8, 8))
+    assert torch.equal(a, gen.sample(lab, seed=5, latent_shape=(4, 8, 8), guidance=cfg.guidance))
+    assert not torch.equal(a, gen.sample(lab, seed=5, latent_shape=(4, 8, 8), guidance=1.0))

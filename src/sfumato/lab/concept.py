@@ -123,7 +123,8 @@ def concept_lab(root: PathLike | Mapping[str, PathLike], *, concept: str, target
                 seeds: Sequence[int] = (0, 1), classes: Sequence[str] | None = None,
                 models_dir: PathLike | None = None, cache_dir: PathLike | None = None, encoder: Any = None,
                 reader: Any = None, log: Callable[[str], None] | None = None, include_clean: bool = True,
-                label: str = "poison", holdout: int = 0, concept_size: int | None = None) -> LabResult:
+                label: str = "poison", holdout: int = 0, concept_size: int | None = None,
+                guidances: Sequence[float] = ()) -> LabResult:
     """Run the concept experiment: a clean run and one per N in ``n_poison`` (named ``<label>-<N>``), the
     first N files of ``concept`` (:func:`poison_order`) replaced by their versions in ``poisoned`` (matched
     by stem). A folder of real ``target`` images named after the concept's files, with ``label="control"``,
@@ -131,7 +132,9 @@ def concept_lab(root: PathLike | Mapping[str, PathLike], *, concept: str, target
 
     ``holdout``: the last ``holdout`` files of ``concept`` and of ``target`` (in :func:`poison_order`) are
     kept out of training and train the held-out probe reader, the first reader of the report.
-    ``concept_size``: train on the first K (non-held-out) files of ``concept`` only."""
+    ``concept_size``: train on the first K (non-held-out) files of ``concept`` only. ``guidances``: other
+    classifier-free guidance scales each trained generator also samples with (:func:`run_lab`); their runs
+    carry ``guidance`` and are left out of the summaries, which read the config's guidance."""
     t0 = time.perf_counter()
     config = config or LabConfig()
     files = class_folders(root, classes)
@@ -181,8 +184,9 @@ def concept_lab(root: PathLike | Mapping[str, PathLike], *, concept: str, target
     if heldout:
         readers.insert(0, heldout_probe_reader(heldout, encoder=encoder, size=config.size, models_dir=models_dir))
     runs = run_lab(files, variants, encoder=encoder, readers=readers, config=config, seeds=seeds,
-                   cache_dir=cache_dir, log=log)
-    summaries = {r.name: concept_summary(runs, concept=concept, target=target, reader=r.name) for r in readers}
+                   cache_dir=cache_dir, log=log, guidances=guidances)
+    main = [r for r in runs if r.guidance is None]
+    summaries = {r.name: concept_summary(main, concept=concept, target=target, reader=r.name) for r in readers}
     notes = [f"{concept} files are poisoned in a fixed order (hashed names); each N replaces the first N of "
              f"the {len(files[concept])} {concept} training files"]
     if heldout:

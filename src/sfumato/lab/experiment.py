@@ -29,7 +29,8 @@ __all__ = ["LabRun", "class_table", "run_lab"]
 class LabRun:
     """One trained generator's verdicts. ``tables[reader][class]`` holds ``n``, ``share`` (the share of
     that class's samples the reader labels as each of its classes, ``{label: share}``) and ``mean_p``
-    (mean probability per reader class)."""
+    (mean probability per reader class). ``guidance``: the classifier-free guidance the samples were drawn
+    with when it is not the config's (:func:`run_lab`'s ``guidances``), else ``None``."""
 
     variant: str
     seed: int
@@ -39,17 +40,23 @@ class LabRun:
     train_seconds: float
     tables: dict[str, dict[str, dict[str, Any]]]
     samples: np.ndarray | None = field(default=None, repr=False)  # (classes, per_class, H, W, 3) uint8
+    guidance: float | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LabRun:
         """Inverse of :meth:`to_dict` (without the samples)."""
+        g = d.get("guidance")
         return cls(variant=d["variant"], seed=int(d["seed"]), counts=d["counts"], replaced=int(d["replaced"]),
-                   loss=list(d["loss"]), train_seconds=float(d["train_seconds"]), tables=d["tables"])
+                   loss=list(d["loss"]), train_seconds=float(d["train_seconds"]), tables=d["tables"],
+                   guidance=None if g is None else float(g))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant, "seed": self.seed, "counts": self.counts, "replaced": self.replaced,
-                "loss": [round(v, 5) for v in self.loss], "train_seconds": round(self.train_seconds, 1),
-                "tables": self.tables}
+        d = {"variant": self.variant, "seed": self.seed, "counts": self.counts, "replaced": self.replaced,
+             "loss": [round(v, 5) for v in self.loss], "train_seconds": round(self.train_seconds, 1),
+             "tables": self.tables}
+        if self.guidance is not None:
+            d["guidance"] = self.guidance
+        return d
 
 
 def class_table(reader: Reader, images: list[np.ndarray], labels: np.ndarray,
@@ -68,11 +75,12 @@ def class_table(reader: Reader, images: list[np.ndarray], labels: np.ndarray,
 
 
 def _sample_images(gen: Any, encoder: Any, n_classes: int, per_class: int, *, seed: int,
-                   latent_shape: tuple[int, int, int], batch: int = 64) -> tuple[list[np.ndarray], np.ndarray]:
+                   latent_shape: tuple[int, int, int], batch: int = 64,
+                   guidance: float | None = None) -> tuple[list[np.ndarray], np.ndarray]:
     labels = torch.arange(n_classes).repeat_interleave(per_class)
     imgs: list[np.ndarray] = []
     for s in range(0, len(labels), batch):
-        z = gen.sample(labels[s:s + batch], seed=seed + s, latent_shape=latent_shape)
+        z = gen.sample(labels[s:s + batch], seed=seed + s, latent_shape=latent_shape, guidance=guidance)
         with torch.no_grad():
             imgs += as_images(encoder.decode(z.to(next(encoder.parameters()).device)).clamp(0, 1))
     return imgs, labels.numpy()
@@ -91,9 +99,11 @@ def _progress_every(every: int, label: str, say: Callable[[str], None]) -> Calla
 def run_lab(files: Mapping[str, Sequence[Path]], variants: Mapping[str, Mapping[Path, Path]], *,
             encoder: Any, readers: Sequence[Reader], config: LabConfig, seeds: Sequence[int],
             cache_dir: str | Path | None = None, log: Callable[[str], None] | None = None,
-            keep_samples: bool = True) -> list[LabRun]:
+            keep_samples: bool = True, guidances: Sequence[float] = ()) -> list[LabRun]:
     """Train, sample and judge every ``variant`` (name -> ``{original path: replacement path}``; the
-    empty mapping is the clean run) for every seed. ``encoder`` must have a decoder."""
+    empty mapping is the clean run) for every seed. ``encoder`` must have a decoder. ``guidances``: other
+    classifier-free guidance scales to sample each trained generator with as well (same seeds); each gives
+    one more :class:`LabRun` carrying its ``guidance``, after the run at the config's."""
     if not getattr(encoder, "has_decoder", False):
         raise ValueError("the lab needs an autoencoder with a decoder (the judges read decoded samples)")
     say = log or (lambda s: None)
@@ -108,14 +118,17 @@ def run_lab(files: Mapping[str, Sequence[Path]], variants: Mapping[str, Mapping[
         for seed in seeds:
             gen = train_generator(data.latents.to(dev), data.labels.to(dev), data.classes, config, seed=seed,
                                   progress=_progress_every(config.train_steps // 5, f"[lab] {name} seed {seed}", say))
-            imgs, labels = _sample_images(gen, encoder, len(data.classes), config.samples_per_class,
-                                          seed=10_000 + seed, latent_shape=tuple(data.latents.shape[1:]))
-            tables = {r.name: class_table(r, imgs, labels, data.classes) for r in readers}
-            samples = None
-            if keep_samples:
-                u8 = np.stack([(np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8) for a in imgs])
-                samples = u8.reshape(len(data.classes), config.samples_per_class, *u8.shape[1:])
-            runs.append(LabRun(variant=name, seed=seed, counts=data.counts(), replaced=data.replaced,
-                               loss=gen.loss, train_seconds=gen.seconds, tables=tables, samples=samples))
+            for guidance in [None, *guidances]:
+                imgs, labels = _sample_images(gen, encoder, len(data.classes), config.samples_per_class,
+                                              seed=10_000 + seed, latent_shape=tuple(data.latents.shape[1:]),
+                                              guidance=guidance)
+                tables = {r.name: class_table(r, imgs, labels, data.classes) for r in readers}
+                samples = None
+                if keep_samples:
+                    u8 = np.stack([(np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8) for a in imgs])
+                    samples = u8.reshape(len(data.classes), config.samples_per_class, *u8.shape[1:])
+                runs.append(LabRun(variant=name, seed=seed, counts=data.counts(), replaced=data.replaced,
+                                   loss=gen.loss, train_seconds=gen.seconds, tables=tables, samples=samples,
+                                   guidance=guidance))
             say(f"[lab] {name} seed {seed}: trained in {gen.seconds:.0f} s, final loss {gen.loss[-1]:.4f}")
     return runs

@@ -33,12 +33,14 @@ class TrainedGenerator:
     log_every: int = 50
     seconds: float = 0.0
 
-    def sample(self, label: torch.Tensor, *, seed: int, latent_shape: tuple[int, int, int]) -> torch.Tensor:
-        """Latents (encoder units) for the class indices ``label``."""
+    def sample(self, label: torch.Tensor, *, seed: int, latent_shape: tuple[int, int, int],
+               guidance: float | None = None) -> torch.Tensor:
+        """Latents (encoder units) for the class indices ``label``, with the config's classifier-free
+        guidance unless ``guidance`` is given (1 = the conditional model alone)."""
         p = next(self.model.parameters())
         g = torch.Generator(device=p.device).manual_seed(seed)
         z = sample(self.model, label.to(p.device), latent_shape, steps=self.config.sample_steps,
-                   guidance=self.config.guidance, generator=g)
+                   guidance=self.config.guidance if guidance is None else guidance, generator=g)
         return self.model.unstandardise(z)
 
 
