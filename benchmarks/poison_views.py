@@ -96,8 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--clean-only", action="store_true",
                     help="only judge the clean photos' pixels (is each one a dog before poisoning?)")
+    ap.add_argument("--part", default="0/1", metavar="K/N",
+                    help="run only every N-th photo from the K-th (0-based), for N processes side by side")
     ap.add_argument("-o", "--out", default=None)
     args = ap.parse_args(argv)
+    part, parts = (int(v) for v in args.part.split("/"))
     os.environ.setdefault("SFUMATO_MODELS_DIR", str(SHARED / "models"))
     import dataclasses
 
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                  "slow-trainer": ("aligned", dataclasses.replace(slow, views="trainer")),
                  "default-trainer-masked": ("aligned", dataclasses.replace(shipped, views="trainer"))}
     masked = {"default-trainer-masked"}
-    files = photos(args.k)
+    files = photos(args.k)[part::parts]
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads "
              f"{torch.get_num_threads()}. Command: `python benchmarks/poison_views.py "
              f"{' '.join(argv if argv is not None else sys.argv[1:])}`", "",

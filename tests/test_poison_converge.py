@@ -173,3 +173,28 @@ def test_poison_stealth_options_validate_and_round_trip() -> None:
         PoisonConfig(concept="dog", target="cat", perturbation_scale=2.0)
     with pytest.raises(ValueError, match="masking must be true or false"):
         PoisonConfig(concept="dog", target="cat", masking="yes")  # type: ignore[arg-type]
+
+
+def test_coarse_poison_has_less_fine_detail(models_dir) -> None:  # noqa: ANN001
+    """``PoisonConfig.perturbation_scale=0.5``: δ is optimised on a grid half as fine and upsampled, so the
+    saved change has less energy in pixel-to-pixel differences than the full-grid poison's, and still meets
+    the budget."""
+    import dataclasses
+
+    from sfumato.protections.poison import poison_array
+
+    rgb = round_to_bits(_picture(64, 64, seed=8))
+    enc = tiny_random_tae(seed=1)
+    anchors = [_picture(64, 64, seed=s) for s in (3, 4)]
+    cfg = PoisonConfig(concept="dog", target="cat", seed=1, budget=Budget(lpips=0.07, linf=16 / 255),
+                       effort=Effort(steps=6, resolution=64, lr=1.6 / 255, update="sign", lr_schedule="cosine"))
+
+    def roughness(img: np.ndarray) -> float:
+        d = img - rgb
+        return float(np.abs(np.diff(d, axis=0)).mean() + np.abs(np.diff(d, axis=1)).mean()) / float(np.abs(d).mean())
+
+    fine = poison_array(rgb, cfg, anchors, encoders=[(enc, 1.0)], models_dir=models_dir)
+    coarse = poison_array(rgb, dataclasses.replace(cfg, perturbation_scale=0.5), anchors, encoders=[(enc, 1.0)],
+                          models_dir=models_dir)
+    assert roughness(coarse.image) < 0.8 * roughness(fine.image)
+    assert coarse.achieved["lpips_alex"] <= 0.07 + 1e-6 and coarse.achieved["linf"] <= 16 / 255 + 1e-6

@@ -92,7 +92,7 @@ def poison_array(rgb: np.ndarray, config: PoisonConfig, anchors: Sequence[np.nda
                                               rgb=rgb, effort=config.effort, seed=config.seed, transform=transform,
                                               models_dir=models_dir)
     eps_map = None
-    if getattr(config, "masking", False):
+    if config.masking:
         from sfumato.optimise.masking import budget_map
 
         eps_map = budget_map(x0)
@@ -100,7 +100,7 @@ def poison_array(rgb: np.ndarray, config: PoisonConfig, anchors: Sequence[np.nda
     res = perturb_toward(rgb, x0, objective, budget=config.budget, effort=config.effort, alpha=config.alpha,
                          seed=config.seed, quantise=quantise, models_dir=models_dir, transform=transform,
                          progress=progress, radial_lpips=True, eps_map=eps_map,
-                         perturbation_scale=getattr(config, "perturbation_scale", 1.0))
+                         perturbation_scale=config.perturbation_scale)
     timing = {"target": t_target, **res.timing, "total": time.perf_counter() - t0}
     return PoisonResult(**outcome_fields(res, timing), config=config, anchor=anchor)
 
