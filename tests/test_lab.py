@@ -335,6 +335,21 @@ def test_run_lab_also_samples_other_guidances_from_the_same_model(tmp_path: Path
     assert not np.array_equal(runs[0].samples, runs[1].samples)
     assert LabRun.from_dict(json.loads(json.dumps(runs[1].to_dict()))).guidance == 1.0
     assert "guidance" not in runs[0].to_dict() and LabRun.from_dict(runs[0].to_dict()).guidance is None
+    from sfumato.lab.concept import concept_lab, poison_order
+    from sfumato.lab.report import write_report
+
+    (tmp_path / "pois").mkdir()
+    for f in poison_order(files["red"])[:2]:
+        (tmp_path / "pois" / f.name).write_bytes(files["blue"][0].read_bytes())
+    res = concept_lab(tmp_path / "data", concept="red", target="blue", poisoned=tmp_path / "pois", n_poison=[2],
+                      config=cfg, seeds=[0], encoder=tiny_random_tae(seed=0), reader=_colour_reader(),
+                      guidances=[1.0])
+    assert [(r.variant, r.guidance) for r in res.runs] == [("clean", None), ("clean", 1.0), ("poison-2", None),
+                                                            ("poison-2", 1.0)]
+    assert set(res.summary) == {"clean", "poison-2"}  # the summaries read the config's guidance only
+    write_report(res, tmp_path / "out")
+    assert {p.name for p in (tmp_path / "out" / "grids").iterdir()} == {
+        "clean-seed0.png", "clean-seed0-g1.png", "poison-2-seed0.png", "poison-2-seed0-g1.png"}
     z, y = _toy_latents(n=16)
     gen = train_generator(z, y, ["a", "b"], LabConfig.preset("tiny", train_steps=3), seed=0)
     lab = torch.tensor([0, 1])

@@ -62,7 +62,8 @@ def markdown(result: LabResult) -> str:
 
 
 def write_report(result: LabResult, out_dir: str | Path, *, overwrite: bool = True) -> dict[str, Path]:
-    """Write ``lab.json``, ``lab.html`` and ``grids/<variant>-seed<seed>.png`` under ``out_dir``."""
+    """Write ``lab.json``, ``lab.html`` and ``grids/<variant>-seed<seed>.png`` under ``out_dir``
+    (``…-g<guidance>.png`` for a run sampled at another guidance than the config's)."""
     from sfumato.io.atomic import write_json_atomic, write_png_atomic, write_text_atomic
 
     out = Path(out_dir).expanduser()
@@ -72,7 +73,8 @@ def write_report(result: LabResult, out_dir: str | Path, *, overwrite: bool = Tr
     for run, rd in zip(result.runs, data["runs"], strict=True):
         if run.samples is None:
             continue
-        g = out / "grids" / f"{run.variant}-seed{run.seed}.png"
+        tag = "" if run.guidance is None else f"-g{run.guidance:g}"
+        g = out / "grids" / f"{run.variant}-seed{run.seed}{tag}.png"
         write_png_atomic(g, sample_grid(run.samples).astype(np.float32) / 255)
         rd["grid"] = str(g.relative_to(out))
         grids.append((run, rd["grid"]))
@@ -93,7 +95,8 @@ def write_report(result: LabResult, out_dir: str | Path, *, overwrite: bool = Tr
                        for r in result.runs) + "</table>",
              "<h2>Samples</h2><p>One row per class, in this order: " + html.escape(", ".join(classes)) + ".</p>"]
     for run, rel in grids:
-        parts.append(f"<h3>{html.escape(run.variant)}, seed {run.seed}</h3><img src='{html.escape(rel)}' "
+        at = "" if run.guidance is None else f", guidance {run.guidance:g}"
+        parts.append(f"<h3>{html.escape(run.variant)}, seed {run.seed}{at}</h3><img src='{html.escape(rel)}' "
                      f"alt='samples of {html.escape(run.variant)} seed {run.seed}' style='max-width:100%'>")
     parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in result.notes) + "</ul>")
     page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Sfumato lab</title>"
