@@ -176,14 +176,16 @@ def test_lab_poison_makes_and_trains(tmp_path: Path, lab_stubs: dict, monkeypatc
     out = tmp_path / "out"
     code = main(["lab", "poison", "--class", f"dog={tmp_path / 'dogs'}", "--class", f"cat={tmp_path / 'cats'}",
                  "--concept", "dog", "--target", "cat", "--poisoned", str(tmp_path / "pois"), "--make", "--anchors",
-                 str(tmp_path / "anchors"), "--n", "2", "4", "-o", str(out), *TRAIN])
+                 str(tmp_path / "anchors"), "--n", "2", "4", "-o", str(out), "--also-guidance", "1", *TRAIN])
     assert code == 0, capsys.readouterr().err
     assert lab_stubs["poison"] == [(4, "dog", "cat", 32)]
     rep = json.loads((out / "lab.json").read_text())
     assert rep["kind"] == "concept" and rep["target"] == "cat"
     assert set(rep["summary"]) == {"clean", "poison-2", "poison-4"}
-    assert [r["replaced"] for r in rep["runs"]] == [0, 2, 4]
+    assert [(r["replaced"], r.get("guidance")) for r in rep["runs"]] == [(0, None), (0, 1.0), (2, None), (2, 1.0),
+                                                                        (4, None), (4, 1.0)]
     assert all((out / r["grid"]).exists() for r in rep["runs"])
+    assert len({r["grid"] for r in rep["runs"]}) == 6
 
 
 def test_lab_user_errors_are_one_line(tmp_path: Path, data: Path, lab_stubs: dict,
@@ -214,6 +216,8 @@ def test_lab_user_errors_are_one_line(tmp_path: Path, data: Path, lab_stubs: dic
     _one_line_error(capsys, "DATA", "--class")
     assert main([*poison, str(data), "--make"]) == 2
     _one_line_error(capsys, "--anchors")
+    assert main([*poison, str(data), "--also-guidance", "-1"]) == 2
+    _one_line_error(capsys, "--also-guidance", ">= 0")
     for f in sorted((tmp_path / "prot").glob("*.png"))[3:]:
         f.unlink()  # poisoned versions of 3 of the 6 files only
     assert main([*poison, str(data), "--n", "6"]) == 2

@@ -81,6 +81,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "a probe trained on their AI views too (recommended: 40 or more)")
     c.add_argument("--concept-size", type=int, default=None, metavar="K",
                    help="train on only the first K CONCEPT files (so N poisons are a share N/K of the concept)")
+    c.add_argument("--also-guidance", type=float, nargs="+", default=[], metavar="SCALE",
+                   help="also sample each trained model at these classifier-free guidance scales (1 = none; "
+                        "the preset samples at 3): more runs in the report, same training")
     _add_training_arguments(c)
     c.set_defaults(_lab=_poison)
 
@@ -203,6 +206,8 @@ def _poison(args: argparse.Namespace, cfg: Any, out_dir: Path, cache_dir: Path, 
         raise ValueError(f"--n must be >= 1 (the clean run is always made), got {args.n}")
     if args.holdout < 0:
         raise ValueError(f"--holdout must be >= 0 (files per class kept out of training), got {args.holdout}")
+    if any(g < 0 for g in args.also_guidance):
+        raise ValueError(f"--also-guidance scales must be >= 0 (1 = no guidance), got {args.also_guidance}")
     if args.concept_size is not None and args.concept_size < max(args.n):
         raise ValueError(f"--concept-size {args.concept_size} is smaller than the largest --n {max(args.n)}")
     if args.anchors and not args.make:
@@ -221,7 +226,7 @@ def _poison(args: argparse.Namespace, cfg: Any, out_dir: Path, cache_dir: Path, 
     result = lab_poison(root, concept=args.concept, target=args.target, poisoned=args.poisoned, n_poison=args.n,
                         config=cfg, seeds=args.seeds, classes=args.classes, models_dir=args.models_dir,
                         cache_dir=cache_dir, encoder=encoder, log=log, holdout=args.holdout,
-                        concept_size=args.concept_size)
+                        concept_size=args.concept_size, guidances=args.also_guidance)
     return _finish(result, out_dir)
 
 
