@@ -73,8 +73,7 @@ def stored(name: str) -> list[dict]:
 def store(name: str, run, readers: list[dict] | None = None) -> None:  # noqa: ANN001
     """Append ``run`` to ``runs/lab/<name>.jsonl``; a run sampled at another guidance than the preset's
     (``--also-guidance``) goes to ``<name>-g<guidance>.jsonl``, beside the clean run of the same guidance."""
-    if getattr(run, "guidance", None) is not None:
-        name = f"{name}-g{run.guidance:g}"
+    name += run.guidance_tag
     OUT.mkdir(parents=True, exist_ok=True)
     d = run.to_dict()
     if readers:

@@ -42,6 +42,11 @@ class LabRun:
     samples: np.ndarray | None = field(default=None, repr=False)  # (classes, per_class, H, W, 3) uint8
     guidance: float | None = None
 
+    @property
+    def guidance_tag(self) -> str:
+        """``""`` for a run at the config's guidance, else ``"-g<guidance>"`` (file names of its grid and rows)."""
+        return "" if self.guidance is None else f"-g{self.guidance:g}"
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LabRun:
         """Inverse of :meth:`to_dict` (without the samples)."""

@@ -73,8 +73,7 @@ def write_report(result: LabResult, out_dir: str | Path, *, overwrite: bool = Tr
     for run, rd in zip(result.runs, data["runs"], strict=True):
         if run.samples is None:
             continue
-        tag = "" if run.guidance is None else f"-g{run.guidance:g}"
-        g = out / "grids" / f"{run.variant}-seed{run.seed}{tag}.png"
+        g = out / "grids" / f"{run.variant}-seed{run.seed}{run.guidance_tag}.png"
         write_png_atomic(g, sample_grid(run.samples).astype(np.float32) / 255)
         rd["grid"] = str(g.relative_to(out))
         grids.append((run, rd["grid"]))
